@@ -1,0 +1,42 @@
+/* The part of Kamailio's ABI that topos_rs uses: bindgen reads this file with
+ * the -D set derived from Kamailio's `make cfg`, and the C shim includes it.
+ * The Kamailio headers themselves are fetched (`make headers`), not kept here. */
+#ifndef TOPOS_RS_WRAPPER_H
+#define TOPOS_RS_WRAPPER_H
+
+#include "core/sr_module.h"
+#include "core/dprint.h"
+#include "core/mem/mem.h"
+#include "core/route.h"
+#include "core/script_cb.h"
+#include "core/data_lump.h"
+#include "core/msg_translator.h"
+#include "core/parser/msg_parser.h"
+#include "core/parser/parse_via.h"
+#include "core/kemi.h"
+#include "core/globals.h"
+#include "core/trim.h"
+#include "core/parser/parse_cseq.h"
+#include "modules/tm/tm_load.h"
+#include "modules/tm/h_table.h"
+#include "modules/tm/t_hooks.h"
+
+/* Defined (non-static) in core/msg_translator.c and exported by the kamailio
+ * binary, but not declared in its headers: the exact ";received=" / ";rport="
+ * texts the core adds to a relayed request's top Via. */
+char *received_builder(struct sip_msg *msg, unsigned int *received_len);
+char *rport_builder(struct sip_msg *msg, unsigned int *rport_len);
+
+/* Macro-only or static-inline Kamailio APIs, wrapped by src/ffi/shim.c. */
+int topos_shim_log_enabled(int level);
+void topos_shim_log(int level, const char *text, int len);
+void *topos_shim_pkg_malloc(size_t size);
+void topos_shim_pkg_free(void *p);
+int topos_shim_load_tm(struct tm_binds *tmb);
+int topos_shim_route_type(void);
+const char *topos_shim_runtime_dir(void);
+void *topos_shim_t_undefined(void);
+int topos_shim_parse_headers_eoh(struct sip_msg *msg);
+int topos_shim_callid_cseq(struct sip_msg *msg, str *callid, str *cseq_num);
+
+#endif

@@ -1,0 +1,202 @@
+//! Module parameters, parsed and validated without Kamailio so that every
+//! rule is unit-tested. A bad value stops start-up with a message that names
+//! the parameter.
+
+use std::path::PathBuf;
+
+/// Where the module keeps dialog and billing state (`storage` parameter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// `lmdb:<dir>`: the embedded store, one memory-mapped file per host.
+    Lmdb { dir: PathBuf },
+    /// `redis://[user:password@]host:port/db`: shared by a cluster.
+    Redis {
+        user: Option<String>,
+        password: Option<String>,
+        host: String,
+        port: u16,
+        db: u32,
+    },
+}
+
+/// A parameter value that cannot be used; the text is shown to the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    pub param: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "modparam \"{}\": {}", self.param, self.message)
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+fn storage_error(message: impl Into<String>) -> ParamError {
+    ParamError {
+        param: "storage",
+        message: message.into(),
+    }
+}
+
+impl Storage {
+    /// The default when `storage` is not set: LMDB under Kamailio's runtime
+    /// directory (`-Y`, default /var/run/kamailio).
+    pub fn default_under(runtime_dir: &str) -> Storage {
+        Storage::Lmdb {
+            dir: PathBuf::from(runtime_dir).join("topos_rs"),
+        }
+    }
+
+    /// Parses the `storage` parameter.
+    pub fn parse(value: &str) -> Result<Storage, ParamError> {
+        let value = value.trim();
+        if let Some(dir) = value.strip_prefix("lmdb:") {
+            if dir.is_empty() {
+                return Err(storage_error(
+                    "\"lmdb:\" needs a directory, e.g. lmdb:/var/lib/kamailio/topos_rs",
+                ));
+            }
+            if dir.contains('\0') {
+                return Err(storage_error("directory contains a NUL byte"));
+            }
+            return Ok(Storage::Lmdb {
+                dir: PathBuf::from(dir),
+            });
+        }
+        if let Some(rest) = value.strip_prefix("redis://") {
+            return parse_redis(rest);
+        }
+        Err(storage_error(format!(
+            "{value:?} is neither lmdb:<dir> nor redis://[user:password@]host:port/db"
+        )))
+    }
+}
+
+fn parse_redis(rest: &str) -> Result<Storage, ParamError> {
+    let (auth, hostpart) = match rest.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, rest),
+    };
+    let (user, password) = match auth {
+        None => (None, None),
+        Some(a) => match a.split_once(':') {
+            Some((u, p)) => ((!u.is_empty()).then(|| u.to_string()), Some(p.to_string())),
+            None => (None, Some(a.to_string())),
+        },
+    };
+    let (addr, db) = match hostpart.split_once('/') {
+        Some((addr, db)) => (addr, db),
+        None => (hostpart, "0"),
+    };
+    let db: u32 = if db.is_empty() {
+        0
+    } else {
+        db.parse()
+            .map_err(|_| storage_error(format!("Redis database {db:?} is not a number")))?
+    };
+    let (host, port) = if let Some(v6) = addr.strip_prefix('[') {
+        let (h, p) = v6
+            .split_once(']')
+            .ok_or_else(|| storage_error("unterminated [IPv6] Redis host"))?;
+        (h.to_string(), p.strip_prefix(':').unwrap_or(""))
+    } else {
+        match addr.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p),
+            None => (addr.to_string(), ""),
+        }
+    };
+    if host.is_empty() {
+        return Err(storage_error("Redis host is empty"));
+    }
+    let port: u16 = if port.is_empty() {
+        6379
+    } else {
+        port.parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| storage_error(format!("Redis port {port:?} is not 1-65535")))?
+    };
+    Ok(Storage::Redis {
+        user,
+        password,
+        host,
+        port,
+        db,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lmdb_directory() {
+        assert_eq!(
+            Storage::parse("lmdb:/var/lib/topos").unwrap(),
+            Storage::Lmdb {
+                dir: "/var/lib/topos".into()
+            }
+        );
+        assert_eq!(
+            Storage::default_under("/var/run/kamailio"),
+            Storage::Lmdb {
+                dir: "/var/run/kamailio/topos_rs".into()
+            }
+        );
+    }
+
+    #[test]
+    fn redis_urls() {
+        assert_eq!(
+            Storage::parse("redis://127.0.0.1:6379/0").unwrap(),
+            Storage::Redis {
+                user: None,
+                password: None,
+                host: "127.0.0.1".into(),
+                port: 6379,
+                db: 0
+            }
+        );
+        assert_eq!(
+            Storage::parse("redis://u:p@w@localhost:7000/3").unwrap(),
+            Storage::Redis {
+                user: Some("u".into()),
+                password: Some("p@w".into()),
+                host: "localhost".into(),
+                port: 7000,
+                db: 3
+            }
+        );
+        assert_eq!(
+            Storage::parse("redis://[::1]/2").unwrap(),
+            Storage::Redis {
+                user: None,
+                password: None,
+                host: "::1".into(),
+                port: 6379,
+                db: 2
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_parameter() {
+        for bad in [
+            "",
+            "lmdb:",
+            "mysql://x",
+            "redis://",
+            "redis://h:0/0",
+            "redis://h:99999/0",
+            "redis://h:1/x",
+            "redis://[::1/0",
+        ] {
+            let e = Storage::parse(bad).unwrap_err();
+            assert_eq!(e.param, "storage", "{bad}");
+            assert!(e.to_string().starts_with("modparam \"storage\": "), "{e}");
+        }
+    }
+}

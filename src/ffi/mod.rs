@@ -1,0 +1,11 @@
+//! The FFI boundary: the only code that touches Kamailio's pointers. Each
+//! `unsafe` block here carries a `// SAFETY:` note.
+
+pub mod bindings;
+pub mod exports;
+pub mod guard;
+pub mod logger;
+pub mod msg;
+pub mod route;
+pub mod tm;
+pub mod via_swap;

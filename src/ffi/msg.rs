@@ -1,0 +1,203 @@
+//! `SipMsg`: the safe face of Kamailio's `struct sip_msg`. All raw pointer
+//! access to a message happens here; the rest of the module works on byte
+//! slices and offsets.
+
+use super::bindings::{
+    anchor_lump, del_lump, global_req_flags, insert_new_lump_after, received_builder,
+    received_test, request_method_METHOD_ACK, rport_builder, sip_msg, str_, topos_shim_callid_cseq,
+    topos_shim_pkg_free, topos_shim_pkg_malloc, FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
+};
+use crate::error::{Error, Result};
+use crate::sip::restore::TopViaUpdate;
+use std::ops::Range;
+use std::os::raw::{c_char, c_int, c_uint};
+use std::ptr::NonNull;
+
+/// A message Kamailio handed to the module (a received request or reply, a
+/// tm "faked" request, or a transaction's shm copy of its request).
+pub struct SipMsg {
+    raw: NonNull<sip_msg>,
+}
+
+/// The `;received=` / `;rport=` texts the core would write into a request's
+/// top Via when relaying it.
+#[derive(Debug, Default)]
+pub struct OwnedTopViaUpdate {
+    pub received: Option<Vec<u8>>,
+    pub rport: Option<Vec<u8>>,
+}
+
+impl OwnedTopViaUpdate {
+    pub fn as_update(&self) -> TopViaUpdate<'_> {
+        TopViaUpdate {
+            received: self.received.as_deref(),
+            rport: self.rport.as_deref(),
+        }
+    }
+}
+
+/// Copies a NUL-terminated pkg string built by the core, then frees it.
+///
+/// # Safety
+/// `p` is null or a pkg_malloc'ed buffer of at least `len` bytes.
+unsafe fn take_pkg_text(p: *mut c_char, len: c_uint) -> Option<Vec<u8>> {
+    if p.is_null() {
+        return None;
+    }
+    let v = std::slice::from_raw_parts(p as *const u8, len as usize).to_vec();
+    topos_shim_pkg_free(p.cast());
+    Some(v)
+}
+
+impl SipMsg {
+    /// # Safety
+    /// `p` is null or points to a `sip_msg` that stays valid, and is not
+    /// accessed by anyone else, while the returned value is used.
+    pub unsafe fn from_raw(p: *mut sip_msg) -> Option<SipMsg> {
+        NonNull::new(p).map(|raw| SipMsg { raw })
+    }
+
+    pub fn as_ptr(&self) -> *mut sip_msg {
+        self.raw.as_ptr()
+    }
+
+    fn get(&self) -> &sip_msg {
+        // SAFETY: from_raw's contract keeps the pointer valid.
+        unsafe { self.raw.as_ref() }
+    }
+
+    /// The message as received (lumps not applied).
+    pub fn buf(&self) -> &[u8] {
+        let m = self.get();
+        if m.buf.is_null() || m.len == 0 {
+            return &[];
+        }
+        // SAFETY: Kamailio keeps `len` bytes at `buf` for the message's life.
+        unsafe { std::slice::from_raw_parts(m.buf as *const u8, m.len as usize) }
+    }
+
+    pub fn is_request(&self) -> bool {
+        self.get().first_line.type_ as u32 == SIP_REQUEST
+    }
+
+    pub fn is_reply(&self) -> bool {
+        self.get().first_line.type_ as u32 == SIP_REPLY
+    }
+
+    pub fn is_ack(&self) -> bool {
+        // SAFETY: the union's request arm is valid for requests.
+        self.is_request()
+            && unsafe { self.get().first_line.u.request.method_value } as u32
+                == request_method_METHOD_ACK
+    }
+
+    /// Reply status code (0 for requests).
+    pub fn status(&self) -> u32 {
+        if !self.is_reply() {
+            return 0;
+        }
+        // SAFETY: the union's reply arm is valid for replies.
+        unsafe { self.get().first_line.u.reply.statuscode }
+    }
+
+    /// Identifies this message within this process: (pointer, id, pid).
+    pub fn identity(&self) -> (usize, u32, i32) {
+        let m = self.get();
+        (self.raw.as_ptr() as usize, m.id, m.pid)
+    }
+
+    /// Removes `range` of the original bytes from what Kamailio sends.
+    /// The lump type is 0, not HDR_VIA_T: tm drops Via-typed lumps when it
+    /// clones a request into a transaction.
+    pub fn delete(&mut self, range: Range<usize>) -> Result<()> {
+        self.check_range(&range)?;
+        // SAFETY: the range lies inside the message buffer.
+        let l = unsafe { del_lump(self.as_ptr(), range.start as c_int, range.len() as c_int, 0) };
+        if l.is_null() {
+            return Err(Error::new(
+                "cannot create a deletion lump (out of pkg memory?)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Inserts `text` at byte offset `at` of what Kamailio sends.
+    pub fn insert(&mut self, at: usize, text: &[u8]) -> Result<()> {
+        self.check_range(&(at..at))?;
+        // SAFETY: the offset lies inside the message buffer.
+        let anchor = unsafe { anchor_lump(self.as_ptr(), at as c_int, 0, 0) };
+        if anchor.is_null() {
+            return Err(Error::new(
+                "cannot create an anchor lump (out of pkg memory?)",
+            ));
+        }
+        // Lump text must be pkg memory: Kamailio frees it with the lump.
+        // SAFETY: plain allocation; checked for null below.
+        let copy = unsafe { topos_shim_pkg_malloc(text.len().max(1)) } as *mut c_char;
+        if copy.is_null() {
+            return Err(Error::new("out of pkg memory for a lump"));
+        }
+        // SAFETY: `copy` has room for text.len() bytes; on failure the
+        // buffer was not adopted by a lump and is ours to free.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), copy as *mut u8, text.len());
+            if insert_new_lump_after(anchor, copy, text.len() as c_int, 0).is_null() {
+                topos_shim_pkg_free(copy.cast());
+                return Err(Error::new("cannot create an insertion lump"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_range(&self, r: &Range<usize>) -> Result<()> {
+        if r.start > r.end || r.end > self.buf().len() {
+            return Err(Error::new(format!(
+                "lump range {}..{} outside a {}-byte message",
+                r.start,
+                r.end,
+                self.buf().len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// What the core would add to this request's top Via when relaying it
+    /// (core/msg_translator.c: received_test(), FL_FORCE_RPORT, rport).
+    pub fn top_via_update(&self) -> Result<OwnedTopViaUpdate> {
+        let m = self.get();
+        if m.via1.is_null() {
+            return Err(Error::new("request has no parsed top Via"));
+        }
+        let mut out = OwnedTopViaUpdate::default();
+        // SAFETY: via1 is non-null and belongs to this message; the
+        // builders return pkg strings that take_pkg_text frees.
+        unsafe {
+            if received_test(self.as_ptr()) != 0 {
+                let mut len = 0;
+                let p = received_builder(self.as_ptr(), &mut len);
+                out.received = Some(
+                    take_pkg_text(p, len).ok_or_else(|| Error::new("received_builder failed"))?,
+                );
+            }
+            let flags = m.msg_flags | global_req_flags;
+            if flags & FL_FORCE_RPORT != 0 || !(*m.via1).rport.is_null() {
+                let mut len = 0;
+                let p = rport_builder(self.as_ptr(), &mut len);
+                out.rport =
+                    Some(take_pkg_text(p, len).ok_or_else(|| Error::new("rport_builder failed"))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The Call-ID body and the CSeq number, as Kamailio parsed them.
+    pub fn callid_and_cseq(&mut self) -> Result<(str_, str_)> {
+        let mut callid = str_::default();
+        let mut cseq = str_::default();
+        // SAFETY: the shim parses this message and returns views into it.
+        if unsafe { topos_shim_callid_cseq(self.as_ptr(), &mut callid, &mut cseq) } < 0 {
+            return Err(Error::new("cannot parse Call-ID / CSeq"));
+        }
+        Ok((callid, cseq))
+    }
+}

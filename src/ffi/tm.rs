@@ -1,0 +1,211 @@
+//! The tm module: its API (bound through `find_export("load_tm")`), the
+//! `Transaction` wrapper, and the transaction callbacks that carry Via hiding
+//! through every branch and every reply.
+
+use super::bindings::{
+    cell, sip_msg, str_, tm_binds, tmcb_params, topos_shim_load_tm, topos_shim_t_undefined,
+    TMCB_REQUEST_FWDED, TMCB_REQUEST_SENT, TMCB_RESPONSE_IN,
+};
+use super::guard::guard_void;
+use super::msg::SipMsg;
+use super::via_swap;
+use crate::error::{Error, Result};
+use crate::topos;
+use std::os::raw::c_int;
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+struct TmApi(tm_binds);
+// SAFETY: tm_binds is a table of function pointers filled once in mod_init
+// (before Kamailio forks) and only read afterwards.
+unsafe impl Sync for TmApi {}
+unsafe impl Send for TmApi {}
+
+static TM: OnceLock<TmApi> = OnceLock::new();
+
+/// Binds tm's API; mod_init calls this so a missing tm stops start-up.
+pub fn load() -> Result<()> {
+    if TM.get().is_some() {
+        return Ok(());
+    }
+    let mut binds = tm_binds::default();
+    // SAFETY: load_tm fills the table; tm must be loaded before us.
+    if unsafe { topos_shim_load_tm(&mut binds) } < 0 {
+        return Err(Error::new(
+            "cannot bind the tm module API: loadmodule \"tm.so\" before \"topos_rs.so\"",
+        ));
+    }
+    let _ = TM.set(TmApi(binds));
+    Ok(())
+}
+
+fn api() -> Result<&'static tm_binds> {
+    TM.get()
+        .map(|t| &t.0)
+        .ok_or_else(|| Error::new("tm API not bound"))
+}
+
+/// A tm transaction (`struct cell`, in shared memory).
+pub struct Transaction {
+    raw: NonNull<cell>,
+}
+
+/// The callback every hidden transaction carries; its presence on a
+/// transaction is what "hidden" means, so no other marker or storage exists.
+const HIDING_EVENTS: u32 = TMCB_REQUEST_FWDED | TMCB_REQUEST_SENT | TMCB_RESPONSE_IN;
+
+/// The callback's parameter: a unique address that identifies our callback
+/// in a transaction's list (function addresses are not reliably unique).
+static HIDDEN_MARK: u8 = 0;
+
+fn hidden_mark() -> *mut std::os::raw::c_void {
+    &HIDDEN_MARK as *const u8 as *mut std::os::raw::c_void
+}
+
+fn real_transaction(p: *mut cell) -> Option<NonNull<cell>> {
+    // SAFETY: returns tm's T_UNDEFINED sentinel, a constant.
+    let undefined = unsafe { topos_shim_t_undefined() } as *mut cell;
+    if p == undefined {
+        None
+    } else {
+        NonNull::new(p)
+    }
+}
+
+impl Transaction {
+    /// The transaction tm has bound to the message being processed, if any.
+    pub fn current() -> Option<Transaction> {
+        let gett = api().ok()?.t_gett?;
+        // SAFETY: t_gett only reads tm's per-process current transaction.
+        real_transaction(unsafe { gett() }).map(|raw| Transaction { raw })
+    }
+
+    fn get(&self) -> &cell {
+        // SAFETY: tm keeps the cell alive while it is the current
+        // transaction or while one of its callbacks runs.
+        unsafe { self.raw.as_ref() }
+    }
+
+    /// The request as it arrived (shm copy tm keeps for the transaction).
+    pub fn request(&self) -> Option<SipMsg> {
+        // SAFETY: uas.request lives as long as the transaction.
+        unsafe { SipMsg::from_raw(self.get().uas.request) }
+    }
+
+    /// True if topos_request() hid this transaction's requests.
+    pub fn is_hidden(&self) -> bool {
+        let mut cb = self.get().tmcb_hl.first;
+        while !cb.is_null() {
+            // SAFETY: tm's callback list is a null-terminated shm list that
+            // is only appended to.
+            let c = unsafe { &*cb };
+            if c.param == hidden_mark() {
+                return true;
+            }
+            cb = c.next;
+        }
+        false
+    }
+}
+
+/// Registers the hiding callbacks for the request being processed: on its
+/// transaction if tm already has one (failure_route, branch_route), else as
+/// "early" callbacks that tm moves onto the transaction it creates.
+pub fn hide_transaction_of(msg: &SipMsg) -> Result<()> {
+    let current = Transaction::current();
+    if current.as_ref().is_some_and(Transaction::is_hidden) {
+        return Ok(());
+    }
+    let register = api()?
+        .register_tmcb
+        .ok_or_else(|| Error::new("tm has no register_tmcb"))?;
+    let t = current.map_or(std::ptr::null_mut(), |t| t.raw.as_ptr());
+    // SAFETY: registers a 'static callback without a parameter.
+    let rc = unsafe {
+        register(
+            msg.as_ptr(),
+            t,
+            HIDING_EVENTS as c_int,
+            Some(on_transaction_event),
+            hidden_mark(),
+            None,
+        )
+    };
+    if rc <= 0 {
+        return Err(Error::new(format!(
+            "tm refused the transaction callbacks ({rc})"
+        )));
+    }
+    Ok(())
+}
+
+/// True if tm will absorb this ACK: it acknowledges a negative final reply
+/// of an INVITE transaction that is still there (hop-by-hop ACK, RFC 3261
+/// 17.2.1). Such an ACK must keep its real Via for tm's matching.
+pub fn ack_is_absorbed(msg: &mut SipMsg) -> Result<bool> {
+    let tm = api()?;
+    let (lookup, gett, gett_branch, sett, unref) = match (
+        tm.t_lookup_callid,
+        tm.t_gett,
+        tm.t_gett_branch,
+        tm.t_sett,
+        tm.unref_cell,
+    ) {
+        (Some(a), Some(b), Some(c), Some(d), Some(e)) => (a, b, c, d, e),
+        _ => return Err(Error::new("tm API lacks transaction lookup")),
+    };
+    let (callid, cseq): (str_, str_) = msg.callid_and_cseq()?;
+    let mut found: *mut cell = std::ptr::null_mut();
+    // SAFETY: t_lookup_callid sets tm's current transaction as a side
+    // effect; it is saved and put back so t_relay() sees tm's own state.
+    // A found cell is referenced and released with unref_cell.
+    unsafe {
+        let saved_t = gett();
+        let saved_branch = gett_branch();
+        let hit = lookup(&mut found, callid, cseq) > 0 && !found.is_null();
+        sett(saved_t, saved_branch);
+        if !hit {
+            return Ok(false);
+        }
+        let negative = (*found).uas.status >= 300;
+        unref(found);
+        Ok(negative)
+    }
+}
+
+/// The one tm callback of hidden transactions.
+unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mut tmcb_params) {
+    guard_void("topos_rs tm callback", || {
+        if params.is_null() {
+            return;
+        }
+        // SAFETY: tm passes valid parameters for the duration of the call.
+        let p = unsafe { &*params };
+        match kind as u32 {
+            TMCB_REQUEST_FWDED => on_request_forwarded(p.req),
+            TMCB_REQUEST_SENT => via_swap::restore(p.req),
+            TMCB_RESPONSE_IN => {
+                let Some(raw) = real_transaction(t) else {
+                    return;
+                };
+                let trans = Transaction { raw };
+                // SAFETY: the reply tm is processing, valid for this call.
+                if let Some(mut reply) = unsafe { SipMsg::from_raw(p.rpl) } {
+                    if let Err(e) = topos::restore_reply(&trans, &mut reply) {
+                        log::error!("restoring the Via stack of a {} reply: {e}", reply.status());
+                    }
+                }
+            }
+            _ => {}
+        }
+    });
+}
+
+fn on_request_forwarded(req: *mut sip_msg) {
+    // SAFETY: tm is about to build this request for a branch.
+    if let Some(mut msg) = unsafe { SipMsg::from_raw(req) } {
+        if let Err(e) = via_swap::suppress_top_via_update(&mut msg) {
+            log::error!("preparing a hidden request for relay: {e}");
+        }
+    }
+}

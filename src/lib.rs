@@ -1,0 +1,15 @@
+//! topos_rs: a Kamailio module that hides a SIP proxy's topology.
+//!
+//! `sip` and `config` are pure (no Kamailio types) and unit-tested by plain
+//! `cargo test`; `ffi` is the thin boundary to Kamailio; `topos` holds the
+//! behaviour of the script functions, written against `ffi`'s safe wrappers.
+
+pub mod config;
+pub mod error;
+// The FFI layer calls symbols that only the kamailio binary provides, so
+// unit-test binaries (which have no Kamailio to link against) leave it out.
+#[cfg(not(test))]
+pub mod ffi;
+pub mod sip;
+#[cfg(not(test))]
+pub mod topos;

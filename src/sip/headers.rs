@@ -1,0 +1,196 @@
+//! Header-field scanning over a raw SIP message (RFC 3261 7.3): finds each
+//! header field's name, value and full extent, folded continuation lines
+//! included, without allocating. Offsets are byte offsets into the message,
+//! so the FFI layer can turn them into Kamailio lumps directly.
+
+use std::ops::Range;
+
+/// One header field as it appears in the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderField {
+    /// The field name, without the colon or surrounding whitespace.
+    pub name: Range<usize>,
+    /// The value, from the first non-blank byte after the colon up to (not
+    /// including) the final line break; may contain folded line breaks.
+    pub value: Range<usize>,
+    /// The whole field: name through the final CRLF (or LF).
+    pub line: Range<usize>,
+}
+
+/// Why a message could not be scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanError {
+    /// No line break after the start line.
+    NoStartLine,
+    /// A header line without a colon, at this byte offset.
+    MissingColon(usize),
+    /// A header line whose name is empty or not a token, at this offset.
+    BadName(usize),
+    /// The header section is not terminated by an empty line.
+    Unterminated,
+}
+
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScanError::NoStartLine => write!(f, "no line break after the start line"),
+            ScanError::MissingColon(at) => write!(f, "header line without ':' at byte {at}"),
+            ScanError::BadName(at) => write!(f, "invalid header name at byte {at}"),
+            ScanError::Unterminated => write!(f, "header section not terminated"),
+        }
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+/// RFC 3261 token characters (header names are tokens).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// Offset just past the line break that ends the line starting at `from`,
+/// or None if there is none.
+fn line_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| from + p + 1)
+}
+
+/// Every header field of `msg` in order. Stops at the empty line that ends the
+/// header section; the body is never looked at.
+pub fn scan_headers(msg: &[u8]) -> Result<Vec<HeaderField>, ScanError> {
+    let mut fields = Vec::new();
+    let mut pos = line_end(msg, 0).ok_or(ScanError::NoStartLine)?;
+    loop {
+        if pos >= msg.len() {
+            return Err(ScanError::Unterminated);
+        }
+        // Empty line: end of the header section.
+        if msg[pos] == b'\n' || msg[pos..].starts_with(b"\r\n") {
+            return Ok(fields);
+        }
+        let start = pos;
+        let mut end = line_end(msg, pos).ok_or(ScanError::Unterminated)?;
+        // Folded continuation lines start with a space or a tab.
+        while end < msg.len() && (msg[end] == b' ' || msg[end] == b'\t') {
+            end = line_end(msg, end).ok_or(ScanError::Unterminated)?;
+        }
+        let line = &msg[start..end];
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(ScanError::MissingColon(start))?;
+        let name_end = start
+            + line[..colon]
+                .iter()
+                .rposition(|&b| b != b' ' && b != b'\t')
+                .map(|p| p + 1)
+                .unwrap_or(0);
+        if name_end == start || !msg[start..name_end].iter().all(|&b| is_token_byte(b)) {
+            return Err(ScanError::BadName(start));
+        }
+        let mut value_start = start + colon + 1;
+        while value_start < end && matches!(msg[value_start], b' ' | b'\t') {
+            value_start += 1;
+        }
+        let mut value_end = end;
+        while value_end > value_start && matches!(msg[value_end - 1], b'\r' | b'\n') {
+            value_end -= 1;
+        }
+        fields.push(HeaderField {
+            name: start..name_end,
+            value: value_start.max(start + colon + 1).min(value_end)..value_end,
+            line: start..end,
+        });
+        pos = end;
+    }
+}
+
+/// True if the field name is Via in its long or compact form, any case.
+pub fn is_via_name(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v")
+}
+
+/// The Via header fields of `msg`, in order.
+pub fn via_fields(msg: &[u8]) -> Result<Vec<HeaderField>, ScanError> {
+    Ok(scan_headers(msg)?
+        .into_iter()
+        .filter(|f| is_via_name(&msg[f.name.clone()]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"INVITE sip:a@b SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n\
+v:SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK2 ,\r\n SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bK3\r\n\
+Max-Forwards: 70\r\n\
+VIA :  SIP/2.0/UDP h;branch=z9hG4bK4\r\n\
+\r\n\
+body: not a header\r\n";
+
+    #[test]
+    fn finds_every_field_with_folding() {
+        let f = scan_headers(MSG).unwrap();
+        assert_eq!(f.len(), 4);
+        assert_eq!(&MSG[f[1].name.clone()], b"v");
+        assert_eq!(
+            &MSG[f[1].value.clone()],
+            &b"SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK2 ,\r\n SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bK3"[..]
+        );
+        assert!(MSG[f[1].line.clone()].ends_with(b"z9hG4bK3\r\n"));
+        assert_eq!(&MSG[f[3].name.clone()], b"VIA");
+        assert_eq!(&MSG[f[3].value.clone()], b"SIP/2.0/UDP h;branch=z9hG4bK4");
+    }
+
+    #[test]
+    fn via_fields_match_every_spelling_and_skip_the_body() {
+        let v = via_fields(MSG).unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].line.start, 24);
+    }
+
+    #[test]
+    fn lf_only_line_breaks_are_accepted() {
+        let m = b"SIP/2.0 200 OK\nVia: SIP/2.0/UDP a\nX: y\n\n";
+        let f = scan_headers(m).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(&m[f[0].value.clone()], b"SIP/2.0/UDP a");
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        assert_eq!(scan_headers(b"INVITE"), Err(ScanError::NoStartLine));
+        assert_eq!(
+            scan_headers(b"INVITE x SIP/2.0\r\nno colon here\r\n\r\n"),
+            Err(ScanError::MissingColon(18))
+        );
+        assert_eq!(
+            scan_headers(b"INVITE x SIP/2.0\r\n: empty\r\n\r\n"),
+            Err(ScanError::BadName(18))
+        );
+        assert_eq!(
+            scan_headers(b"INVITE x SIP/2.0\r\nVia: a\r\n"),
+            Err(ScanError::Unterminated)
+        );
+        assert_eq!(
+            scan_headers(b"INVITE x SIP/2.0\r\nVi a: b\r\n\r\n"),
+            Err(ScanError::BadName(18))
+        );
+        // Arbitrary bytes never panic.
+        for len in 0..64 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            let _ = scan_headers(&junk);
+        }
+    }
+
+    #[test]
+    fn empty_value_is_allowed() {
+        let m = b"OPTIONS x SIP/2.0\r\nSubject:\r\n\r\n";
+        let f = scan_headers(m).unwrap();
+        assert_eq!(f[0].value.clone().len(), 0);
+    }
+}

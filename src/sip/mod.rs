@@ -1,0 +1,5 @@
+//! SIP text handling: pure functions over message bytes, no Kamailio types.
+
+pub mod headers;
+pub mod restore;
+pub mod via;
