@@ -1,0 +1,202 @@
+//! A real `kamailio` process for a test: the built topos_rs.so, a config
+//! file, a free loopback port, its own runtime directory and log file. It is
+//! stopped (by PID, SIGTERM, then SIGKILL of its own process group) when
+//! dropped, and its log is printed if the test failed.
+
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding the built module (`make build` puts it there).
+pub fn module_dir() -> PathBuf {
+    let dir = std::env::var_os("TOPOS_RS_MODULE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release"));
+    assert!(
+        dir.join("topos_rs.so").exists(),
+        "{}/topos_rs.so is missing: run `make build` (or `make test`) first",
+        dir.display()
+    );
+    dir
+}
+
+/// Kamailio's own module directory (tm.so, sl.so, ...).
+pub fn system_module_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KAMAILIO_MODULES") {
+        return PathBuf::from(d);
+    }
+    for lib in fs::read_dir("/usr/lib").expect("/usr/lib").flatten() {
+        let d = lib.path().join("kamailio/modules");
+        if d.join("tm.so").exists() {
+            return d;
+        }
+    }
+    panic!("no Kamailio module directory with tm.so under /usr/lib/*/kamailio/modules");
+}
+
+/// `-L` value: our module first, then Kamailio's.
+pub fn module_path() -> String {
+    format!(
+        "{}:{}",
+        module_dir().display(),
+        system_module_dir().display()
+    )
+}
+
+/// A loopback UDP port nobody uses right now.
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("binding a free loopback port")
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh scratch directory for one Kamailio instance.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!(
+        "topos-rs-test-{}-{}-{}",
+        std::process::id(),
+        tag,
+        n
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("creating a scratch directory");
+    dir
+}
+
+pub struct Kamailio {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Kamailio {
+    /// Starts `cfg` (relative to the repository) with extra `-A` defines and
+    /// waits until it answers OPTIONS.
+    pub fn start(cfg: &str, defines: &[&str]) -> Kamailio {
+        let port = free_port();
+        let dir = scratch_dir("kamailio");
+        let log = dir.join("kamailio.log");
+        let mut cmd = Command::new("kamailio");
+        cmd.arg("-DD")
+            .arg("-E")
+            .arg("-f")
+            .arg(repo_root().join(cfg))
+            .arg("-L")
+            .arg(module_path())
+            .arg("-Y")
+            .arg(&dir)
+            .arg("-P")
+            .arg(dir.join("kamailio.pid"))
+            .arg("-m")
+            .arg("64")
+            .arg("-M")
+            .arg("8")
+            .arg("-A")
+            .arg(format!("LISTEN=udp:127.0.0.1:{port}"));
+        for d in defines {
+            cmd.arg("-A").arg(d);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(fs::File::create(dir.join("stdout.log")).unwrap())
+            .stderr(fs::File::create(&log).unwrap());
+        // Its own process group, so the children can be stopped with it.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("starting kamailio");
+        let k = Kamailio {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+            dir,
+        };
+        k.wait_ready();
+        k
+    }
+
+    fn wait_ready(&self) {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        let mut n = 0;
+        while Instant::now() < deadline {
+            n += 1;
+            let local = probe.local_addr().unwrap();
+            let options = format!(
+                "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKready{n}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=r{n}\r\nTo: <sip:{}>\r\n\
+                 Call-ID: ready-{n}@test\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                self.addr, self.addr
+            );
+            let _ = probe.send_to(options.as_bytes(), self.addr);
+            if let Ok((len, _)) = probe.recv_from(&mut buf) {
+                if buf[..len].starts_with(b"SIP/2.0 200") {
+                    return;
+                }
+            }
+        }
+        panic!(
+            "kamailio did not answer OPTIONS on {} within 10 s; log:\n{}",
+            self.addr,
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Stops Kamailio and waits for it; returns its log.
+    pub fn stop(&mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            // SAFETY: signals the process (group) this test started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    // SAFETY: as above, the group of the process we started.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Children left behind by a crash: end the group.
+            // SAFETY: as above.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        self.log_text()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let log = self.stop();
+        if std::thread::panicking() {
+            eprintln!("===== kamailio log ({}) =====\n{log}", self.log.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Shared helpers of the end-to-end tests: a real Kamailio process and
+//! SIP peers on 127.0.0.1.
+#![allow(dead_code)]
+
+pub mod kamailio;
+pub mod sip;
