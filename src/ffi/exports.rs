@@ -100,6 +100,8 @@ static mut CMDS: [cmd_export_t; 3] = [
 static STORAGE: Mutex<Option<Storage>> = Mutex::new(None);
 
 unsafe extern "C" fn set_storage(_kind: c_uint, val: *mut c_void) -> c_int {
+    // Parameters are set while the config is parsed, before mod_init.
+    logger::init();
     guard("modparam storage", || {
         if val.is_null() {
             log::error!("modparam \"storage\": no value");
@@ -136,7 +138,12 @@ static mut PARAMS: [param_export_t; 2] = [
 /// After each request, failure or branch route: undo a `via1` swap that
 /// tm did not get to undo (for example, an ACK relayed statelessly).
 unsafe extern "C" fn post_script(msg: *mut sip_msg, _flags: c_uint, _p: *mut c_void) -> c_int {
-    guard_void("post-script callback", || via_swap::restore(msg));
+    guard_void("post-script callback", || {
+        // SAFETY: the message the script just ran on, still alive here.
+        if let Some(mut m) = unsafe { SipMsg::from_raw(msg) } {
+            via_swap::restore(&mut m);
+        }
+    });
     1
 }
 

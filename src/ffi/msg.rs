@@ -66,6 +66,12 @@ impl SipMsg {
         unsafe { self.raw.as_ref() }
     }
 
+    /// The raw struct, for the FFI code that must change its fields.
+    pub(crate) fn raw_mut(&mut self) -> &mut sip_msg {
+        // SAFETY: from_raw's contract: valid and not aliased while in use.
+        unsafe { self.raw.as_mut() }
+    }
+
     /// The message as received (lumps not applied).
     pub fn buf(&self) -> &[u8] {
         let m = self.get();

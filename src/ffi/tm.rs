@@ -183,7 +183,12 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
         let p = unsafe { &*params };
         match kind as u32 {
             TMCB_REQUEST_FWDED => on_request_forwarded(p.req),
-            TMCB_REQUEST_SENT => via_swap::restore(p.req),
+            TMCB_REQUEST_SENT => {
+                // SAFETY: the request tm just sent, valid for this call.
+                if let Some(mut req) = unsafe { SipMsg::from_raw(p.req) } {
+                    via_swap::restore(&mut req);
+                }
+            }
             TMCB_RESPONSE_IN => {
                 let Some(raw) = real_transaction(t) else {
                     return;

@@ -42,10 +42,9 @@ pub fn suppress_top_via_update(msg: &mut SipMsg) -> Result<()> {
     let raw = msg.as_ptr();
     SWAPPED.with(|cell| {
         let mut slot = cell.borrow_mut();
-        // SAFETY: `raw` is the live message tm is about to build.
-        let m = unsafe { &mut *raw };
+        let m = msg.raw_mut();
         if let Some(s) = slot.as_ref() {
-            if s.msg == raw && m.via1 == &*s.fake as *const via_body as *mut via_body {
+            if s.msg == raw && std::ptr::eq(m.via1, &*s.fake) {
                 return Ok(()); // another branch of the same message
             }
         }
@@ -89,21 +88,18 @@ pub fn suppress_top_via_update(msg: &mut SipMsg) -> Result<()> {
 }
 
 /// Puts back the real `via1` and flags if `msg` is the swapped message.
-pub fn restore(msg: *mut sip_msg) {
+pub fn restore(msg: &mut SipMsg) {
     SWAPPED.with(|cell| {
         let mut slot = cell.borrow_mut();
         let Some(s) = slot.as_ref() else { return };
-        if s.msg != msg || msg.is_null() {
+        if s.msg != msg.as_ptr() {
             return;
         }
-        // SAFETY: `msg` is the live message the caller is processing; the
-        // via1 comparison proves it still carries our stand-in.
-        unsafe {
-            let m = &mut *msg;
-            if m.via1 == &*s.fake as *const via_body as *mut via_body {
-                m.via1 = s.real_via1;
-                m.msg_flags = (m.msg_flags & !FL_FORCE_RPORT) | (s.msg_flags & FL_FORCE_RPORT);
-            }
+        // The via1 comparison proves the message still carries our stand-in.
+        let m = msg.raw_mut();
+        if std::ptr::eq(m.via1, &*s.fake) {
+            m.via1 = s.real_via1;
+            m.msg_flags = (m.msg_flags & !FL_FORCE_RPORT) | (s.msg_flags & FL_FORCE_RPORT);
         }
         restore_global_flag(s.global_flags);
         *slot = None;

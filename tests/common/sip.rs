@@ -54,7 +54,11 @@ impl Msg {
     pub fn vias(&self) -> Vec<String> {
         self.headers("via")
             .iter()
-            .flat_map(|v| v.split(',').map(|b| b.trim().to_string()).collect::<Vec<_>>())
+            .flat_map(|v| {
+                v.split(',')
+                    .map(|b| b.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -150,7 +154,10 @@ impl Peer {
             }
             skipped.push(m.first_line().to_string());
         }
-        panic!("peer {} never received {what}; got instead: {skipped:?}", self.addr);
+        panic!(
+            "peer {} never received {what}; got instead: {skipped:?}",
+            self.addr
+        );
     }
 
     pub fn expect_request(&self, method: &str) -> Msg {
@@ -166,7 +173,10 @@ impl Peer {
     /// Nothing but the listed kinds arrives within `d`.
     pub fn expect_silence(&self, d: Duration) {
         if let Some(m) = self.recv_within(d) {
-            panic!("peer {} received an unexpected message:\n{}", self.addr, m.text);
+            panic!(
+                "peer {} received an unexpected message:\n{}",
+                self.addr, m.text
+            );
         }
     }
 
@@ -227,17 +237,33 @@ impl Call {
         }
     }
 
-    fn request(&self, caller: &Peer, method: &str, uri: &str, branch: &str, cseq: u32, vias: &[String], routes: &[String]) -> String {
+    /// `end_to_end`: the request travels the whole upstream path (it carries
+    /// the upstream Vias and the route set); CANCEL and the ACK for a
+    /// negative reply are hop-by-hop and carry the top Via only.
+    fn request(
+        &self,
+        caller: &Peer,
+        method: &str,
+        uri: &str,
+        branch: &str,
+        cseq: u32,
+        end_to_end: bool,
+    ) -> String {
         let mut out = format!("{method} {uri} SIP/2.0\r\n");
         out += &format!("Via: SIP/2.0/UDP {};branch={branch};rport\r\n", caller.addr);
-        for v in vias {
-            out += &format!("Via: {v}\r\n");
-        }
-        for r in routes {
-            out += &format!("Route: {r}\r\n");
+        if end_to_end {
+            for v in &self.upstream_vias {
+                out += &format!("Via: {v}\r\n");
+            }
+            for r in &self.route {
+                out += &format!("Route: {r}\r\n");
+            }
         }
         out += "Max-Forwards: 70\r\n";
-        out += &format!("From: <sip:01089672389@127.0.0.1>;tag={}\r\n", self.from_tag);
+        out += &format!(
+            "From: <sip:01089672389@127.0.0.1>;tag={}\r\n",
+            self.from_tag
+        );
         match &self.to_tag {
             Some(t) => out += &format!("To: <sip:13545769997@127.0.0.1>;tag={t}\r\n"),
             None => out += "To: <sip:13545769997@127.0.0.1>\r\n",
@@ -257,38 +283,59 @@ impl Call {
     }
 
     pub fn invite(&self, caller: &Peer) -> String {
-        self.request(caller, "INVITE", &self.ruri, &self.invite_branch(), 1, &self.upstream_vias, &[])
+        self.request(caller, "INVITE", &self.ruri, &self.invite_branch(), 1, true)
     }
 
     /// CANCEL: same branch and Request-URI as the INVITE, the top Via only.
     pub fn cancel(&self, caller: &Peer) -> String {
-        let mut c = Call { to_tag: None, ..self.clone() };
+        let mut c = Call {
+            to_tag: None,
+            ..self.clone()
+        };
         c.extra_headers.clear();
-        c.request(caller, "CANCEL", &self.ruri, &self.invite_branch(), 1, &[], &[])
+        c.request(
+            caller,
+            "CANCEL",
+            &self.ruri,
+            &self.invite_branch(),
+            1,
+            false,
+        )
     }
 
     /// ACK for a negative final reply: same branch as the INVITE.
     pub fn ack_negative(&self, caller: &Peer) -> String {
         let mut c = self.clone();
         c.extra_headers.clear();
-        c.request(caller, "ACK", &self.ruri, &self.invite_branch(), 1, &[], &[])
+        c.request(caller, "ACK", &self.ruri, &self.invite_branch(), 1, false)
     }
 
     /// Learns the dialog from a 2xx: To-tag, route set (reversed
     /// Record-Route), remote target (Contact).
     pub fn confirm(&mut self, ok: &Msg) {
         let to = ok.header("to").unwrap();
-        self.to_tag = to.split(";tag=").nth(1).map(|t| t.split(';').next().unwrap().to_string());
+        self.to_tag = to
+            .split(";tag=")
+            .nth(1)
+            .map(|t| t.split(';').next().unwrap().to_string());
         let mut rr: Vec<String> = ok
             .headers("record-route")
             .iter()
-            .flat_map(|v| v.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>())
+            .flat_map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         rr.reverse();
         self.route = rr;
-        self.remote_target = ok
-            .header("contact")
-            .map(|c| c.trim_start_matches('<').split('>').next().unwrap().to_string());
+        self.remote_target = ok.header("contact").map(|c| {
+            c.trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap()
+                .to_string()
+        });
     }
 
     /// An in-dialog request (ACK for 2xx, BYE) along the route set.
@@ -302,8 +349,7 @@ impl Call {
             &target,
             &format!("z9hG4bK-{}-{method}-{cseq}", self.call_id),
             cseq,
-            &self.upstream_vias,
-            &self.route,
+            true,
         )
     }
 }

@@ -1,0 +1,158 @@
+//! Configuration checks with the real kamailio binary: every example config
+//! parses with the module loaded, and bad set-ups stop start-up with a
+//! message that says what is wrong.
+
+mod common;
+
+use common::kamailio::{module_path, repo_root, scratch_dir};
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn kamailio_check(cfg: &Path, defines: &[&str]) -> Output {
+    let mut cmd = Command::new("kamailio");
+    cmd.arg("-c")
+        .arg("-f")
+        .arg(cfg)
+        .arg("-L")
+        .arg(module_path());
+    for d in defines {
+        cmd.arg("-A").arg(d);
+    }
+    cmd.output().expect("running kamailio -c")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn every_example_config_passes_kamailio_c() {
+    let dir = repo_root().join("cfg-examples");
+    let mut checked = 0;
+    for entry in fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("cfg") {
+            continue;
+        }
+        let out = kamailio_check(&path, &[]);
+        assert!(
+            out.status.success() && text(&out).contains("config file ok"),
+            "kamailio -c failed on {}:\n{}",
+            path.display(),
+            text(&out)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "no config in cfg-examples/");
+}
+
+#[test]
+fn test_configs_pass_kamailio_c_with_and_without_topos() {
+    let cfg = repo_root().join("tests/cfg/routing.cfg");
+    for defines in [&[][..], &["WITHOUT_TOPOS"][..]] {
+        let out = kamailio_check(&cfg, defines);
+        assert!(out.status.success(), "{defines:?}:\n{}", text(&out));
+    }
+}
+
+/// The example config with one line added after `loadmodule "topos_rs.so"`.
+fn example_with(extra: &str) -> std::path::PathBuf {
+    let example = fs::read_to_string(repo_root().join("cfg-examples/kamailio.cfg")).unwrap();
+    let cfg = example.replacen(
+        "loadmodule \"topos_rs.so\"\n",
+        &format!("loadmodule \"topos_rs.so\"\n{extra}\n"),
+        1,
+    );
+    assert_ne!(cfg, example);
+    let path = scratch_dir("cfg").join("kamailio.cfg");
+    fs::write(&path, cfg).unwrap();
+    path
+}
+
+#[test]
+fn bad_storage_value_stops_start_up_naming_the_parameter() {
+    for (value, expected) in [
+        (
+            "mysql://db",
+            "modparam \"storage\": \"mysql://db\" is neither lmdb:<dir> nor redis://",
+        ),
+        ("lmdb:", "modparam \"storage\": \"lmdb:\" needs a directory"),
+        (
+            "redis://127.0.0.1:99999/0",
+            "modparam \"storage\": Redis port \"99999\" is not 1-65535",
+        ),
+    ] {
+        let cfg = example_with(&format!("modparam(\"topos_rs\", \"storage\", \"{value}\")"));
+        let out = kamailio_check(&cfg, &[]);
+        assert!(!out.status.success(), "{value} was accepted");
+        assert!(
+            text(&out).contains(expected),
+            "{value}: no {expected:?} in:\n{}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn good_storage_values_are_accepted() {
+    for value in ["lmdb:/tmp/topos-rs-cfg-check", "redis://127.0.0.1:6379/0"] {
+        let cfg = example_with(&format!("modparam(\"topos_rs\", \"storage\", \"{value}\")"));
+        let out = kamailio_check(&cfg, &[]);
+        assert!(out.status.success(), "{value}:\n{}", text(&out));
+    }
+}
+
+#[test]
+fn missing_tm_stops_start_up_with_a_clear_message() {
+    let dir = scratch_dir("no-tm");
+    let cfg = dir.join("kamailio.cfg");
+    fs::write(
+        &cfg,
+        format!(
+            "#!KAMAILIO\nlisten=udp:127.0.0.1:{}\nlog_stderror=yes\n\
+             loadmodule \"topos_rs.so\"\nrequest_route {{ drop; }}\n",
+            common::kamailio::free_port()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("kamailio")
+        .arg("-DD")
+        .arg("-E")
+        .arg("-f")
+        .arg(&cfg)
+        .arg("-L")
+        .arg(module_path())
+        .arg("-Y")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: stops the process this test started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            panic!("kamailio kept running without tm");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains(
+            "topos_rs: cannot bind the tm module API: loadmodule \"tm.so\" before \"topos_rs.so\""
+        ),
+        "{err}"
+    );
+}
