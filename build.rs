@@ -49,11 +49,15 @@ fn main() {
         );
     }
     if bin_flags != hdr_flags {
+        let split = |s: &str| s.split(", ").map(str::to_string).collect::<Vec<_>>();
+        let (bin, hdr) = (split(&bin_flags), split(&hdr_flags));
+        let only_bin: Vec<_> = bin.iter().filter(|f| !hdr.contains(f)).collect();
+        let only_hdr: Vec<_> = hdr.iter().filter(|f| !bin.contains(f)).collect();
         panic!(
-            "Kamailio compile flags mismatch: the installed binary says module_flags \
-             {bin_flags:?}, the headers preprocessed with config.mak's -D set say \
-             {hdr_flags:?}. The -D set derived from `make cfg` does not match the build \
-             of the installed kamailio."
+            "Kamailio compile flags mismatch: the installed binary has {only_bin:?} that the \
+             headers preprocessed with config.mak's -D set lack, and the headers have \
+             {only_hdr:?} that the binary lacks (binary module_flags: {bin_flags:?}). The -D \
+             set derived from `make cfg` does not match the build of the installed kamailio."
         );
     }
     println!("cargo:rustc-env=TOPOS_MODULE_VERSION={bin_version}");

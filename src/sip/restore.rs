@@ -193,6 +193,26 @@ v: SIP/2.0/UDP 222.211.75.75:5060;branch=z9hG4bK333333\r\n"
     }
 
     #[test]
+    fn two_hundred_vias_and_a_huge_header_are_kept_intact() {
+        let mut req = String::from("INVITE x SIP/2.0\r\n");
+        for i in 0..200 {
+            req += &format!(
+                "Via: SIP/2.0/UDP 10.0.{}.{}:5060;branch=z9hG4bK{i}\r\n",
+                i / 256,
+                i % 256
+            );
+        }
+        req += &format!("X-Big: {}\r\n\r\n", "a".repeat(60_000));
+        let b = block(&req, Some(";received=1.1.1.1"), None);
+        assert_eq!(b.matches("Via: ").count(), 200);
+        assert!(
+            b.starts_with("Via: SIP/2.0/UDP 10.0.0.0:5060;received=1.1.1.1;branch=z9hG4bK0\r\n")
+        );
+        assert!(b.ends_with("branch=z9hG4bK199\r\n"));
+        assert!(!b.contains("X-Big"));
+    }
+
+    #[test]
     fn errors_instead_of_panics() {
         let up = TopViaUpdate::default();
         assert_eq!(
