@@ -60,7 +60,10 @@ struct Edit<'a> {
 
 /// Every Via header field of `request`, in order, as complete header lines,
 /// with the top via-parm updated the way the core updates it on relay.
-pub fn restored_via_block(request: &[u8], update: TopViaUpdate) -> Result<Vec<u8>, RestoreError> {
+pub fn restored_via_block<'a>(
+    request: &[u8],
+    update: TopViaUpdate<'a>,
+) -> Result<Vec<u8>, RestoreError> {
     let fields = via_fields(request)?;
     let first = fields.first().ok_or(RestoreError::NoVia)?;
     let bodies = parse_via_value(request, first.value.clone())?;
@@ -74,35 +77,23 @@ pub fn restored_via_block(request: &[u8], update: TopViaUpdate) -> Result<Vec<u8
         .first()
         .map(|p| p.semicolon)
         .unwrap_or(top.sent_by_end);
-    let mut edits = Vec::new();
-    if let Some(text) = update.rport {
-        edits.push(match top.param(request, "rport") {
-            Some(p) => Edit {
-                at: p.semicolon,
-                del: p.span.end - p.semicolon,
-                ins: text,
-            },
-            None => Edit {
-                at: anchor,
-                del: 0,
-                ins: text,
-            },
-        });
-    }
-    if let Some(text) = update.received {
-        edits.push(match top.param(request, "received") {
-            Some(p) => Edit {
-                at: p.semicolon,
-                del: p.span.end - p.semicolon,
-                ins: text,
-            },
-            None => Edit {
-                at: anchor,
-                del: 0,
-                ins: text,
-            },
-        });
-    }
+    // Replace the parameter where it stands, or insert it at the anchor.
+    let edit = |name: &str, ins: &'a [u8]| match top.param(request, name) {
+        Some(p) => Edit {
+            at: p.semicolon,
+            del: p.span.end - p.semicolon,
+            ins,
+        },
+        None => Edit {
+            at: anchor,
+            del: 0,
+            ins,
+        },
+    };
+    let mut edits: Vec<Edit> = [("rport", update.rport), ("received", update.received)]
+        .into_iter()
+        .filter_map(|(name, text)| text.map(|t| edit(name, t)))
+        .collect();
     // At one offset, a pure insertion comes before a replacement, and two
     // insertions keep rport before received: the order in which the core's
     // lumps at the same offset are applied. The sort is stable.
