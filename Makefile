@@ -10,7 +10,7 @@ APT_PACKAGES := kamailio clang libclang-dev sip-tester redis-server dpkg-dev mak
 KAMAILIO_MODULES = $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps headers build test unit-test e2e-test run install lint clean
+.PHONY: all deps headers build test run install lint clean bench-store
 
 all: build
 
@@ -55,3 +55,7 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+## bench-store: per-operation latency of the LMDB and Redis stores (starts its own redis-server)
+bench-store: headers
+	$(CARGO) run --release --example store_bench

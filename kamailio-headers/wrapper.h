@@ -17,6 +17,10 @@
 #include "core/globals.h"
 #include "core/trim.h"
 #include "core/parser/parse_cseq.h"
+#include "core/mod_fix.h"
+#include "core/pvar.h"
+#include "core/timer.h"
+#include "core/lvalue.h"
 #include "modules/tm/tm_load.h"
 #include "modules/tm/h_table.h"
 #include "modules/tm/t_hooks.h"
@@ -38,5 +42,11 @@ const char *topos_shim_runtime_dir(void);
 void *topos_shim_t_undefined(void);
 int topos_shim_parse_headers_eoh(struct sip_msg *msg);
 int topos_shim_callid_cseq(struct sip_msg *msg, str *callid, str *cseq_num);
+int topos_shim_fixup_str_pv(void **param, int param_no);
+int topos_shim_fixup_free_str_pv(void **param, int param_no);
+int topos_shim_fixup_str_str(void **param, int param_no);
+int topos_shim_fixup_free_str_str(void **param, int param_no);
+int topos_shim_param_str(struct sip_msg *msg, void *param, str *out);
+int topos_shim_set_pv_str(struct sip_msg *msg, void *param, const char *s, int len);
 
 #endif

@@ -3,6 +3,7 @@
 //! the parameter.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the module keeps dialog and billing state (`storage` parameter).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +12,8 @@ pub enum Storage {
     Lmdb { dir: PathBuf },
     /// `redis://[user:password@]host:port/db`: shared by a cluster.
     Redis {
+        /// The parameter as given, for the Redis client.
+        url: String,
         user: Option<String>,
         password: Option<String>,
         host: String,
@@ -33,6 +36,56 @@ impl std::fmt::Display for ParamError {
 }
 
 impl std::error::Error for ParamError {}
+
+/// Every module parameter, with its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleConfig {
+    /// None until set: the default depends on Kamailio's runtime directory.
+    pub storage: Option<Storage>,
+    pub lmdb_map_size_mib: usize,
+    pub redis_timeout: Duration,
+}
+
+impl Default for ModuleConfig {
+    fn default() -> Self {
+        ModuleConfig {
+            storage: None,
+            lmdb_map_size_mib: 256,
+            redis_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+/// An integer parameter within `min..=max`.
+pub fn int_param(
+    param: &'static str,
+    value: i64,
+    min: i64,
+    max: i64,
+    unit: &str,
+) -> Result<i64, ParamError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ParamError {
+            param,
+            message: format!("{value} is outside {min}..{max} {unit}"),
+        })
+    }
+}
+
+impl ModuleConfig {
+    pub fn set_lmdb_map_size(&mut self, mib: i64) -> Result<(), ParamError> {
+        self.lmdb_map_size_mib = int_param("lmdb_map_size", mib, 1, 1 << 20, "MiB")? as usize;
+        Ok(())
+    }
+
+    pub fn set_redis_timeout(&mut self, ms: i64) -> Result<(), ParamError> {
+        self.redis_timeout =
+            Duration::from_millis(int_param("redis_timeout", ms, 1, 60_000, "ms")? as u64);
+        Ok(())
+    }
+}
 
 fn storage_error(message: impl Into<String>) -> ParamError {
     ParamError {
@@ -67,7 +120,7 @@ impl Storage {
             });
         }
         if let Some(rest) = value.strip_prefix("redis://") {
-            return parse_redis(rest);
+            return parse_redis(value, rest);
         }
         Err(storage_error(format!(
             "{value:?} is neither lmdb:<dir> nor redis://[user:password@]host:port/db"
@@ -75,7 +128,7 @@ impl Storage {
     }
 }
 
-fn parse_redis(rest: &str) -> Result<Storage, ParamError> {
+fn parse_redis(url: &str, rest: &str) -> Result<Storage, ParamError> {
     let (auth, hostpart) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
         None => (None, rest),
@@ -120,6 +173,7 @@ fn parse_redis(rest: &str) -> Result<Storage, ParamError> {
             .ok_or_else(|| storage_error(format!("Redis port {port:?} is not 1-65535")))?
     };
     Ok(Storage::Redis {
+        url: url.to_string(),
         user,
         password,
         host,
@@ -153,6 +207,7 @@ mod tests {
         assert_eq!(
             Storage::parse("redis://127.0.0.1:6379/0").unwrap(),
             Storage::Redis {
+                url: "redis://127.0.0.1:6379/0".into(),
                 user: None,
                 password: None,
                 host: "127.0.0.1".into(),
@@ -163,6 +218,7 @@ mod tests {
         assert_eq!(
             Storage::parse("redis://u:p@w@localhost:7000/3").unwrap(),
             Storage::Redis {
+                url: "redis://u:p@w@localhost:7000/3".into(),
                 user: Some("u".into()),
                 password: Some("p@w".into()),
                 host: "localhost".into(),
@@ -173,12 +229,34 @@ mod tests {
         assert_eq!(
             Storage::parse("redis://[::1]/2").unwrap(),
             Storage::Redis {
+                url: "redis://[::1]/2".into(),
                 user: None,
                 password: None,
                 host: "::1".into(),
                 port: 6379,
                 db: 2
             }
+        );
+    }
+
+    #[test]
+    fn integer_parameters_have_ranges() {
+        let mut c = ModuleConfig::default();
+        assert_eq!(c.lmdb_map_size_mib, 256);
+        assert_eq!(c.redis_timeout, Duration::from_millis(250));
+        c.set_lmdb_map_size(1024).unwrap();
+        c.set_redis_timeout(100).unwrap();
+        assert_eq!(c.lmdb_map_size_mib, 1024);
+        assert_eq!(c.redis_timeout, Duration::from_millis(100));
+        let e = c.set_lmdb_map_size(0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "modparam \"lmdb_map_size\": 0 is outside 1..1048576 MiB"
+        );
+        let e = c.set_redis_timeout(-5).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "modparam \"redis_timeout\": -5 is outside 1..60000 ms"
         );
     }
 

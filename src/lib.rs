@@ -1,15 +1,20 @@
 //! topos_rs: a Kamailio module that hides a SIP proxy's topology.
 //!
-//! `sip` and `config` are pure (no Kamailio types) and unit-tested by plain
-//! `cargo test`; `ffi` is the thin boundary to Kamailio; `topos` holds the
-//! behaviour of the script functions, written against `ffi`'s safe wrappers.
+//! `sip`, `config` and `store` are pure (no Kamailio types) and tested by
+//! plain `cargo test`; `ffi` is the thin boundary to Kamailio; `topos` holds
+//! the behaviour of the script functions, written against `ffi`'s safe
+//! wrappers.
 
 pub mod config;
 pub mod error;
 // The FFI layer calls symbols that only the kamailio binary provides, so
 // unit-test binaries (which have no Kamailio to link against) leave it out.
 #[cfg(not(test))]
+pub mod diagnostics;
+#[cfg(not(test))]
 pub mod ffi;
 pub mod sip;
+pub mod state;
+pub mod store;
 #[cfg(not(test))]
 pub mod topos;

@@ -109,27 +109,43 @@ fn good_storage_values_are_accepted() {
 }
 
 #[test]
-fn missing_tm_stops_start_up_with_a_clear_message() {
-    let dir = scratch_dir("no-tm");
-    let cfg = dir.join("kamailio.cfg");
-    fs::write(
-        &cfg,
-        format!(
-            "#!KAMAILIO\nlisten=udp:127.0.0.1:{}\nlog_stderror=yes\n\
-             loadmodule \"topos_rs.so\"\nrequest_route {{ drop; }}\n",
-            common::kamailio::free_port()
+fn bad_integer_parameters_stop_start_up_naming_the_parameter() {
+    for (line, expected) in [
+        (
+            "modparam(\"topos_rs\", \"lmdb_map_size\", 0)",
+            "modparam \"lmdb_map_size\": 0 is outside 1..1048576 MiB",
         ),
-    )
-    .unwrap();
+        (
+            "modparam(\"topos_rs\", \"redis_timeout\", 999999)",
+            "modparam \"redis_timeout\": 999999 is outside 1..60000 ms",
+        ),
+    ] {
+        let out = kamailio_check(&example_with(line), &[]);
+        assert!(!out.status.success(), "{line} was accepted");
+        assert!(
+            text(&out).contains(expected),
+            "{line}: no {expected:?} in:\n{}",
+            text(&out)
+        );
+    }
+}
+
+/// Starts kamailio on `cfg` expecting it to refuse to start; returns stderr.
+fn start_expecting_failure(cfg: &Path, dir: &Path) -> String {
     let mut child = Command::new("kamailio")
         .arg("-DD")
         .arg("-E")
         .arg("-f")
-        .arg(&cfg)
+        .arg(cfg)
         .arg("-L")
         .arg(module_path())
         .arg("-Y")
-        .arg(&dir)
+        .arg(dir)
+        .arg("-A")
+        .arg(format!(
+            "LISTEN=udp:127.0.0.1:{}",
+            common::kamailio::free_port()
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -142,13 +158,37 @@ fn missing_tm_stops_start_up_with_a_clear_message() {
         if Instant::now() > deadline {
             // SAFETY: stops the process this test started.
             unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-            panic!("kamailio kept running without tm");
+            panic!("kamailio kept running with {}", cfg.display());
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(!status.success());
+    assert!(!status.success(), "{err}");
+    err
+}
+
+#[test]
+fn unwritable_lmdb_directory_stops_start_up_naming_the_parameter() {
+    let cfg = example_with("modparam(\"topos_rs\", \"storage\", \"lmdb:/proc/topos_rs\")");
+    let err = start_expecting_failure(&cfg, &scratch_dir("unwritable"));
+    assert!(
+        err.contains("topos_rs: modparam \"storage\": cannot create /proc/topos_rs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_tm_stops_start_up_with_a_clear_message() {
+    let dir = scratch_dir("no-tm");
+    let cfg = dir.join("kamailio.cfg");
+    fs::write(
+        &cfg,
+        "#!KAMAILIO\nlisten=LISTEN\nlog_stderror=yes\n\
+         loadmodule \"topos_rs.so\"\nrequest_route { drop; }\n",
+    )
+    .unwrap();
+    let err = start_expecting_failure(&cfg, &dir);
     assert!(
         err.contains(
             "topos_rs: cannot bind the tm module API: loadmodule \"tm.so\" before \"topos_rs.so\""

@@ -8,12 +8,17 @@ use super::bindings::{
     BRANCH_ROUTE, CORE_ONREPLY_ROUTE, FAILURE_ROUTE, PARAM_STRING, POST_SCRIPT_CB, REQUEST_ROUTE,
     TM_ONREPLY_ROUTE,
 };
+use super::bindings::{
+    register_timer, topos_shim_fixup_free_str_pv, topos_shim_fixup_free_str_str,
+    topos_shim_fixup_str_pv, topos_shim_fixup_str_str, PARAM_INT, PROC_INIT, PROC_MAIN,
+    PROC_POSTCHILDINIT,
+};
 use super::guard::{guard, guard_void, install_panic_hook, script_result};
-use super::msg::SipMsg;
+use super::msg::{ScriptParam, SipMsg};
 use super::{logger, tm, via_swap};
-use crate::config::Storage;
+use crate::config::{ModuleConfig, ParamError, Storage};
 use crate::error::Result;
-use crate::topos;
+use crate::{diagnostics, state, topos};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_uint, c_void};
 use std::sync::Mutex;
@@ -38,6 +43,7 @@ pub static module_flags: CStrPtr =
 const PARAM_USE_FUNC: c_uint = 1 << 31;
 
 type ScriptFn = fn(&mut SipMsg) -> Result<bool>;
+type ScriptFn2 = fn(&mut SipMsg, ScriptParam, ScriptParam) -> Result<bool>;
 
 /// Runs a script function on the message Kamailio passed in.
 fn run_script(name: &str, msg: *mut sip_msg, f: ScriptFn) -> c_int {
@@ -48,6 +54,39 @@ fn run_script(name: &str, msg: *mut sip_msg, f: ScriptFn) -> c_int {
             None => -1,
         }
     })
+}
+
+/// Runs a two-parameter script function (parameters already fixed up).
+fn run_script2(
+    name: &str,
+    msg: *mut sip_msg,
+    p1: *mut c_char,
+    p2: *mut c_char,
+    f: ScriptFn2,
+) -> c_int {
+    guard(name, || {
+        // SAFETY: Kamailio passes the message being routed, valid for the call.
+        match unsafe { SipMsg::from_raw(msg) } {
+            Some(mut m) => script_result(name, f(&mut m, ScriptParam(p1), ScriptParam(p2))),
+            None => -1,
+        }
+    })
+}
+
+unsafe extern "C" fn w_topos_store_set(
+    msg: *mut sip_msg,
+    p1: *mut c_char,
+    p2: *mut c_char,
+) -> c_int {
+    run_script2("topos_store_set", msg, p1, p2, diagnostics::topos_store_set)
+}
+
+unsafe extern "C" fn w_topos_store_get(
+    msg: *mut sip_msg,
+    p1: *mut c_char,
+    p2: *mut c_char,
+) -> c_int {
+    run_script2("topos_store_get", msg, p1, p2, diagnostics::topos_store_get)
 }
 
 unsafe extern "C" fn w_topos_request(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
@@ -82,7 +121,26 @@ const NULL_CMD: cmd_export_t = cmd_export_t {
     flags: 0,
 };
 
-static mut CMDS: [cmd_export_t; 3] = [
+const fn cmd2(
+    name: &'static CStr,
+    f: unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int,
+    fixup: unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int,
+    free_fixup: unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int,
+) -> cmd_export_t {
+    cmd_export_t {
+        name: name.as_ptr() as *mut c_char,
+        function: Some(f),
+        param_no: 2,
+        fixup: Some(fixup),
+        free_fixup: Some(free_fixup),
+        flags: ANY_ROUTE,
+    }
+}
+
+/// Every routing block (ANY_ROUTE in core/route.h).
+const ANY_ROUTE: u32 = 0xFFFF_FFFF;
+
+static mut CMDS: [cmd_export_t; 5] = [
     cmd(
         c"topos_request",
         w_topos_request,
@@ -93,27 +151,36 @@ static mut CMDS: [cmd_export_t; 3] = [
         w_topos_reply,
         TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE,
     ),
+    cmd2(
+        c"topos_store_set",
+        w_topos_store_set,
+        topos_shim_fixup_str_str,
+        topos_shim_fixup_free_str_str,
+    ),
+    cmd2(
+        c"topos_store_get",
+        w_topos_store_get,
+        topos_shim_fixup_str_pv,
+        topos_shim_fixup_free_str_pv,
+    ),
     NULL_CMD,
 ];
 
-/// The parsed `storage` parameter; unset means the default.
-static STORAGE: Mutex<Option<Storage>> = Mutex::new(None);
+/// Parameters as the config sets them (before mod_init, one process).
+static CONFIG: Mutex<Option<ModuleConfig>> = Mutex::new(None);
 
-unsafe extern "C" fn set_storage(_kind: c_uint, val: *mut c_void) -> c_int {
+/// Applies one parameter value to the configuration; errors are logged and
+/// stop Kamailio's start-up (the parser reports the modparam line).
+fn set_param(
+    name: &str,
+    apply: impl FnOnce(&mut ModuleConfig) -> std::result::Result<(), ParamError>,
+) -> c_int {
     // Parameters are set while the config is parsed, before mod_init.
     logger::init();
-    guard("modparam storage", || {
-        if val.is_null() {
-            log::error!("modparam \"storage\": no value");
-            return -1;
-        }
-        // SAFETY: Kamailio passes the parameter's NUL-terminated string.
-        let text = unsafe { CStr::from_ptr(val as *const c_char) }.to_string_lossy();
-        match Storage::parse(&text) {
-            Ok(s) => {
-                *STORAGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
-                0
-            }
+    guard(name, || {
+        let mut cfg = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
+        match apply(cfg.get_or_insert_with(ModuleConfig::default)) {
+            Ok(()) => 0,
             Err(e) => {
                 log::error!("{e}");
                 -1
@@ -122,18 +189,58 @@ unsafe extern "C" fn set_storage(_kind: c_uint, val: *mut c_void) -> c_int {
     })
 }
 
-static mut PARAMS: [param_export_t; 2] = [
+unsafe extern "C" fn param_storage(_kind: c_uint, val: *mut c_void) -> c_int {
+    if val.is_null() {
+        return -1;
+    }
+    // SAFETY: Kamailio passes the parameter's NUL-terminated string.
+    let text = unsafe { CStr::from_ptr(val as *const c_char) }.to_string_lossy();
+    set_param("modparam storage", |c| {
+        c.storage = Some(Storage::parse(&text)?);
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn param_lmdb_map_size(_kind: c_uint, val: *mut c_void) -> c_int {
+    // An integer parameter arrives as the pointer value itself.
+    let v = val as isize as i64;
+    set_param("modparam lmdb_map_size", |c| c.set_lmdb_map_size(v))
+}
+
+unsafe extern "C" fn param_redis_timeout(_kind: c_uint, val: *mut c_void) -> c_int {
+    let v = val as isize as i64;
+    set_param("modparam redis_timeout", |c| c.set_redis_timeout(v))
+}
+
+const fn param(
+    name: &'static CStr,
+    kind: c_uint,
+    f: unsafe extern "C" fn(c_uint, *mut c_void) -> c_int,
+) -> param_export_t {
     param_export_t {
-        name: c"storage".as_ptr() as *mut c_char,
-        type_: PARAM_STRING | PARAM_USE_FUNC,
-        param_pointer: set_storage as *mut c_void,
-    },
+        name: name.as_ptr() as *mut c_char,
+        type_: kind | PARAM_USE_FUNC,
+        param_pointer: f as *mut c_void,
+    }
+}
+
+static mut PARAMS: [param_export_t; 4] = [
+    param(c"storage", PARAM_STRING, param_storage),
+    param(c"lmdb_map_size", PARAM_INT, param_lmdb_map_size),
+    param(c"redis_timeout", PARAM_INT, param_redis_timeout),
     param_export_t {
         name: std::ptr::null_mut(),
         type_: 0,
         param_pointer: std::ptr::null_mut(),
     },
 ];
+
+/// How often the timer process sweeps expired records (seconds).
+const SWEEP_INTERVAL_S: c_uint = 10;
+
+unsafe extern "C" fn sweep_timer(_ticks: c_uint, _param: *mut c_void) {
+    guard_void("storage sweep", state::sweep);
+}
 
 /// After each request, failure or branch route: undo a `via1` swap that
 /// tm did not get to undo (for example, an ACK relayed statelessly).
@@ -177,18 +284,60 @@ fn init() -> Result<()> {
             "cannot register the post-script callback",
         ));
     }
-    let mut storage = STORAGE.lock().unwrap_or_else(|e| e.into_inner());
-    if storage.is_none() {
+    let mut cfg = CONFIG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default();
+    if cfg.storage.is_none() {
         // SAFETY: the core's runtime_dir string, set before mod_init.
         let dir = unsafe { CStr::from_ptr(topos_shim_runtime_dir()) }.to_string_lossy();
-        *storage = Some(Storage::default_under(&dir));
+        cfg.storage = Some(Storage::default_under(&dir));
     }
-    log::info!("initialized; storage: {:?}", storage.as_ref());
+    state::check_storage(&cfg)?;
+    let cfg = state::configure(cfg)?;
+    if matches!(cfg.storage, Some(Storage::Lmdb { .. })) {
+        // SAFETY: registers a 'static callback with the core's timer.
+        if unsafe { register_timer(Some(sweep_timer), std::ptr::null_mut(), SWEEP_INTERVAL_S) } < 0
+        {
+            return Err(crate::error::Error::new(
+                "cannot register the storage sweep timer",
+            ));
+        }
+    }
+    log::info!("initialized; storage: {}", describe(cfg));
     Ok(())
 }
 
-unsafe extern "C" fn child_init(_rank: c_int) -> c_int {
-    guard("child_init", || 0)
+/// The storage as the log shows it (no password).
+fn describe(cfg: &ModuleConfig) -> String {
+    match &cfg.storage {
+        Some(Storage::Lmdb { dir }) => {
+            format!("lmdb:{} (map {} MiB)", dir.display(), cfg.lmdb_map_size_mib)
+        }
+        Some(Storage::Redis { host, port, db, .. }) => format!(
+            "redis://{host}:{port}/{db} (timeout {} ms)",
+            cfg.redis_timeout.as_millis()
+        ),
+        None => "none".to_string(),
+    }
+}
+
+unsafe extern "C" fn child_init(rank: c_int) -> c_int {
+    guard("child_init", || {
+        // The main process (before and after forking) keeps no store:
+        // an LMDB environment must not cross a fork.
+        if rank == PROC_INIT || rank == PROC_POSTCHILDINIT || rank == PROC_MAIN as c_int {
+            return 0;
+        }
+        match state::open_for_this_process() {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error!("opening the storage: {e}");
+                -1
+            }
+        }
+    })
 }
 
 unsafe extern "C" fn destroy() {

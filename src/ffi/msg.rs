@@ -5,13 +5,20 @@
 use super::bindings::{
     anchor_lump, del_lump, global_req_flags, insert_new_lump_after, received_builder,
     received_test, request_method_METHOD_ACK, rport_builder, sip_msg, str_, topos_shim_callid_cseq,
-    topos_shim_pkg_free, topos_shim_pkg_malloc, FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
+    topos_shim_param_str, topos_shim_pkg_free, topos_shim_pkg_malloc, topos_shim_set_pv_str,
+    FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
 };
 use crate::error::{Error, Result};
 use crate::sip::restore::TopViaUpdate;
 use std::ops::Range;
 use std::os::raw::{c_char, c_int, c_uint};
 use std::ptr::NonNull;
+
+/// A script function parameter after its fixup (Kamailio passes it as an
+/// opaque `char *`): a string that may hold pseudo-variables, or a writable
+/// pseudo-variable, depending on the function's fixup.
+#[derive(Clone, Copy)]
+pub struct ScriptParam(pub(crate) *mut c_char);
 
 /// A message Kamailio handed to the module (a received request or reply, a
 /// tm "faked" request, or a transaction's shm copy of its request).
@@ -194,6 +201,41 @@ impl SipMsg {
             }
         }
         Ok(out)
+    }
+
+    /// A string parameter's value for this message (pseudo-variables
+    /// expanded).
+    pub fn param_str(&mut self, p: ScriptParam) -> Result<Vec<u8>> {
+        let mut out = str_::default();
+        // SAFETY: `p` was fixed up as a string parameter for this function;
+        // the result points into pkg/static memory valid during the call.
+        unsafe {
+            if topos_shim_param_str(self.as_ptr(), p.0.cast(), &mut out) < 0 {
+                return Err(Error::new("cannot evaluate a string parameter"));
+            }
+            if out.s.is_null() || out.len <= 0 {
+                return Ok(Vec::new());
+            }
+            Ok(std::slice::from_raw_parts(out.s as *const u8, out.len as usize).to_vec())
+        }
+    }
+
+    /// Sets a writable pseudo-variable parameter to `value`.
+    pub fn set_pv_str(&mut self, p: ScriptParam, value: &[u8]) -> Result<()> {
+        // SAFETY: `p` was fixed up as a writable pseudo-variable; Kamailio
+        // copies the value.
+        let rc = unsafe {
+            topos_shim_set_pv_str(
+                self.as_ptr(),
+                p.0.cast(),
+                value.as_ptr().cast(),
+                value.len() as c_int,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::new("cannot set the result variable"));
+        }
+        Ok(())
     }
 
     /// The Call-ID body and the CSeq number, as Kamailio parsed them.

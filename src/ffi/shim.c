@@ -63,3 +63,59 @@ int topos_shim_callid_cseq(struct sip_msg *msg, str *callid, str *cseq_num)
 	*cseq_num = get_cseq(msg)->number;
 	return 0;
 }
+
+/* Fixup for (string with pseudo-variables, writable pseudo-variable). */
+int topos_shim_fixup_str_pv(void **param, int param_no)
+{
+	if(param_no == 1)
+		return fixup_spve_null(param, 1);
+	if(param_no == 2) {
+		if(fixup_pvar_null(param, 1) < 0)
+			return -1;
+		if(((pv_spec_t *)*param)->setf == NULL) {
+			LM_ERR("the second parameter must be a writable variable\n");
+			fixup_free_pvar_null(param, 1);
+			return -1;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+int topos_shim_fixup_free_str_pv(void **param, int param_no)
+{
+	if(param_no == 1)
+		return fixup_free_spve_null(param, 1);
+	if(param_no == 2)
+		return fixup_free_pvar_null(param, 1);
+	return 0;
+}
+
+int topos_shim_fixup_str_str(void **param, int param_no)
+{
+	return fixup_spve_spve(param, param_no);
+}
+
+int topos_shim_fixup_free_str_str(void **param, int param_no)
+{
+	return fixup_free_spve_spve(param, param_no);
+}
+
+/* The value of a fixed-up string parameter for this message. */
+int topos_shim_param_str(struct sip_msg *msg, void *param, str *out)
+{
+	return fixup_get_svalue(msg, (gparam_t *)param, out);
+}
+
+/* Sets a fixed-up writable pseudo-variable to a string (copied by it). */
+int topos_shim_set_pv_str(struct sip_msg *msg, void *param, const char *s, int len)
+{
+	pv_spec_t *sp = (pv_spec_t *)param;
+	pv_value_t val;
+
+	memset(&val, 0, sizeof(val));
+	val.flags = PV_VAL_STR;
+	val.rs.s = (char *)s;
+	val.rs.len = len;
+	return sp->setf(msg, &sp->pvp, (int)EQ_T, &val);
+}

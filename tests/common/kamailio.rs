@@ -58,6 +58,14 @@ pub fn free_port() -> u16 {
         .expect("binding a free loopback port")
 }
 
+/// A loopback TCP port nobody listens on right now.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("binding a free loopback TCP port")
+}
+
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh scratch directory for one Kamailio instance.
@@ -79,15 +87,24 @@ pub struct Kamailio {
     pub addr: SocketAddr,
     pub log: PathBuf,
     pub dir: PathBuf,
+    /// Remove `dir` when dropped after a passing test.
+    owns_dir: bool,
 }
 
 impl Kamailio {
     /// Starts `cfg` (relative to the repository) with extra `-A` defines and
     /// waits until it answers OPTIONS.
     pub fn start(cfg: &str, defines: &[&str]) -> Kamailio {
+        let mut k = Self::start_in(cfg, defines, scratch_dir("kamailio"));
+        k.owns_dir = true;
+        k
+    }
+
+    /// As `start`, with `dir` as Kamailio's runtime directory (-Y), which
+    /// also holds the default LMDB store; the directory is kept on drop.
+    pub fn start_in(cfg: &str, defines: &[&str], dir: PathBuf) -> Kamailio {
         let port = free_port();
-        let dir = scratch_dir("kamailio");
-        let log = dir.join("kamailio.log");
+        let log = dir.join(format!("kamailio-{port}.log"));
         let mut cmd = Command::new("kamailio");
         cmd.arg("-DD")
             .arg("-E")
@@ -109,7 +126,7 @@ impl Kamailio {
             cmd.arg("-A").arg(d);
         }
         cmd.stdin(Stdio::null())
-            .stdout(fs::File::create(dir.join("stdout.log")).unwrap())
+            .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());
         // Its own process group, so the children can be stopped with it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -119,6 +136,7 @@ impl Kamailio {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
             dir,
+            owns_dir: false,
         };
         k.wait_ready();
         k
@@ -195,7 +213,7 @@ impl Drop for Kamailio {
         let log = self.stop();
         if std::thread::panicking() {
             eprintln!("===== kamailio log ({}) =====\n{log}", self.log.display());
-        } else {
+        } else if self.owns_dir {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }

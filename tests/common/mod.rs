@@ -3,4 +3,5 @@
 #![allow(dead_code)]
 
 pub mod kamailio;
+pub mod redis;
 pub mod sip;

@@ -1,0 +1,150 @@
+//! The module's per-process state: the configuration frozen at mod_init and
+//! this process's store handle, opened after the fork.
+//!
+//! Store failures are logged here, rate-limited (one line per process per
+//! `LOG_EVERY`, with a count of what was suppressed), so a Redis outage
+//! under load does not flood the log; callers get `None` and return false.
+
+use crate::config::{ModuleConfig, Storage};
+use crate::error::{Error, Result};
+use crate::store::lmdb::LmdbStore;
+use crate::store::redis::RedisStore;
+use crate::store::{Store, StoreResult};
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static CONFIG: OnceLock<ModuleConfig> = OnceLock::new();
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+struct ProcessStore {
+    pid: u32,
+    store: Box<dyn Store>,
+}
+
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+thread_local! {
+    // One Kamailio process = one thread here.
+    static STORE: RefCell<Option<ProcessStore>> = const { RefCell::new(None) };
+    static ERRORS: RefCell<ErrorLog> = RefCell::new(ErrorLog::default());
+}
+
+/// Freezes the configuration (mod_init, before the fork).
+pub fn configure(cfg: ModuleConfig) -> Result<&'static ModuleConfig> {
+    if cfg.storage.is_none() {
+        return Err(Error::new("storage not resolved"));
+    }
+    let _ = CONFIG.set(cfg);
+    config()
+}
+
+pub fn config() -> Result<&'static ModuleConfig> {
+    CONFIG
+        .get()
+        .ok_or_else(|| Error::new("topos_rs is not initialized"))
+}
+
+fn open(cfg: &ModuleConfig) -> StoreResult<Box<dyn Store>> {
+    match cfg.storage.as_ref().expect("resolved in configure") {
+        Storage::Lmdb { dir } => Ok(Box::new(LmdbStore::open(dir, cfg.lmdb_map_size_mib)?)),
+        Storage::Redis { url, .. } => Ok(Box::new(RedisStore::new(url, cfg.redis_timeout)?)),
+    }
+}
+
+/// Opens this process's store (child_init). LMDB opens its file now;
+/// Redis connects on first use.
+pub fn open_for_this_process() -> Result<()> {
+    let cfg = config()?;
+    let store = open(cfg).map_err(|e| Error::new(e.to_string()))?;
+    STORE.with(|s| {
+        *s.borrow_mut() = Some(ProcessStore {
+            pid: std::process::id(),
+            store,
+        })
+    });
+    Ok(())
+}
+
+/// Runs `f` on this process's store, opening it if this process has none
+/// yet. `None`: the operation failed and the failure was logged.
+pub fn with_store<T>(what: &str, f: impl FnOnce(&mut dyn Store) -> StoreResult<T>) -> Option<T> {
+    let result = STORE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let pid = std::process::id();
+        if slot.as_ref().is_none_or(|p| p.pid != pid) {
+            let cfg = config().map_err(|e| e.to_string())?;
+            let store = open(cfg).map_err(|e| e.to_string())?;
+            *slot = Some(ProcessStore { pid, store });
+        }
+        let p = slot.as_mut().expect("opened above");
+        f(&mut *p.store).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            log_store_error(what, &e);
+            None
+        }
+    }
+}
+
+fn log_store_error(what: &str, e: &str) {
+    ERRORS.with(|l| {
+        let mut l = l.borrow_mut();
+        let now = Instant::now();
+        if l.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            l.suppressed += 1;
+            return;
+        }
+        if l.suppressed > 0 {
+            log::error!(
+                "{what}: {e} ({} more storage errors in this process since the last report)",
+                l.suppressed
+            );
+        } else {
+            log::error!("{what}: {e}");
+        }
+        l.last = Some(now);
+        l.suppressed = 0;
+    });
+}
+
+/// Start-up check (mod_init, before the fork): the LMDB directory must be
+/// writable; an unreachable Redis is only a warning (it may come up later).
+pub fn check_storage(cfg: &ModuleConfig) -> Result<()> {
+    match cfg.storage.as_ref() {
+        Some(Storage::Lmdb { dir }) => {
+            LmdbStore::check_dir(dir).map_err(|e| Error::new(format!("modparam \"storage\": {e}")))
+        }
+        Some(Storage::Redis {
+            url, host, port, ..
+        }) => {
+            let mut r = RedisStore::new(url, cfg.redis_timeout)
+                .map_err(|e| Error::new(format!("modparam \"storage\": {e}")))?;
+            if let Err(e) = r.ping() {
+                log::warn!(
+                    "Redis at {host}:{port} is not reachable at start-up ({e}); \
+                     starting anyway, functions that need it return false until it is"
+                );
+            }
+            Ok(())
+        }
+        None => Err(Error::new("modparam \"storage\": not resolved")),
+    }
+}
+
+/// Periodic maintenance (Kamailio timer process): drop expired LMDB
+/// records and flush to disk.
+pub fn sweep() {
+    if let Some(n) = with_store("storage sweep", |s| s.sweep()) {
+        if n > 0 {
+            log::debug!("storage sweep removed {n} expired records");
+        }
+    }
+}

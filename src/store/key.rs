@@ -1,0 +1,59 @@
+//! Store keys. Every key starts with `topos_rs:` and carries a Redis Cluster
+//! hash tag derived from the dialog, so all records of one dialog live in
+//! one hash slot (and one node) of a cluster.
+
+pub const PREFIX: &str = "topos_rs:";
+
+/// FNV-1a, 64 bit: a stable hash (same on every node and version) used only
+/// to build the hash tag; uniqueness comes from the full dialog id in the key.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// `topos_rs:{<16 hex digits>}:<kind>:<dialog>`. The tag never contains a
+/// brace, whatever bytes the dialog id (e.g. a Call-ID) holds.
+pub fn dialog_key(kind: &str, dialog: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(PREFIX.len() + 20 + kind.len() + 1 + dialog.len());
+    k.extend_from_slice(PREFIX.as_bytes());
+    k.extend_from_slice(format!("{{{:016x}}}:", fnv1a64(dialog)).as_bytes());
+    k.extend_from_slice(kind.as_bytes());
+    k.push(b':');
+    k.extend_from_slice(dialog);
+    k
+}
+
+/// The Redis Cluster hash tag of a key (the bytes between the first `{`
+/// and the next `}`), as Redis computes it.
+pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
+    let open = key.iter().position(|&b| b == b'{')?;
+    let close = key[open + 1..].iter().position(|&b| b == b'}')?;
+    (close > 0).then(|| &key[open + 1..open + 1 + close])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_one_dialog_share_a_hash_slot() {
+        let callid = b"a}b{c@host";
+        let a = dialog_key("bill", callid);
+        let b = dialog_key("dlg", callid);
+        assert!(a.starts_with(b"topos_rs:{"));
+        assert_eq!(hash_tag(&a), hash_tag(&b));
+        assert_eq!(hash_tag(&a).unwrap().len(), 16);
+        assert_ne!(hash_tag(&a), hash_tag(&dialog_key("bill", b"other")));
+        assert!(a.ends_with(b":bill:a}b{c@host"));
+    }
+
+    #[test]
+    fn tag_is_stable_across_versions() {
+        // Other nodes, and later module versions, must compute the same key.
+        assert_eq!(
+            String::from_utf8(dialog_key("bill", b"c12345abcd")).unwrap(),
+            "topos_rs:{b950a61b72b4e6b9}:bill:c12345abcd"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! The embedded store: LMDB through `heed`. One memory-mapped file shared by
+//! every Kamailio process on the host; LMDB serialises writers across
+//! processes with its own lock, so `put_new` and `take` are atomic.
+//!
+//! Each value carries its expiry (wall-clock milliseconds), so every process
+//! and a restarted Kamailio agree on it: `[1][expires_at: u64 LE][payload]`.
+//! Reads never return an expired record; `sweep` deletes them.
+//!
+//! Durability: the environment runs with NO_SYNC: a commit is in the shared
+//! memory map (and so in the OS page cache) when it returns, so a crash or
+//! restart of Kamailio loses nothing. `sweep` (every few seconds) flushes to
+//! disk; an OS crash or power loss can lose the writes since the last flush
+//! and, on file systems that reorder writes, damage the file (delete it: it
+//! holds only the state of calls in progress).
+
+use super::{ttl_ms, Store, StoreError, StoreResult};
+use heed::types::Bytes;
+use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const VALUE_FORMAT: u8 = 1;
+const HEADER: usize = 9;
+
+/// Wall-clock milliseconds: shared by all processes and across restarts.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn map_err(e: heed::Error) -> StoreError {
+    match e {
+        heed::Error::Mdb(MdbError::MapFull) => {
+            StoreError::Full("the LMDB map is full; raise modparam lmdb_map_size (MiB)".to_string())
+        }
+        heed::Error::Mdb(MdbError::BadValSize) => {
+            StoreError::Backend("key too long for LMDB".to_string())
+        }
+        other => StoreError::Backend(format!("LMDB: {other}")),
+    }
+}
+
+/// Decodes a stored value: Some(payload) while it is live.
+fn live(raw: &[u8], now: u64) -> Option<&[u8]> {
+    if raw.len() < HEADER || raw[0] != VALUE_FORMAT {
+        return None;
+    }
+    let expires = u64::from_le_bytes(raw[1..HEADER].try_into().ok()?);
+    (expires > now).then(|| &raw[HEADER..])
+}
+
+fn encode(value: &[u8], ttl: Duration) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER + value.len());
+    v.push(VALUE_FORMAT);
+    v.extend_from_slice(&(now_ms().saturating_add(ttl_ms(ttl))).to_le_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+pub struct LmdbStore {
+    env: Env<WithoutTls>,
+    db: Database<Bytes, Bytes>,
+}
+
+impl LmdbStore {
+    /// Creates `dir` if needed and checks that this process may write there,
+    /// without opening LMDB (mod_init runs before Kamailio forks).
+    pub fn check_dir(dir: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let probe = dir.join(format!(".topos_rs-write-check-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+        let _ = std::fs::remove_file(probe);
+        Ok(())
+    }
+
+    /// Opens (or creates) the environment in `dir`. Call once per process,
+    /// after the fork: an LMDB environment must not cross a fork.
+    pub fn open(dir: &Path, map_size_mib: usize) -> StoreResult<LmdbStore> {
+        Self::check_dir(dir).map_err(StoreError::Backend)?;
+        let mut opts = EnvOpenOptions::new().read_txn_without_tls();
+        opts.map_size(map_size_mib.max(1) * 1024 * 1024)
+            .max_dbs(1)
+            .max_readers(1024);
+        // SAFETY: NO_SYNC trades durability against OS crashes for speed (see
+        // the module doc); it cannot make LMDB unsound.
+        unsafe {
+            opts.flags(EnvFlags::NO_SYNC);
+        }
+        // SAFETY: heed's contract: the same environment is not opened twice
+        // in one process, and the handle does not cross a fork. The state
+        // holder opens it once per process, after Kamailio forked.
+        let env = unsafe { opts.open(dir) }.map_err(map_err)?;
+        let mut wtxn = env.write_txn().map_err(map_err)?;
+        let db = env
+            .create_database::<Bytes, Bytes>(&mut wtxn, None)
+            .map_err(map_err)?;
+        wtxn.commit().map_err(map_err)?;
+        Ok(LmdbStore { env, db })
+    }
+
+    /// Runs `f` in one write transaction and commits if it succeeded.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut heed::RwTxn, Database<Bytes, Bytes>) -> heed::Result<T>,
+    ) -> StoreResult<T> {
+        let mut wtxn = self.env.write_txn().map_err(map_err)?;
+        let out = f(&mut wtxn, self.db).map_err(map_err)?;
+        wtxn.commit().map_err(map_err)?;
+        Ok(out)
+    }
+}
+
+impl Store for LmdbStore {
+    fn put(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> StoreResult<()> {
+        let v = encode(value, ttl);
+        self.write(|txn, db| db.put(txn, key, &v))
+    }
+
+    fn put_new(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> StoreResult<bool> {
+        let v = encode(value, ttl);
+        let now = now_ms();
+        self.write(|txn, db| {
+            if db.get(txn, key)?.and_then(|raw| live(raw, now)).is_some() {
+                return Ok(false);
+            }
+            db.put(txn, key, &v)?;
+            Ok(true)
+        })
+    }
+
+    fn get(&mut self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let rtxn = self.env.read_txn().map_err(map_err)?;
+        let raw = self.db.get(&rtxn, key).map_err(map_err)?;
+        Ok(raw.and_then(|r| live(r, now_ms())).map(<[u8]>::to_vec))
+    }
+
+    fn take(&mut self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let now = now_ms();
+        self.write(|txn, db| {
+            let value = match db.get(txn, key)? {
+                None => return Ok(None),
+                Some(raw) => live(raw, now).map(<[u8]>::to_vec),
+            };
+            db.delete(txn, key)?;
+            Ok(value)
+        })
+    }
+
+    fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool> {
+        let now = now_ms();
+        self.write(|txn, db| {
+            let Some(payload) = db
+                .get(txn, key)?
+                .and_then(|r| live(r, now))
+                .map(<[u8]>::to_vec)
+            else {
+                return Ok(false);
+            };
+            db.put(txn, key, &encode(&payload, ttl))?;
+            Ok(true)
+        })
+    }
+
+    fn delete(&mut self, key: &[u8]) -> StoreResult<bool> {
+        let now = now_ms();
+        self.write(|txn, db| {
+            let was_live = db.get(txn, key)?.and_then(|r| live(r, now)).is_some();
+            db.delete(txn, key)?;
+            Ok(was_live)
+        })
+    }
+
+    fn sweep(&mut self) -> StoreResult<usize> {
+        let now = now_ms();
+        let removed = self.write(|txn, db| {
+            let mut removed = 0;
+            let mut it = db.iter_mut(txn)?;
+            while let Some(entry) = it.next() {
+                let (_, raw) = entry?;
+                if live(raw, now).is_none() {
+                    // SAFETY: heed requires that no reference into the
+                    // database is held across del_current; `raw` is not
+                    // used after this call.
+                    if unsafe { it.del_current()? } {
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })?;
+        // Readers left behind by a crashed process would pin old pages.
+        let _ = self.env.clear_stale_readers();
+        self.env.force_sync().map_err(map_err)?;
+        Ok(removed)
+    }
+}

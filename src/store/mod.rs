@@ -1,0 +1,71 @@
+//! Shared state: one `Store` interface, two backends.
+//!
+//! - `lmdb` — the embedded default: one memory-mapped file that every
+//!   Kamailio process on the host opens after the fork; survives restarts.
+//! - `redis` — for clusters: several Kamailio nodes share dialogs and bills.
+//!
+//! Nothing here knows Kamailio; the per-process handle lives in `crate::state`.
+
+pub mod key;
+pub mod lmdb;
+pub mod record;
+pub mod redis;
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a store operation failed. Every variant carries the cause as text
+/// fit for the operator's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The backend cannot be reached (Redis down, timeout); retried later.
+    Unavailable(String),
+    /// The LMDB map is full: raise `lmdb_map_size`.
+    Full(String),
+    /// Any other backend error.
+    Backend(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "storage unavailable: {m}"),
+            StoreError::Full(m) => write!(f, "storage full: {m}"),
+            StoreError::Backend(m) => write!(f, "storage error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Key-value storage with expiry. Keys and values are bytes; every record
+/// has a time to live (whole milliseconds, at least 1).
+pub trait Store {
+    /// Creates or replaces the record.
+    fn put(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> StoreResult<()>;
+    /// Creates the record only if no live record has this key; true if it
+    /// did. Atomic: of two concurrent callers exactly one gets true.
+    fn put_new(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> StoreResult<bool>;
+    /// The live record, if any (never an expired one).
+    fn get(&mut self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// Gets and deletes the record atomically: of two concurrent takers
+    /// exactly one gets the value.
+    fn take(&mut self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a new time to live on a live record; false if there is none.
+    fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool>;
+    /// Deletes the record; false if there was none.
+    fn delete(&mut self, key: &[u8]) -> StoreResult<bool>;
+    /// Removes expired records (backends that expire by themselves do
+    /// nothing); returns how many were removed.
+    fn sweep(&mut self) -> StoreResult<usize> {
+        Ok(0)
+    }
+}
+
+/// A TTL as whole milliseconds, never 0 (0 would mean "no expiry" or an
+/// error to the backends).
+pub fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis().min(u64::MAX as u128) as u64).max(1)
+}

@@ -1,0 +1,133 @@
+//! The cluster store: Redis through the `redis` crate's synchronous API.
+//!
+//! One connection per Kamailio process, opened on first use (after the
+//! fork). Connect, read and write are bounded by `timeout`, so a SIP worker
+//! never waits longer. After a failure the connection is dropped and no new
+//! attempt is made for `retry_after`: operations in between fail at once
+//! (calls fail fast while Redis is down), and the first operation after that
+//! reconnects by itself.
+
+use super::{ttl_ms, Store, StoreError, StoreResult};
+use redis::{Client, Connection, RedisError};
+use std::time::{Duration, Instant};
+
+pub struct RedisStore {
+    client: Client,
+    conn: Option<Connection>,
+    timeout: Duration,
+    retry_after: Duration,
+    /// While set and in the future: the backend is known down.
+    down_until: Option<Instant>,
+    last_error: String,
+}
+
+impl RedisStore {
+    /// Prepares the store; does not connect.
+    pub fn new(url: &str, timeout: Duration) -> StoreResult<RedisStore> {
+        let client =
+            Client::open(url).map_err(|e| StoreError::Backend(format!("Redis URL: {e}")))?;
+        Ok(RedisStore {
+            client,
+            conn: None,
+            timeout,
+            retry_after: Duration::from_secs(1),
+            down_until: None,
+            last_error: String::new(),
+        })
+    }
+
+    /// How long to fail fast after a failure before trying again.
+    pub fn set_retry_after(&mut self, d: Duration) {
+        self.retry_after = d;
+    }
+
+    fn connect(&self) -> Result<Connection, RedisError> {
+        let conn = self.client.get_connection_with_timeout(self.timeout)?;
+        conn.set_read_timeout(Some(self.timeout))?;
+        conn.set_write_timeout(Some(self.timeout))?;
+        Ok(conn)
+    }
+
+    fn fail(&mut self, e: RedisError) -> StoreError {
+        self.conn = None;
+        self.down_until = Some(Instant::now() + self.retry_after);
+        self.last_error = e.to_string();
+        StoreError::Unavailable(format!("Redis: {e}"))
+    }
+
+    /// Runs one command on the process's connection.
+    fn run<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> StoreResult<T> {
+        if self.conn.is_none() {
+            if let Some(until) = self.down_until {
+                if Instant::now() < until {
+                    return Err(StoreError::Unavailable(format!(
+                        "Redis: {} (next attempt in {} ms)",
+                        self.last_error,
+                        until.saturating_duration_since(Instant::now()).as_millis()
+                    )));
+                }
+            }
+            match self.connect() {
+                Ok(c) => {
+                    self.conn = Some(c);
+                    self.down_until = None;
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        match cmd.query::<T>(conn) {
+            Ok(v) => Ok(v),
+            // Lost or stuck connections are dropped and retried later; a
+            // server-side error (wrong type, OOM...) leaves it usable.
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() => {
+                Err(self.fail(e))
+            }
+            Err(e) => Err(StoreError::Backend(format!("Redis: {e}"))),
+        }
+    }
+
+    /// One round trip (start-up check).
+    pub fn ping(&mut self) -> StoreResult<()> {
+        self.run::<String>(&redis::cmd("PING")).map(|_| ())
+    }
+}
+
+impl Store for RedisStore {
+    fn put(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> StoreResult<()> {
+        let mut c = redis::cmd("SET");
+        c.arg(key).arg(value).arg("PX").arg(ttl_ms(ttl));
+        self.run::<()>(&c)
+    }
+
+    fn put_new(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> StoreResult<bool> {
+        // Creation and TTL in one command: no record without expiry.
+        let mut c = redis::cmd("SET");
+        c.arg(key).arg(value).arg("PX").arg(ttl_ms(ttl)).arg("NX");
+        Ok(self.run::<Option<String>>(&c)?.is_some())
+    }
+
+    fn get(&mut self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let mut c = redis::cmd("GET");
+        c.arg(key);
+        self.run(&c)
+    }
+
+    fn take(&mut self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let mut c = redis::cmd("GETDEL");
+        c.arg(key);
+        self.run(&c)
+    }
+
+    fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool> {
+        let mut c = redis::cmd("PEXPIRE");
+        c.arg(key).arg(ttl_ms(ttl));
+        Ok(self.run::<i64>(&c)? == 1)
+    }
+
+    fn delete(&mut self, key: &[u8]) -> StoreResult<bool> {
+        let mut c = redis::cmd("DEL");
+        c.arg(key);
+        Ok(self.run::<i64>(&c)? > 0)
+    }
+}

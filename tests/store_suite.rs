@@ -1,0 +1,286 @@
+//! One backend-agnostic suite for the `Store` interface, run against the
+//! embedded LMDB store and a real redis-server, plus each backend's own
+//! failure cases.
+
+mod common;
+
+use common::kamailio::scratch_dir;
+use common::redis::RedisServer;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use topos_rs::store::lmdb::LmdbStore;
+use topos_rs::store::redis::RedisStore;
+use topos_rs::store::{Store, StoreError};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn suite(s: &mut dyn Store) {
+    // put / get / replace
+    s.put(b"k1", b"v1", LONG).unwrap();
+    assert_eq!(s.get(b"k1").unwrap().as_deref(), Some(&b"v1"[..]));
+    s.put(b"k1", b"v2", LONG).unwrap();
+    assert_eq!(s.get(b"k1").unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(s.get(b"missing").unwrap(), None);
+
+    // put_new creates only if absent
+    assert!(!s.put_new(b"k1", b"other", LONG).unwrap());
+    assert_eq!(s.get(b"k1").unwrap().as_deref(), Some(&b"v2"[..]));
+    assert!(s.put_new(b"k2", b"first", LONG).unwrap());
+    assert_eq!(s.get(b"k2").unwrap().as_deref(), Some(&b"first"[..]));
+
+    // take = get + delete
+    assert_eq!(s.take(b"k2").unwrap().as_deref(), Some(&b"first"[..]));
+    assert_eq!(s.take(b"k2").unwrap(), None);
+    assert_eq!(s.get(b"k2").unwrap(), None);
+
+    // touch
+    assert!(s.touch(b"k1", LONG).unwrap());
+    assert!(!s.touch(b"missing", LONG).unwrap());
+
+    // delete
+    assert!(s.delete(b"k1").unwrap());
+    assert!(!s.delete(b"k1").unwrap());
+    assert_eq!(s.get(b"k1").unwrap(), None);
+
+    // binary keys and values, empty value
+    let key = [0u8, 255, b'{', b'}', 10, 13];
+    s.put(&key, &[0, 1, 2, 255], LONG).unwrap();
+    assert_eq!(s.get(&key).unwrap().as_deref(), Some(&[0u8, 1, 2, 255][..]));
+    s.put(b"empty", b"", LONG).unwrap();
+    assert_eq!(s.get(b"empty").unwrap().as_deref(), Some(&b""[..]));
+
+    // TTL expiry: reads never return an expired record, and an expired
+    // record counts as absent for every operation.
+    let short = Duration::from_millis(100);
+    s.put(b"t1", b"x", short).unwrap();
+    s.put(b"t2", b"x", short).unwrap();
+    s.put(b"t3", b"x", short).unwrap();
+    s.put(b"t4", b"x", Duration::from_millis(400)).unwrap();
+    assert!(s.touch(b"t4", LONG).unwrap(), "touch extends a live record");
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(s.get(b"t1").unwrap(), None);
+    assert_eq!(s.take(b"t2").unwrap(), None);
+    assert!(!s.touch(b"t3", LONG).unwrap());
+    assert!(s.put_new(b"t1", b"new", LONG).unwrap());
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(
+        s.get(b"t4").unwrap().as_deref(),
+        Some(&b"x"[..]),
+        "touched record lives on"
+    );
+    s.sweep().unwrap();
+    assert_eq!(s.get(b"t1").unwrap().as_deref(), Some(&b"new"[..]));
+}
+
+/// Forks `n` processes that each open their own store and run `op` at the
+/// same instant; returns how many reported success.
+fn race(n: usize, open: &dyn Fn() -> Box<dyn Store>, op: &dyn Fn(&mut dyn Store) -> bool) -> usize {
+    let start = Instant::now() + Duration::from_millis(300);
+    let mut pids = Vec::new();
+    for _ in 0..n {
+        // SAFETY: the child only opens its own store, runs `op` and leaves
+        // with _exit; this test binary runs no other test thread meanwhile
+        // (the race tests take a lock).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut s = open();
+                std::thread::sleep(start.saturating_duration_since(Instant::now()));
+                if op(&mut *s) {
+                    10
+                } else {
+                    11
+                }
+            }))
+            .unwrap_or(12);
+            // SAFETY: leaves the forked child without running the parent's
+            // destructors or test harness.
+            unsafe { libc::_exit(code) };
+        }
+        pids.push(pid);
+    }
+    let mut winners = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for pid in pids {
+        let mut status = 0;
+        loop {
+            // SAFETY: polls a child this test forked.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: stops a child this test forked.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("race child {pid} did not finish in 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let code = libc::WEXITSTATUS(status);
+        assert!(code == 10 || code == 11, "race child failed (exit {code})");
+        winners += (code == 10) as usize;
+    }
+    winners
+}
+
+static RACE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `put_new` and `take` under concurrent processes: exactly one wins.
+fn atomicity(open: &dyn Fn() -> Box<dyn Store>) {
+    let _serial = RACE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for round in 0..4 {
+        let key = format!("race-new-{round}");
+        let winners = race(6, open, &|s| s.put_new(key.as_bytes(), b"v", LONG).unwrap());
+        assert_eq!(
+            winners, 1,
+            "put_new round {round}: {winners} processes created the record"
+        );
+
+        let key = format!("race-take-{round}");
+        open().put(key.as_bytes(), b"bill-me-once", LONG).unwrap();
+        let winners = race(6, open, &|s| s.take(key.as_bytes()).unwrap().is_some());
+        assert_eq!(
+            winners, 1,
+            "take round {round}: {winners} processes got the value"
+        );
+    }
+}
+
+fn lmdb_dir(tag: &str) -> std::path::PathBuf {
+    scratch_dir(tag).join("db")
+}
+
+#[test]
+fn lmdb_passes_the_suite() {
+    let dir = lmdb_dir("lmdb-suite");
+    suite(&mut LmdbStore::open(&dir, 16).unwrap());
+}
+
+#[test]
+fn redis_passes_the_suite() {
+    let redis = RedisServer::start();
+    suite(&mut RedisStore::new(&redis.url(), Duration::from_millis(250)).unwrap());
+}
+
+#[test]
+fn lmdb_put_new_and_take_are_atomic_across_processes() {
+    let dir = lmdb_dir("lmdb-race");
+    let open =
+        move || -> Box<dyn Store> { Box::new(LmdbStore::open(Path::new(&dir), 16).unwrap()) };
+    atomicity(&open);
+}
+
+#[test]
+fn redis_put_new_and_take_are_atomic_across_processes() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let open = move || -> Box<dyn Store> {
+        Box::new(RedisStore::new(&url, Duration::from_millis(1000)).unwrap())
+    };
+    atomicity(&open);
+}
+
+#[test]
+fn lmdb_records_survive_reopening() {
+    let dir = lmdb_dir("lmdb-reopen");
+    {
+        let mut s = LmdbStore::open(&dir, 16).unwrap();
+        s.put(b"call", b"answered", LONG).unwrap();
+    }
+    let mut s = LmdbStore::open(&dir, 16).unwrap();
+    assert_eq!(s.get(b"call").unwrap().as_deref(), Some(&b"answered"[..]));
+}
+
+#[test]
+fn lmdb_sweep_removes_expired_records() {
+    let dir = lmdb_dir("lmdb-sweep");
+    let mut s = LmdbStore::open(&dir, 16).unwrap();
+    for i in 0..50 {
+        s.put(
+            format!("old{i}").as_bytes(),
+            b"x",
+            Duration::from_millis(10),
+        )
+        .unwrap();
+    }
+    s.put(b"live", b"x", LONG).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(s.sweep().unwrap(), 50);
+    assert_eq!(s.sweep().unwrap(), 0);
+    assert!(s.get(b"live").unwrap().is_some());
+}
+
+#[test]
+fn lmdb_full_map_is_a_clear_error() {
+    let dir = lmdb_dir("lmdb-full");
+    let mut s = LmdbStore::open(&dir, 1).unwrap();
+    let value = vec![7u8; 4000];
+    let mut err = None;
+    for i in 0..10_000 {
+        if let Err(e) = s.put(format!("k{i}").as_bytes(), &value, LONG) {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err.expect("a 1 MiB map never filled up");
+    assert!(matches!(err, StoreError::Full(_)), "{err:?}");
+    assert!(err.to_string().contains("lmdb_map_size"), "{err}");
+    // Still usable for reads and deletes.
+    assert!(s.get(b"k0").unwrap().is_some());
+    assert!(s.delete(b"k0").unwrap());
+}
+
+#[test]
+fn lmdb_unwritable_directory_is_reported() {
+    let err = LmdbStore::check_dir(Path::new("/proc/topos_rs")).unwrap_err();
+    assert!(err.contains("/proc/topos_rs"), "{err}");
+}
+
+#[test]
+fn redis_outage_fails_fast_and_recovers_without_a_new_client() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let timeout = Duration::from_millis(250);
+    let mut s = RedisStore::new(&redis.url(), timeout).unwrap();
+    s.set_retry_after(Duration::from_millis(300));
+    s.put(b"before", b"1", LONG).unwrap();
+
+    redis.stop();
+    let t = Instant::now();
+    let err = s.get(b"before").unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        t.elapsed() < timeout * 4,
+        "first failure took {:?}",
+        t.elapsed()
+    );
+    // Inside the retry window: no network attempt at all.
+    let t = Instant::now();
+    let err = s.put(b"during", b"1", LONG).unwrap_err();
+    assert!(err.to_string().contains("next attempt in"), "{err}");
+    assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+
+    let _redis = RedisServer::start_on(port);
+    std::thread::sleep(Duration::from_millis(350));
+    s.put(b"after", b"2", LONG).unwrap();
+    assert_eq!(s.get(b"after").unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn a_frozen_redis_costs_at_most_the_timeout() {
+    let redis = RedisServer::start();
+    let timeout = Duration::from_millis(250);
+    let mut s = RedisStore::new(&redis.url(), timeout).unwrap();
+    s.put(b"k", b"v", LONG).unwrap();
+    redis.freeze();
+    let t = Instant::now();
+    let err = s.get(b"k").unwrap_err();
+    let waited = t.elapsed();
+    redis.thaw();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        waited >= timeout && waited < timeout * 3,
+        "blocked {waited:?}"
+    );
+}
