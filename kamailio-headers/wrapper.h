@@ -48,5 +48,6 @@ int topos_shim_fixup_str_str(void **param, int param_no);
 int topos_shim_fixup_free_str_str(void **param, int param_no);
 int topos_shim_param_str(struct sip_msg *msg, void *param, str *out);
 int topos_shim_set_pv_str(struct sip_msg *msg, void *param, const char *s, int len);
+extern pv_export_t topos_shim_pvs[];
 
 #endif

@@ -2,6 +2,8 @@
 //! rule is unit-tested. A bad value stops start-up with a message that names
 //! the parameter.
 
+use crate::billing::tariff::parse_money;
+use crate::billing::{rates::RateTable, BillingConfig, CdrSink};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ pub struct ModuleConfig {
     pub storage: Option<Storage>,
     pub lmdb_map_size_mib: usize,
     pub redis_timeout: Duration,
+    pub billing: BillingConfig,
 }
 
 impl Default for ModuleConfig {
@@ -52,6 +55,7 @@ impl Default for ModuleConfig {
             storage: None,
             lmdb_map_size_mib: 256,
             redis_timeout: Duration::from_millis(250),
+            billing: BillingConfig::default(),
         }
     }
 }
@@ -74,7 +78,77 @@ pub fn int_param(
     }
 }
 
+fn param_error(param: &'static str, message: impl Into<String>) -> ParamError {
+    ParamError {
+        param,
+        message: message.into(),
+    }
+}
+
 impl ModuleConfig {
+    pub fn set_billing_rate(&mut self, v: &str) -> Result<(), ParamError> {
+        self.billing.default.rate =
+            parse_money("rate", v).map_err(|m| param_error("billing_rate", m))?;
+        Ok(())
+    }
+
+    pub fn set_billing_connect_fee(&mut self, v: &str) -> Result<(), ParamError> {
+        self.billing.default.connect_fee =
+            parse_money("connect fee", v).map_err(|m| param_error("billing_connect_fee", m))?;
+        Ok(())
+    }
+
+    pub fn set_billing_increment(&mut self, v: &str) -> Result<(), ParamError> {
+        self.billing.default.increment =
+            v.parse().map_err(|m| param_error("billing_increment", m))?;
+        Ok(())
+    }
+
+    pub fn set_billing_currency(&mut self, v: &str) -> Result<(), ParamError> {
+        if v.trim().is_empty() || v.chars().any(char::is_control) {
+            return Err(param_error(
+                "billing_currency",
+                format!("{v:?} is not a currency text"),
+            ));
+        }
+        self.billing.currency = v.trim().to_string();
+        Ok(())
+    }
+
+    pub fn set_billing_decimals(&mut self, v: i64) -> Result<(), ParamError> {
+        self.billing.decimals = int_param("billing_decimals", v, 0, 8, "decimals")? as u32;
+        Ok(())
+    }
+
+    pub fn set_billing_rates_file(&mut self, v: &str) -> Result<(), ParamError> {
+        let v = v.trim();
+        self.billing.rates_file = (!v.is_empty()).then(|| PathBuf::from(v));
+        Ok(())
+    }
+
+    pub fn set_billing_cdr(&mut self, v: &str) -> Result<(), ParamError> {
+        self.billing.cdr = CdrSink::parse(v).map_err(|m| param_error("billing_cdr", m))?;
+        Ok(())
+    }
+
+    /// Checks that need every parameter (mod_init): the rates file is read
+    /// now, with the final defaults for its empty columns.
+    pub fn finalize(&mut self) -> Result<(), ParamError> {
+        if let CdrSink::RedisStream(_) = self.billing.cdr {
+            if !matches!(self.storage, Some(Storage::Redis { .. })) {
+                return Err(param_error(
+                    "billing_cdr",
+                    "redis:<stream key> needs Redis storage (modparam storage redis://...)",
+                ));
+            }
+        }
+        if let Some(path) = &self.billing.rates_file {
+            self.billing.rates = RateTable::load(path, &self.billing.default)
+                .map_err(|e| param_error("billing_rates_file", e.to_string()))?;
+        }
+        Ok(())
+    }
+
     pub fn set_lmdb_map_size(&mut self, mib: i64) -> Result<(), ParamError> {
         self.lmdb_map_size_mib = int_param("lmdb_map_size", mib, 1, 1 << 20, "MiB")? as usize;
         Ok(())
@@ -258,6 +332,60 @@ mod tests {
             e.to_string(),
             "modparam \"redis_timeout\": -5 is outside 1..60000 ms"
         );
+    }
+
+    #[test]
+    fn billing_parameters() {
+        let mut c = ModuleConfig::default();
+        assert_eq!(c.billing.default.rate.to_string(), "0.05");
+        assert_eq!(c.billing.currency, "元");
+        assert_eq!(c.billing.decimals, 2);
+        c.set_billing_rate("0.10").unwrap();
+        c.set_billing_connect_fee("0.5").unwrap();
+        c.set_billing_increment("60/60").unwrap();
+        c.set_billing_currency("EUR").unwrap();
+        c.set_billing_decimals(3).unwrap();
+        c.set_billing_cdr("file:/tmp/cdr.jsonl").unwrap();
+        assert_eq!(c.billing.default.increment.to_string(), "60/60");
+        for (r, param) in [
+            (c.set_billing_rate("x"), "billing_rate"),
+            (c.set_billing_connect_fee("-1"), "billing_connect_fee"),
+            (c.set_billing_increment("60"), "billing_increment"),
+            (c.set_billing_currency(""), "billing_currency"),
+            (c.set_billing_decimals(9), "billing_decimals"),
+            (c.set_billing_cdr("syslog"), "billing_cdr"),
+        ] {
+            assert_eq!(r.unwrap_err().param, param);
+        }
+    }
+
+    #[test]
+    fn finalize_checks_cross_parameter_rules() {
+        let mut c = ModuleConfig {
+            storage: Some(Storage::parse("lmdb:/tmp/x").unwrap()),
+            ..ModuleConfig::default()
+        };
+        c.set_billing_cdr("redis:cdr").unwrap();
+        assert_eq!(c.finalize().unwrap_err().param, "billing_cdr");
+        c.storage = Some(Storage::parse("redis://127.0.0.1/0").unwrap());
+        c.finalize().unwrap();
+
+        let dir = std::env::temp_dir().join(format!("topos-rs-rates-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rates.csv");
+        std::fs::write(&file, "135,0.1\n136,oops\n").unwrap();
+        c.set_billing_rates_file(file.to_str().unwrap()).unwrap();
+        let e = c.finalize().unwrap_err();
+        assert_eq!(e.param, "billing_rates_file");
+        assert!(
+            e.to_string()
+                .contains(&format!("rates file {} line 2:", file.display())),
+            "{e}"
+        );
+        std::fs::write(&file, "135,0.1\n").unwrap();
+        c.finalize().unwrap();
+        assert_eq!(c.billing.rates.len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -14,13 +14,15 @@ use std::time::Duration;
 const DIAG_TTL: Duration = Duration::from_secs(3600);
 
 pub fn topos_store_set(msg: &mut SipMsg, key: ScriptParam, value: ScriptParam) -> Result<bool> {
-    let key = dialog_key("diag", &msg.param_str(key)?);
+    let key = msg.param_str(key)?;
+    let key = dialog_key("diag", &key, &key);
     let value = msg.param_str(value)?;
     Ok(with_store("topos_store_set", |s| s.put(&key, &value, DIAG_TTL)).is_some())
 }
 
 pub fn topos_store_get(msg: &mut SipMsg, key: ScriptParam, out: ScriptParam) -> Result<bool> {
-    let key = dialog_key("diag", &msg.param_str(key)?);
+    let key = msg.param_str(key)?;
+    let key = dialog_key("diag", &key, &key);
     match with_store("topos_store_get", |s| s.get(&key)) {
         Some(Some(value)) => {
             msg.set_pv_str(out, &value)?;

@@ -33,7 +33,8 @@ from_display!(
     crate::sip::headers::ScanError,
     crate::sip::via::ViaError,
     crate::sip::restore::RestoreError,
-    crate::config::ParamError
+    crate::config::ParamError,
+    crate::sip::dialog::DialogError
 );
 
 pub type Result<T> = std::result::Result<T, Error>;

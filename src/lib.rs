@@ -9,6 +9,9 @@ pub mod config;
 pub mod error;
 // The FFI layer calls symbols that only the kamailio binary provides, so
 // unit-test binaries (which have no Kamailio to link against) leave it out.
+pub mod billing;
+#[cfg(not(test))]
+pub mod billing_functions;
 #[cfg(not(test))]
 pub mod diagnostics;
 #[cfg(not(test))]

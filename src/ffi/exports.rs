@@ -9,16 +9,16 @@ use super::bindings::{
     TM_ONREPLY_ROUTE,
 };
 use super::bindings::{
-    register_timer, topos_shim_fixup_free_str_pv, topos_shim_fixup_free_str_str,
-    topos_shim_fixup_str_pv, topos_shim_fixup_str_str, PARAM_INT, PROC_INIT, PROC_MAIN,
-    PROC_POSTCHILDINIT,
+    pv_export_t, register_timer, server_id, topos_shim_fixup_free_str_pv,
+    topos_shim_fixup_free_str_str, topos_shim_fixup_str_pv, topos_shim_fixup_str_str,
+    topos_shim_pvs, PARAM_INT, PROC_INIT, PROC_MAIN, PROC_POSTCHILDINIT,
 };
-use super::guard::{guard, guard_void, install_panic_hook, script_result};
+use super::guard::{guard, guard_void, install_panic_hook, script_result, Ret};
 use super::msg::{ScriptParam, SipMsg};
 use super::{logger, tm, via_swap};
 use crate::config::{ModuleConfig, ParamError, Storage};
 use crate::error::Result;
-use crate::{diagnostics, state, topos};
+use crate::{billing_functions, diagnostics, state, topos};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_uint, c_void};
 use std::sync::Mutex;
@@ -42,11 +42,14 @@ pub static module_flags: CStrPtr =
 /// Bit 31: the parameter is set through a function (PARAM_USE_FUNC).
 const PARAM_USE_FUNC: c_uint = 1 << 31;
 
-type ScriptFn = fn(&mut SipMsg) -> Result<bool>;
 type ScriptFn2 = fn(&mut SipMsg, ScriptParam, ScriptParam) -> Result<bool>;
 
 /// Runs a script function on the message Kamailio passed in.
-fn run_script(name: &str, msg: *mut sip_msg, f: ScriptFn) -> c_int {
+fn run_script<R: Into<Ret>>(
+    name: &str,
+    msg: *mut sip_msg,
+    f: impl FnOnce(&mut SipMsg) -> Result<R>,
+) -> c_int {
     guard(name, || {
         // SAFETY: Kamailio passes the message being routed, valid for the call.
         match unsafe { SipMsg::from_raw(msg) } {
@@ -97,6 +100,64 @@ unsafe extern "C" fn w_topos_reply(msg: *mut sip_msg, _: *mut c_char, _: *mut c_
     run_script("topos_reply", msg, topos::topos_reply)
 }
 
+unsafe extern "C" fn w_billing_start(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+    run_script("billing_start", msg, billing_functions::billing_start)
+}
+
+unsafe extern "C" fn w_billing_stop(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+    // SAFETY: server_id is a core global, set from the config before fork.
+    let node = unsafe { server_id } as i64;
+    run_script("billing_stop", msg, |m| {
+        billing_functions::billing_stop(m, node)
+    })
+}
+
+/// `$billing(name)`: the index of a field name, or -1 (called from the shim
+/// while the config is parsed).
+#[no_mangle]
+pub unsafe extern "C" fn topos_rs_billing_field_index(name: *const c_char, len: c_int) -> c_int {
+    guard("$billing name", || {
+        if name.is_null() || len <= 0 {
+            return -1;
+        }
+        // SAFETY: the shim passes the parser's text and its length.
+        let bytes = unsafe { std::slice::from_raw_parts(name as *const u8, len as usize) };
+        billing_functions::BILLING_FIELDS
+            .iter()
+            .position(|f| f.as_bytes() == bytes)
+            .map_or(-1, |i| i as c_int)
+    })
+}
+
+/// `$billing(name)`: points `s`/`len` at the field's text, which stays
+/// valid until the next bill in this process; -1 if there is none.
+#[no_mangle]
+pub unsafe extern "C" fn topos_rs_billing_value(
+    msg: *mut sip_msg,
+    field: c_int,
+    s: *mut *const c_char,
+    len: *mut c_int,
+) -> c_int {
+    guard("$billing", || {
+        // SAFETY: the message whose script reads the variable.
+        let Some(m) = (unsafe { SipMsg::from_raw(msg) }) else {
+            return -1;
+        };
+        if s.is_null() || len.is_null() || field < 0 {
+            return -1;
+        }
+        billing_functions::with_billing_field(&m, field as usize, |text| {
+            // SAFETY: out-pointers from the shim; the text lives in this
+            // process's last bill, which outlives the variable's use.
+            unsafe {
+                *s = text.as_ptr().cast();
+                *len = text.len() as c_int;
+            }
+        })
+        .map_or(-1, |_| 0)
+    })
+}
+
 const fn cmd(
     name: &'static CStr,
     f: unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int,
@@ -140,7 +201,7 @@ const fn cmd2(
 /// Every routing block (ANY_ROUTE in core/route.h).
 const ANY_ROUTE: u32 = 0xFFFF_FFFF;
 
-static mut CMDS: [cmd_export_t; 5] = [
+static mut CMDS: [cmd_export_t; 7] = [
     cmd(
         c"topos_request",
         w_topos_request,
@@ -151,6 +212,12 @@ static mut CMDS: [cmd_export_t; 5] = [
         w_topos_reply,
         TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE,
     ),
+    cmd(
+        c"billing_start",
+        w_billing_start,
+        TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE,
+    ),
+    cmd(c"billing_stop", w_billing_stop, REQUEST_ROUTE),
     cmd2(
         c"topos_store_set",
         w_topos_store_set,
@@ -190,11 +257,8 @@ fn set_param(
 }
 
 unsafe extern "C" fn param_storage(_kind: c_uint, val: *mut c_void) -> c_int {
-    if val.is_null() {
-        return -1;
-    }
-    // SAFETY: Kamailio passes the parameter's NUL-terminated string.
-    let text = unsafe { CStr::from_ptr(val as *const c_char) }.to_string_lossy();
+    // SAFETY: Kamailio passes the parameter's string.
+    let text = unsafe { param_text(val) };
     set_param("modparam storage", |c| {
         c.storage = Some(Storage::parse(&text)?);
         Ok(())
@@ -212,6 +276,62 @@ unsafe extern "C" fn param_redis_timeout(_kind: c_uint, val: *mut c_void) -> c_i
     set_param("modparam redis_timeout", |c| c.set_redis_timeout(v))
 }
 
+/// A string parameter's text.
+///
+/// # Safety
+/// `val` is null or the NUL-terminated string Kamailio passes.
+unsafe fn param_text(val: *mut c_void) -> String {
+    if val.is_null() {
+        return String::new();
+    }
+    // SAFETY: per the function's contract.
+    unsafe { CStr::from_ptr(val as *const c_char) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+macro_rules! string_param {
+    ($fn_name:ident, $label:literal, $setter:ident) => {
+        unsafe extern "C" fn $fn_name(_kind: c_uint, val: *mut c_void) -> c_int {
+            // SAFETY: Kamailio passes the parameter's string.
+            let text = unsafe { param_text(val) };
+            set_param($label, |c| c.$setter(&text))
+        }
+    };
+}
+
+string_param!(
+    param_billing_rate,
+    "modparam billing_rate",
+    set_billing_rate
+);
+string_param!(
+    param_billing_currency,
+    "modparam billing_currency",
+    set_billing_currency
+);
+string_param!(
+    param_billing_increment,
+    "modparam billing_increment",
+    set_billing_increment
+);
+string_param!(
+    param_billing_connect_fee,
+    "modparam billing_connect_fee",
+    set_billing_connect_fee
+);
+string_param!(
+    param_billing_rates_file,
+    "modparam billing_rates_file",
+    set_billing_rates_file
+);
+string_param!(param_billing_cdr, "modparam billing_cdr", set_billing_cdr);
+
+unsafe extern "C" fn param_billing_decimals(_kind: c_uint, val: *mut c_void) -> c_int {
+    let v = val as isize as i64;
+    set_param("modparam billing_decimals", |c| c.set_billing_decimals(v))
+}
+
 const fn param(
     name: &'static CStr,
     kind: c_uint,
@@ -224,10 +344,25 @@ const fn param(
     }
 }
 
-static mut PARAMS: [param_export_t; 4] = [
+static mut PARAMS: [param_export_t; 11] = [
     param(c"storage", PARAM_STRING, param_storage),
     param(c"lmdb_map_size", PARAM_INT, param_lmdb_map_size),
     param(c"redis_timeout", PARAM_INT, param_redis_timeout),
+    param(c"billing_rate", PARAM_STRING, param_billing_rate),
+    param(c"billing_currency", PARAM_STRING, param_billing_currency),
+    param(c"billing_decimals", PARAM_INT, param_billing_decimals),
+    param(c"billing_increment", PARAM_STRING, param_billing_increment),
+    param(
+        c"billing_connect_fee",
+        PARAM_STRING,
+        param_billing_connect_fee,
+    ),
+    param(
+        c"billing_rates_file",
+        PARAM_STRING,
+        param_billing_rates_file,
+    ),
+    param(c"billing_cdr", PARAM_STRING, param_billing_cdr),
     param_export_t {
         name: std::ptr::null_mut(),
         type_: 0,
@@ -294,6 +429,7 @@ fn init() -> Result<()> {
         let dir = unsafe { CStr::from_ptr(topos_shim_runtime_dir()) }.to_string_lossy();
         cfg.storage = Some(Storage::default_under(&dir));
     }
+    cfg.finalize()?;
     state::check_storage(&cfg)?;
     let cfg = state::configure(cfg)?;
     if matches!(cfg.storage, Some(Storage::Lmdb { .. })) {
@@ -352,7 +488,7 @@ pub static mut exports: module_exports = module_exports {
     cmds: &raw mut CMDS as *mut cmd_export_t,
     params: &raw mut PARAMS as *mut param_export_t,
     rpc_methods: std::ptr::null_mut(),
-    pv_items: std::ptr::null_mut(),
+    pv_items: &raw mut topos_shim_pvs as *mut pv_export_t,
     response_f: None,
     init_mod_f: Some(mod_init),
     init_child_f: Some(child_init),

@@ -119,3 +119,44 @@ int topos_shim_set_pv_str(struct sip_msg *msg, void *param, const char *s, int l
 	val.rs.len = len;
 	return sp->setf(msg, &sp->pvp, (int)EQ_T, &val);
 }
+
+/* $billing(<field>): the call billing_stop() just billed. The field names
+ * and the values come from Rust (topos_rs_billing_field_index and
+ * topos_rs_billing_value, in src/ffi/exports.rs). */
+int topos_rs_billing_field_index(const char *name, int len);
+int topos_rs_billing_value(struct sip_msg *msg, int field, const char **s, int *len);
+
+static int topos_pv_parse_billing_name(pv_spec_t *sp, str *in)
+{
+	int idx;
+
+	if(sp == NULL || in == NULL || in->len <= 0)
+		return -1;
+	idx = topos_rs_billing_field_index(in->s, in->len);
+	if(idx < 0) {
+		LM_ERR("unknown $billing field: %.*s (duration, billed, cost, currency,"
+			   " rate, hangup)\n",
+				in->len, in->s);
+		return -1;
+	}
+	sp->pvp.pvn.type = PV_NAME_INTSTR;
+	sp->pvp.pvn.u.isname.type = 0;
+	sp->pvp.pvn.u.isname.name.n = idx;
+	return 0;
+}
+
+static int topos_pv_get_billing(struct sip_msg *msg, pv_param_t *param, pv_value_t *res)
+{
+	str v;
+
+	if(topos_rs_billing_value(msg, param->pvn.u.isname.name.n, (const char **)&v.s, &v.len)
+			< 0)
+		return pv_get_null(msg, param, res);
+	return pv_get_strval(msg, param, res, &v);
+}
+
+pv_export_t topos_shim_pvs[] = {
+	{{"billing", sizeof("billing") - 1}, PVT_OTHER, topos_pv_get_billing, 0,
+			topos_pv_parse_billing_name, 0, 0, 0},
+	{{0, 0}, 0, 0, 0, 0, 0, 0, 0}
+};

@@ -1,5 +1,6 @@
 //! SIP text handling: pure functions over message bytes, no Kamailio types.
 
+pub mod dialog;
 pub mod headers;
 pub mod restore;
 pub mod via;

@@ -12,15 +12,17 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     })
 }
 
-/// `topos_rs:{<16 hex digits>}:<kind>:<dialog>`. The tag never contains a
-/// brace, whatever bytes the dialog id (e.g. a Call-ID) holds.
-pub fn dialog_key(kind: &str, dialog: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(PREFIX.len() + 20 + kind.len() + 1 + dialog.len());
+/// `topos_rs:{<16 hex digits>}:<kind>:<id>`, the tag derived from the
+/// Call-ID so that every record of a call shares it; `id` (which contains
+/// the Call-ID) makes the key unique. The tag never contains a brace,
+/// whatever bytes the Call-ID holds.
+pub fn dialog_key(kind: &str, call_id: &[u8], id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(PREFIX.len() + 20 + kind.len() + 1 + id.len());
     k.extend_from_slice(PREFIX.as_bytes());
-    k.extend_from_slice(format!("{{{:016x}}}:", fnv1a64(dialog)).as_bytes());
+    k.extend_from_slice(format!("{{{:016x}}}:", fnv1a64(call_id)).as_bytes());
     k.extend_from_slice(kind.as_bytes());
     k.push(b':');
-    k.extend_from_slice(dialog);
+    k.extend_from_slice(id);
     k
 }
 
@@ -39,20 +41,23 @@ mod tests {
     #[test]
     fn records_of_one_dialog_share_a_hash_slot() {
         let callid = b"a}b{c@host";
-        let a = dialog_key("bill", callid);
-        let b = dialog_key("dlg", callid);
+        let a = dialog_key("bill", callid, b"a}b{c@host tag1");
+        let b = dialog_key("dlg", callid, callid);
         assert!(a.starts_with(b"topos_rs:{"));
         assert_eq!(hash_tag(&a), hash_tag(&b));
         assert_eq!(hash_tag(&a).unwrap().len(), 16);
-        assert_ne!(hash_tag(&a), hash_tag(&dialog_key("bill", b"other")));
-        assert!(a.ends_with(b":bill:a}b{c@host"));
+        assert_ne!(
+            hash_tag(&a),
+            hash_tag(&dialog_key("bill", b"other", b"other"))
+        );
+        assert!(a.ends_with(b":bill:a}b{c@host tag1"));
     }
 
     #[test]
     fn tag_is_stable_across_versions() {
         // Other nodes, and later module versions, must compute the same key.
         assert_eq!(
-            String::from_utf8(dialog_key("bill", b"c12345abcd")).unwrap(),
+            String::from_utf8(dialog_key("bill", b"c12345abcd", b"c12345abcd")).unwrap(),
             "topos_rs:{b950a61b72b4e6b9}:bill:c12345abcd"
         );
     }

@@ -57,6 +57,14 @@ pub trait Store {
     fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool>;
     /// Deletes the record; false if there was none.
     fn delete(&mut self, key: &[u8]) -> StoreResult<bool>;
+    /// Appends an entry to a stream (Redis XADD); other backends have no
+    /// streams.
+    fn append_to_stream(&mut self, stream: &[u8], fields: &[(&str, &[u8])]) -> StoreResult<()> {
+        let _ = (stream, fields);
+        Err(StoreError::Backend(
+            "streams need Redis storage".to_string(),
+        ))
+    }
     /// Removes expired records (backends that expire by themselves do
     /// nothing); returns how many were removed.
     fn sweep(&mut self) -> StoreResult<usize> {

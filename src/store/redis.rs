@@ -125,6 +125,15 @@ impl Store for RedisStore {
         Ok(self.run::<i64>(&c)? == 1)
     }
 
+    fn append_to_stream(&mut self, stream: &[u8], fields: &[(&str, &[u8])]) -> StoreResult<()> {
+        let mut c = redis::cmd("XADD");
+        c.arg(stream).arg("*");
+        for (name, value) in fields {
+            c.arg(*name).arg(*value);
+        }
+        self.run::<String>(&c).map(|_| ())
+    }
+
     fn delete(&mut self, key: &[u8]) -> StoreResult<bool> {
         let mut c = redis::cmd("DEL");
         c.arg(key);
