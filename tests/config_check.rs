@@ -179,6 +179,65 @@ fn unwritable_lmdb_directory_stops_start_up_naming_the_parameter() {
 }
 
 #[test]
+fn bad_rates_file_stops_start_up_with_file_and_line() {
+    let dir = scratch_dir("bad-rates");
+    let rates = dir.join("rates.csv");
+    fs::write(&rates, "prefix,rate\n135,0.10\n136,ten cents\n").unwrap();
+    let cfg = example_with(&format!(
+        "modparam(\"topos_rs\", \"billing_rates_file\", \"{}\")",
+        rates.display()
+    ));
+    let err = start_expecting_failure(&cfg, &dir);
+    assert!(
+        err.contains(&format!(
+            "topos_rs: modparam \"billing_rates_file\": rates file {} line 3: rate \"ten cents\"",
+            rates.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn redis_cdr_stream_without_redis_storage_stops_start_up() {
+    let cfg = example_with("modparam(\"topos_rs\", \"billing_cdr\", \"redis:cdr\")");
+    let err = start_expecting_failure(&cfg, &scratch_dir("cdr-no-redis"));
+    assert!(
+        err.contains("modparam \"billing_cdr\": redis:<stream key> needs Redis storage"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_billing_values_stop_start_up_naming_the_parameter() {
+    for (line, expected) in [
+        (
+            "modparam(\"topos_rs\", \"billing_rate\", \"0,05\")",
+            "modparam \"billing_rate\": rate \"0,05\"",
+        ),
+        (
+            "modparam(\"topos_rs\", \"billing_increment\", \"60\")",
+            "modparam \"billing_increment\": increment \"60\"",
+        ),
+        (
+            "modparam(\"topos_rs\", \"billing_decimals\", 12)",
+            "modparam \"billing_decimals\": 12 is outside 0..8",
+        ),
+        (
+            "modparam(\"topos_rs\", \"billing_cdr\", \"syslog\")",
+            "modparam \"billing_cdr\": \"syslog\" is none of",
+        ),
+    ] {
+        let out = kamailio_check(&example_with(line), &[]);
+        assert!(!out.status.success(), "{line} was accepted");
+        assert!(
+            text(&out).contains(expected),
+            "{line}: no {expected:?} in:\n{}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
 fn missing_tm_stops_start_up_with_a_clear_message() {
     let dir = scratch_dir("no-tm");
     let cfg = dir.join("kamailio.cfg");

@@ -114,6 +114,9 @@ unsafe extern "C" fn w_billing_stop(msg: *mut sip_msg, _: *mut c_char, _: *mut c
 
 /// `$billing(name)`: the index of a field name, or -1 (called from the shim
 /// while the config is parsed).
+///
+/// # Safety
+/// `name` points to `len` readable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn topos_rs_billing_field_index(name: *const c_char, len: c_int) -> c_int {
     guard("$billing name", || {
@@ -131,6 +134,9 @@ pub unsafe extern "C" fn topos_rs_billing_field_index(name: *const c_char, len: 
 
 /// `$billing(name)`: points `s`/`len` at the field's text, which stays
 /// valid until the next bill in this process; -1 if there is none.
+///
+/// # Safety
+/// `msg` is the message being routed; `s` and `len` are writable.
 #[no_mangle]
 pub unsafe extern "C" fn topos_rs_billing_value(
     msg: *mut sip_msg,

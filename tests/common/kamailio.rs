@@ -103,7 +103,11 @@ impl Kamailio {
     /// As `start`, with `dir` as Kamailio's runtime directory (-Y), which
     /// also holds the default LMDB store; the directory is kept on drop.
     pub fn start_in(cfg: &str, defines: &[&str], dir: PathBuf) -> Kamailio {
-        let port = free_port();
+        Self::start_on(cfg, defines, dir, free_port())
+    }
+
+    /// As `start_in`, on a given UDP port (to restart "the same" server).
+    pub fn start_on(cfg: &str, defines: &[&str], dir: PathBuf, port: u16) -> Kamailio {
         let log = dir.join(format!("kamailio-{port}.log"));
         let mut cmd = Command::new("kamailio");
         cmd.arg("-DD")
