@@ -21,6 +21,8 @@
 #include "core/pvar.h"
 #include "core/timer.h"
 #include "core/lvalue.h"
+#include "core/dset.h"
+#include "core/forward.h"
 #include "modules/tm/tm_load.h"
 #include "modules/tm/h_table.h"
 #include "modules/tm/t_hooks.h"
@@ -49,5 +51,9 @@ int topos_shim_fixup_free_str_str(void **param, int param_no);
 int topos_shim_param_str(struct sip_msg *msg, void *param, str *out);
 int topos_shim_set_pv_str(struct sip_msg *msg, void *param, const char *s, int len);
 extern pv_export_t topos_shim_pvs[];
+void *topos_shim_shm_malloc(size_t size);
+void topos_shim_shm_free(void *p);
+int topos_shim_ruri(struct sip_msg *msg, str *out);
+int topos_shim_rcv_socket(struct sip_msg *msg, str *addr, str *port, int *proto);
 
 #endif

@@ -10,7 +10,7 @@ use crate::ffi::msg::SipMsg;
 use crate::sip::dialog::DialogIds;
 use crate::state::{self, with_store};
 use crate::store::lmdb::now_ms;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ struct LastBill {
 
 thread_local! {
     static LAST_BILL: RefCell<Option<LastBill>> = const { RefCell::new(None) };
+    static DEFERRED_START: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
 }
 
 /// Names of the `$billing(name)` fields, in index order.
@@ -42,7 +43,43 @@ pub fn billing_start(msg: &mut SipMsg) -> Result<bool> {
     if !msg.is_reply() {
         return Err(Error::new("billing_start() is for replies (onreply_route)"));
     }
-    let ids = DialogIds::from_message(msg.buf())?;
+    let mut ids = DialogIds::from_message(msg.buf())?;
+    // Bills are keyed by the Call-ID the caller's side knows. With
+    // mask_callid the callee's 2xx carries another one; the caller's is
+    // known once tm has matched the reply to its transaction, which has not
+    // happened yet in the core onreply_route: then start when it has.
+    match state::caller_call_id(msg.identity()) {
+        Some(id) => ids.call_id = id,
+        None if state::config()?.mask_callid => {
+            DEFERRED_START.with(|d| d.set(msg.identity()));
+            return Ok(true);
+        }
+        None => {}
+    }
+    start(msg, ids)
+}
+
+/// Runs a billing_start() that the core onreply_route deferred, now that
+/// the reply's transaction (and so the caller side's Call-ID) is known.
+pub fn run_deferred_start(msg: &mut SipMsg) {
+    if DEFERRED_START.with(|d| d.get()) != msg.identity() {
+        return;
+    }
+    DEFERRED_START.with(|d| d.set((0, 0, 0)));
+    let result = DialogIds::from_message(msg.buf())
+        .map_err(Error::from)
+        .and_then(|mut ids| {
+            if let Some(id) = state::caller_call_id(msg.identity()) {
+                ids.call_id = id;
+            }
+            start(msg, ids)
+        });
+    if let Err(e) = result {
+        log::error!("billing_start: {e}");
+    }
+}
+
+fn start(msg: &SipMsg, ids: DialogIds) -> Result<bool> {
     let status = msg.status();
     if !(200..300).contains(&status) || !ids.cseq_method.eq_ignore_ascii_case("INVITE") {
         log::debug!(
@@ -87,7 +124,11 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
         return Err(Error::new("billing_stop() is for requests (request_route)"));
     }
     let end_ms = now_ms();
-    let ids = DialogIds::from_message(msg.buf())?;
+    let mut ids = DialogIds::from_message(msg.buf())?;
+    // After topos_request(), the Call-ID the caller's side knows.
+    if let Some(id) = state::caller_call_id(msg.identity()) {
+        ids.call_id = id;
+    }
     // The record is keyed by the caller's tag: the From-tag of a BYE from
     // the caller, the To-tag of a BYE from the callee.
     let candidates = [(&ids.from.tag, Side::Caller), (&ids.to.tag, Side::Callee)];

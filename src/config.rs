@@ -47,6 +47,12 @@ pub struct ModuleConfig {
     pub lmdb_map_size_mib: usize,
     pub redis_timeout: Duration,
     pub billing: BillingConfig,
+    /// The callee side sees a different Call-ID.
+    pub mask_callid: bool,
+    /// `host[:port]` for masked Contacts; None = the receiving socket.
+    pub contact_host: Option<String>,
+    /// Lifetime of a dialog's records without in-dialog traffic.
+    pub dialog_expire: Duration,
 }
 
 impl Default for ModuleConfig {
@@ -56,6 +62,9 @@ impl Default for ModuleConfig {
             lmdb_map_size_mib: 256,
             redis_timeout: Duration::from_millis(250),
             billing: BillingConfig::default(),
+            mask_callid: false,
+            contact_host: None,
+            dialog_expire: Duration::from_secs(10800),
         }
     }
 }
@@ -86,6 +95,32 @@ fn param_error(param: &'static str, message: impl Into<String>) -> ParamError {
 }
 
 impl ModuleConfig {
+    pub fn set_mask_callid(&mut self, v: i64) -> Result<(), ParamError> {
+        self.mask_callid = int_param("mask_callid", v, 0, 1, "(0 or 1)")? == 1;
+        Ok(())
+    }
+
+    pub fn set_dialog_expire(&mut self, v: i64) -> Result<(), ParamError> {
+        self.dialog_expire =
+            Duration::from_secs(int_param("dialog_expire", v, 10, 7 * 86_400, "seconds")? as u64);
+        Ok(())
+    }
+
+    pub fn set_contact_host(&mut self, v: &str) -> Result<(), ParamError> {
+        let v = v.trim();
+        let ok = !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+        if !ok {
+            return Err(param_error(
+                "contact_host",
+                format!("{v:?} is not host[:port]"),
+            ));
+        }
+        self.contact_host = Some(v.to_string());
+        Ok(())
+    }
+
     pub fn set_billing_rate(&mut self, v: &str) -> Result<(), ParamError> {
         self.billing.default.rate =
             parse_money("rate", v).map_err(|m| param_error("billing_rate", m))?;
@@ -357,6 +392,22 @@ mod tests {
         ] {
             assert_eq!(r.unwrap_err().param, param);
         }
+    }
+
+    #[test]
+    fn dialog_parameters() {
+        let mut c = ModuleConfig::default();
+        assert!(!c.mask_callid);
+        assert_eq!(c.dialog_expire, Duration::from_secs(10800));
+        c.set_mask_callid(1).unwrap();
+        c.set_dialog_expire(3600).unwrap();
+        c.set_contact_host("203.0.113.7:5060").unwrap();
+        assert!(c.mask_callid);
+        assert_eq!(c.contact_host.as_deref(), Some("203.0.113.7:5060"));
+        assert_eq!(c.set_mask_callid(2).unwrap_err().param, "mask_callid");
+        assert_eq!(c.set_dialog_expire(0).unwrap_err().param, "dialog_expire");
+        assert_eq!(c.set_contact_host("a b").unwrap_err().param, "contact_host");
+        assert_eq!(c.set_contact_host("x@y").unwrap_err().param, "contact_host");
     }
 
     #[test]

@@ -34,7 +34,8 @@ from_display!(
     crate::sip::via::ViaError,
     crate::sip::restore::RestoreError,
     crate::config::ParamError,
-    crate::sip::dialog::DialogError
+    crate::sip::dialog::DialogError,
+    crate::dialog::plan::PlanError
 );
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -14,6 +14,7 @@ pub mod billing;
 pub mod billing_functions;
 #[cfg(not(test))]
 pub mod diagnostics;
+pub mod dialog;
 #[cfg(not(test))]
 pub mod ffi;
 pub mod sip;

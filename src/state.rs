@@ -33,6 +33,30 @@ thread_local! {
     // One Kamailio process = one thread here.
     static STORE: RefCell<Option<ProcessStore>> = const { RefCell::new(None) };
     static ERRORS: RefCell<ErrorLog> = RefCell::new(ErrorLog::default());
+    static REFUSALS: RefCell<ErrorLog> = RefCell::new(ErrorLog::default());
+    static CALLER_CALL_ID: RefCell<Option<((usize, u32, i32), String)>> = const { RefCell::new(None) };
+}
+
+/// Remembers, for the message `msg` identifies, the Call-ID as the
+/// caller's side knows it (it differs from the message's with mask_callid).
+pub fn set_caller_call_id(msg: (usize, u32, i32), call_id: &str) {
+    CALLER_CALL_ID.with(|c| *c.borrow_mut() = Some((msg, call_id.to_string())));
+}
+
+/// The caller side's Call-ID of message `msg`, if topos_rs knows it.
+pub fn caller_call_id(msg: (usize, u32, i32)) -> Option<String> {
+    CALLER_CALL_ID.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(m, _)| *m == msg)
+            .map(|(_, id)| id.clone())
+    })
+}
+
+/// Logs a refused request at WARN, rate-limited like storage errors: a
+/// flood of forged requests cannot flood the log.
+pub fn log_refusal(text: &str) {
+    rate_limited(&REFUSALS, log::Level::Warn, "refused", text);
 }
 
 /// Freezes the configuration (mod_init, before the fork).
@@ -95,7 +119,22 @@ pub fn with_store<T>(what: &str, f: impl FnOnce(&mut dyn Store) -> StoreResult<T
 }
 
 fn log_store_error(what: &str, e: &str) {
-    ERRORS.with(|l| {
+    rate_limited(
+        &ERRORS,
+        log::Level::Error,
+        "storage errors",
+        &format!("{what}: {e}"),
+    );
+}
+
+/// One line per process per LOG_EVERY, with a count of what was skipped.
+fn rate_limited(
+    which: &'static std::thread::LocalKey<RefCell<ErrorLog>>,
+    level: log::Level,
+    kind: &str,
+    text: &str,
+) {
+    which.with(|l| {
         let mut l = l.borrow_mut();
         let now = Instant::now();
         if l.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
@@ -103,12 +142,13 @@ fn log_store_error(what: &str, e: &str) {
             return;
         }
         if l.suppressed > 0 {
-            log::error!(
-                "{what}: {e} ({} more storage errors in this process since the last report)",
+            log::log!(
+                level,
+                "{text} ({} more {kind} in this process since the last report)",
                 l.suppressed
             );
         } else {
-            log::error!("{what}: {e}");
+            log::log!(level, "{text}");
         }
         l.last = Some(now);
         l.suppressed = 0;

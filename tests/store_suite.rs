@@ -33,8 +33,13 @@ fn suite(s: &mut dyn Store) {
     assert_eq!(s.take(b"k2").unwrap(), None);
     assert_eq!(s.get(b"k2").unwrap(), None);
 
-    // touch
+    // touch, get_touch
     assert!(s.touch(b"k1", LONG).unwrap());
+    assert_eq!(
+        s.get_touch(b"k1", LONG).unwrap().as_deref(),
+        Some(&b"v2"[..])
+    );
+    assert_eq!(s.get_touch(b"missing", LONG).unwrap(), None);
     assert!(!s.touch(b"missing", LONG).unwrap());
 
     // delete
@@ -57,6 +62,12 @@ fn suite(s: &mut dyn Store) {
     s.put(b"t3", b"x", short).unwrap();
     s.put(b"t4", b"x", Duration::from_millis(400)).unwrap();
     assert!(s.touch(b"t4", LONG).unwrap(), "touch extends a live record");
+    s.put(b"t5", b"y", LONG).unwrap();
+    assert_eq!(
+        s.get_touch(b"t5", short).unwrap().as_deref(),
+        Some(&b"y"[..]),
+        "get_touch shortens"
+    );
     std::thread::sleep(Duration::from_millis(250));
     assert_eq!(s.get(b"t1").unwrap(), None);
     assert_eq!(s.take(b"t2").unwrap(), None);

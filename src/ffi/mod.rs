@@ -8,4 +8,5 @@ pub mod logger;
 pub mod msg;
 pub mod route;
 pub mod tm;
+pub mod tx_state;
 pub mod via_swap;

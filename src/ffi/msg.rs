@@ -3,12 +3,15 @@
 //! slices and offsets.
 
 use super::bindings::{
-    anchor_lump, del_lump, global_req_flags, insert_new_lump_after, received_builder,
-    received_test, request_method_METHOD_ACK, rport_builder, sip_msg, str_, topos_shim_callid_cseq,
-    topos_shim_param_str, topos_shim_pkg_free, topos_shim_pkg_malloc, topos_shim_set_pv_str,
+    anchor_lump, check_self, del_lump, global_req_flags, insert_new_lump_after, received_builder,
+    received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri, rport_builder,
+    set_dst_uri, sip_msg, str_, topos_shim_callid_cseq, topos_shim_param_str, topos_shim_pkg_free,
+    topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_ruri, topos_shim_set_pv_str,
     FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
 };
+use crate::dialog::plan::Edit;
 use crate::error::{Error, Result};
+use crate::sip::name_addr::uri_host_port;
 use crate::sip::restore::TopViaUpdate;
 use std::ops::Range;
 use std::os::raw::{c_char, c_int, c_uint};
@@ -162,6 +165,94 @@ impl SipMsg {
         Ok(())
     }
 
+    /// Applies a plan's edits as lumps.
+    pub fn apply(&mut self, edits: &[Edit]) -> Result<()> {
+        for e in edits {
+            match e {
+                Edit::Delete(r) => self.delete(r.clone())?,
+                Edit::Insert(at, text) => self.insert(*at, text)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The Request-URI routing will use (rewritten or original).
+    pub fn ruri(&self) -> Result<String> {
+        let mut out = str_::default();
+        // SAFETY: the shim returns a view into this message.
+        unsafe {
+            if topos_shim_ruri(self.as_ptr(), &mut out) < 0 || out.s.is_null() {
+                return Err(Error::new("request has no Request-URI"));
+            }
+            Ok(String::from_utf8_lossy(std::slice::from_raw_parts(
+                out.s as *const u8,
+                out.len.max(0) as usize,
+            ))
+            .into_owned())
+        }
+    }
+
+    /// Sends the request to `uri` (new Request-URI) through `next_hop`
+    /// (the first Route URI) if any.
+    pub fn retarget(&mut self, uri: &str, next_hop: Option<&str>) -> Result<()> {
+        let mut u = str_ {
+            s: uri.as_ptr() as *mut c_char,
+            len: uri.len() as c_int,
+        };
+        // SAFETY: the core copies the URI into the message (pkg memory).
+        if unsafe { rewrite_uri(self.as_ptr(), &mut u) } < 0 {
+            return Err(Error::new("cannot set the Request-URI"));
+        }
+        match next_hop {
+            Some(hop) => {
+                let h = str_ {
+                    s: hop.as_ptr() as *mut c_char,
+                    len: hop.len() as c_int,
+                };
+                // SAFETY: as above.
+                if unsafe { set_dst_uri(self.as_ptr(), &h) } < 0 {
+                    return Err(Error::new("cannot set the next hop"));
+                }
+            }
+            // SAFETY: clears a next hop loose_route() may have set.
+            None => unsafe { reset_dst_uri(self.as_ptr()) },
+        }
+        Ok(())
+    }
+
+    /// `host:port[;transport=x]` of the local socket the message came in on.
+    pub fn local_hostport(&self) -> Option<String> {
+        let (mut addr, mut port) = (str_::default(), str_::default());
+        let mut proto = 0;
+        // SAFETY: the shim reads the message's receive socket.
+        unsafe {
+            if topos_shim_rcv_socket(self.as_ptr(), &mut addr, &mut port, &mut proto) < 0 {
+                return None;
+            }
+            let text = |s: &str_| {
+                String::from_utf8_lossy(std::slice::from_raw_parts(
+                    s.s as *const u8,
+                    s.len.max(0) as usize,
+                ))
+                .into_owned()
+            };
+            let host = text(&addr);
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            // PROTO_UDP is 1 (core/ip_addr.h); others name their transport.
+            let transport = match proto {
+                2 => ";transport=tcp",
+                3 => ";transport=tls",
+                4 => ";transport=sctp",
+                _ => "",
+            };
+            Some(format!("{host}:{}{transport}", text(&port)))
+        }
+    }
+
     fn check_range(&self, r: &Range<usize>) -> Result<()> {
         if r.start > r.end || r.end > self.buf().len() {
             return Err(Error::new(format!(
@@ -248,4 +339,17 @@ impl SipMsg {
         }
         Ok((callid, cseq))
     }
+}
+
+/// True if `uri` names this Kamailio (one of its sockets or aliases).
+pub fn is_kamailio_uri(uri: &str) -> bool {
+    let Some((host, port)) = uri_host_port(uri) else {
+        return false;
+    };
+    let mut h = str_ {
+        s: host.as_ptr() as *mut c_char,
+        len: host.len() as c_int,
+    };
+    // SAFETY: check_self only reads the host text during the call.
+    unsafe { check_self(&mut h, port.unwrap_or(0), 0) == 1 }
 }

@@ -160,3 +160,35 @@ pv_export_t topos_shim_pvs[] = {
 			topos_pv_parse_billing_name, 0, 0, 0},
 	{{0, 0}, 0, 0, 0, 0, 0, 0, 0}
 };
+
+void *topos_shim_shm_malloc(size_t size)
+{
+	return shm_malloc(size);
+}
+
+void topos_shim_shm_free(void *p)
+{
+	shm_free(p);
+}
+
+/* The Request-URI as routing sees it (a rewritten one if any). */
+int topos_shim_ruri(struct sip_msg *msg, str *out)
+{
+	str *u = GET_RURI(msg);
+	if(u == NULL || u->s == NULL)
+		return -1;
+	*out = *u;
+	return 0;
+}
+
+/* The local socket a message arrived on: address, port, protocol. */
+int topos_shim_rcv_socket(struct sip_msg *msg, str *addr, str *port, int *proto)
+{
+	struct socket_info *si = msg->rcv.bind_address;
+	if(si == NULL)
+		return -1;
+	*addr = si->address_str;
+	*port = si->port_no_str;
+	*proto = si->proto;
+	return 0;
+}

@@ -4,10 +4,11 @@
 
 use super::bindings::{
     cell, sip_msg, str_, tm_binds, tmcb_params, topos_shim_load_tm, topos_shim_t_undefined,
-    TMCB_REQUEST_FWDED, TMCB_REQUEST_SENT, TMCB_RESPONSE_IN,
+    TMCB_REQUEST_FWDED, TMCB_REQUEST_SENT, TMCB_RESPONSE_IN, TMCB_RESPONSE_OUT,
 };
 use super::guard::guard_void;
 use super::msg::SipMsg;
+use super::tx_state::{self, NewTxState, TxState};
 use super::via_swap;
 use crate::error::{Error, Result};
 use crate::topos;
@@ -51,16 +52,10 @@ pub struct Transaction {
 }
 
 /// The callback every hidden transaction carries; its presence on a
-/// transaction is what "hidden" means, so no other marker or storage exists.
-const HIDING_EVENTS: u32 = TMCB_REQUEST_FWDED | TMCB_REQUEST_SENT | TMCB_RESPONSE_IN;
-
-/// The callback's parameter: a unique address that identifies our callback
-/// in a transaction's list (function addresses are not reliably unique).
-static HIDDEN_MARK: u8 = 0;
-
-fn hidden_mark() -> *mut std::os::raw::c_void {
-    &HIDDEN_MARK as *const u8 as *mut std::os::raw::c_void
-}
+/// transaction is what "hidden" means. Its parameter is the transaction's
+/// `TxState` (shared memory, freed by tm with the transaction).
+const HIDING_EVENTS: u32 =
+    TMCB_REQUEST_FWDED | TMCB_REQUEST_SENT | TMCB_RESPONSE_IN | TMCB_RESPONSE_OUT;
 
 fn real_transaction(p: *mut cell) -> Option<NonNull<cell>> {
     // SAFETY: returns tm's T_UNDEFINED sentinel, a constant.
@@ -92,26 +87,42 @@ impl Transaction {
         unsafe { SipMsg::from_raw(self.get().uas.request) }
     }
 
-    /// True if topos_request() hid this transaction's requests.
-    pub fn is_hidden(&self) -> bool {
+    /// The state topos_request() attached, if it hid this transaction.
+    pub fn hiding_state(&self) -> Option<&TxState> {
         let mut cb = self.get().tmcb_hl.first;
         while !cb.is_null() {
             // SAFETY: tm's callback list is a null-terminated shm list that
             // is only appended to.
             let c = unsafe { &*cb };
-            if c.param == hidden_mark() {
-                return true;
+            let ours = c
+                .callback
+                .is_some_and(|f| std::ptr::fn_addr_eq(f, on_transaction_event as TransactionCb));
+            if ours {
+                // SAFETY: our callback's parameter is always a TxState.
+                return unsafe { TxState::from_param(c.param) };
             }
             cb = c.next;
         }
-        false
+        None
+    }
+
+    /// True if topos_request() hid this transaction's requests.
+    pub fn is_hidden(&self) -> bool {
+        self.hiding_state().is_some()
     }
 }
 
-/// Registers the hiding callbacks for the request being processed: on its
-/// transaction if tm already has one (failure_route, branch_route), else as
-/// "early" callbacks that tm moves onto the transaction it creates.
-pub fn hide_transaction_of(msg: &SipMsg) -> Result<()> {
+type TransactionCb = unsafe extern "C" fn(*mut cell, c_int, *mut tmcb_params);
+
+unsafe extern "C" fn release_state(p: *mut std::os::raw::c_void) {
+    tx_state::release(p);
+}
+
+/// Registers the hiding callbacks for the request being processed, with
+/// `state` as their parameter: on its transaction if tm already has one
+/// (failure_route, branch_route), else as "early" callbacks that tm moves
+/// onto the transaction it creates.
+pub fn hide_transaction_of(msg: &SipMsg, state: NewTxState) -> Result<()> {
     let current = Transaction::current();
     if current.as_ref().is_some_and(Transaction::is_hidden) {
         return Ok(());
@@ -120,18 +131,21 @@ pub fn hide_transaction_of(msg: &SipMsg) -> Result<()> {
         .register_tmcb
         .ok_or_else(|| Error::new("tm has no register_tmcb"))?;
     let t = current.map_or(std::ptr::null_mut(), |t| t.raw.as_ptr());
-    // SAFETY: registers a 'static callback without a parameter.
+    let param = state.into_raw();
+    // SAFETY: registers a 'static callback; tm owns `param` from now on
+    // and frees it with release_state.
     let rc = unsafe {
         register(
             msg.as_ptr(),
             t,
             HIDING_EVENTS as c_int,
             Some(on_transaction_event),
-            hidden_mark(),
-            None,
+            param,
+            Some(release_state),
         )
     };
     if rc <= 0 {
+        tx_state::release(param);
         return Err(Error::new(format!(
             "tm refused the transaction callbacks ({rc})"
         )));
@@ -196,7 +210,7 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
                 let trans = Transaction { raw };
                 // SAFETY: the reply tm is processing, valid for this call.
                 if let Some(mut reply) = unsafe { SipMsg::from_raw(p.rpl) } {
-                    if let Err(e) = topos::restore_reply(&trans, &mut reply) {
+                    if let Err(e) = topos::hide_reply(&trans, &mut reply) {
                         log::error!("restoring the Via stack of a {} reply: {e}", reply.status());
                     }
                 }

@@ -2,5 +2,6 @@
 
 pub mod dialog;
 pub mod headers;
+pub mod name_addr;
 pub mod restore;
 pub mod via;

@@ -150,7 +150,7 @@ impl Store for LmdbStore {
         })
     }
 
-    fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool> {
+    fn get_touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<Option<Vec<u8>>> {
         let now = now_ms();
         self.write(|txn, db| {
             let Some(payload) = db
@@ -158,11 +158,15 @@ impl Store for LmdbStore {
                 .and_then(|r| live(r, now))
                 .map(<[u8]>::to_vec)
             else {
-                return Ok(false);
+                return Ok(None);
             };
             db.put(txn, key, &encode(&payload, ttl))?;
-            Ok(true)
+            Ok(Some(payload))
         })
+    }
+
+    fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool> {
+        Ok(self.get_touch(key, ttl)?.is_some())
     }
 
     fn delete(&mut self, key: &[u8]) -> StoreResult<bool> {

@@ -53,6 +53,9 @@ pub trait Store {
     /// Gets and deletes the record atomically: of two concurrent takers
     /// exactly one gets the value.
     fn take(&mut self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// The live record, if any, with a new time to live set in the same
+    /// operation (Redis GETEX).
+    fn get_touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a new time to live on a live record; false if there is none.
     fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool>;
     /// Deletes the record; false if there was none.

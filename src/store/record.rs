@@ -98,6 +98,14 @@ impl<'a> Record<'a> {
         self.fields.iter().find(|(t, _)| *t == tag).map(|(_, v)| *v)
     }
 
+    /// Every value of a repeated field, in order.
+    pub fn all(&self, tag: u8) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.fields
+            .iter()
+            .filter(move |(t, _)| *t == tag)
+            .map(|(_, v)| *v)
+    }
+
     pub fn bytes(&self, tag: u8) -> Result<&'a [u8], RecordError> {
         self.get(tag).ok_or(RecordError::Missing(tag))
     }

@@ -119,6 +119,12 @@ impl Store for RedisStore {
         self.run(&c)
     }
 
+    fn get_touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<Option<Vec<u8>>> {
+        let mut c = redis::cmd("GETEX");
+        c.arg(key).arg("PX").arg(ttl_ms(ttl));
+        self.run(&c)
+    }
+
     fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool> {
         let mut c = redis::cmd("PEXPIRE");
         c.arg(key).arg(ttl_ms(ttl));

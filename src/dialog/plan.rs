@@ -1,0 +1,539 @@
+//! The edits that hide a dialog's topology, computed from message bytes
+//! alone. The FFI layer turns each `Edit` into a Kamailio lump; nothing here
+//! knows Kamailio, so every rule is unit-tested.
+//!
+//! What each side sees:
+//! - Record-Route: its own side's entries and Kamailio's, nothing of the
+//!   other side (the callee sees only Kamailio's).
+//! - Contact: `<sip:TOKEN@kamailio>` for the other side, where TOKEN names
+//!   the dialog and the direction.
+//! - Route: the route set toward the receiving side only.
+//! - Call-ID: with mask_callid, the callee side sees a different one.
+
+use crate::sip::headers::{scan_headers, HeaderField, ScanError};
+use crate::sip::name_addr::{entry_uri, split_entries};
+use std::fmt;
+use std::ops::Range;
+
+/// One change to a message: the FFI layer applies it as a lump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    Delete(Range<usize>),
+    Insert(usize, Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    Scan(ScanError),
+    NoContact,
+    NoCallId,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::Scan(e) => write!(f, "{e}"),
+            PlanError::NoContact => write!(f, "no Contact URI to hide"),
+            PlanError::NoCallId => write!(f, "no Call-ID header"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl From<ScanError> for PlanError {
+    fn from(e: ScanError) -> Self {
+        PlanError::Scan(e)
+    }
+}
+
+/// The Contact Kamailio shows in place of a party's own:
+/// `<sip:TOKEN@host[:port][;transport=x]>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskedContact {
+    pub token: String,
+    /// `host[:port]` (IPv6 in brackets) and optional `;transport=...`.
+    pub hostport: String,
+}
+
+impl MaskedContact {
+    pub fn header(&self) -> Vec<u8> {
+        format!("Contact: <sip:{}@{}>\r\n", self.token, self.hostport).into_bytes()
+    }
+}
+
+/// The header fields of `msg` by kind.
+struct Fields<'m> {
+    msg: &'m [u8],
+    all: Vec<HeaderField>,
+}
+
+impl<'m> Fields<'m> {
+    fn new(msg: &'m [u8]) -> Result<Self, PlanError> {
+        Ok(Fields {
+            msg,
+            all: scan_headers(msg)?,
+        })
+    }
+
+    fn named(&self, long: &'static str, compact: Option<&'static str>) -> Vec<&HeaderField> {
+        self.all
+            .iter()
+            .filter(|f| {
+                let n = &self.msg[f.name.clone()];
+                n.eq_ignore_ascii_case(long.as_bytes())
+                    || compact.is_some_and(|c| n.eq_ignore_ascii_case(c.as_bytes()))
+            })
+            .collect()
+    }
+
+    fn value(&self, f: &HeaderField) -> String {
+        String::from_utf8_lossy(&self.msg[f.value.clone()]).into_owned()
+    }
+
+    /// Every entry of every field called `long`, in message order.
+    fn entries(&self, long: &'static str, compact: Option<&'static str>) -> Vec<String> {
+        self.named(long, compact)
+            .iter()
+            .flat_map(|f| {
+                split_entries(&self.value(f))
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// End of the header section: where a header is added when the message
+    /// has none of its kind.
+    fn end_of_headers(&self) -> usize {
+        self.all.last().map(|f| f.line.end).unwrap_or_else(|| {
+            self.msg
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(self.msg.len(), |p| p + 1)
+        })
+    }
+
+    /// The first Contact URI.
+    fn contact_uri(&self) -> Option<String> {
+        self.entries("contact", Some("m"))
+            .first()
+            .map(|e| entry_uri(e).to_string())
+            .filter(|u| !u.is_empty() && u != "*")
+    }
+}
+
+/// Replaces every field called `long` with `replacement` (one block at the
+/// first field's place, or at the end of the headers if there is none).
+fn replace_fields(
+    fields: &Fields,
+    long: &'static str,
+    compact: Option<&'static str>,
+    replacement: Vec<u8>,
+    edits: &mut Vec<Edit>,
+) {
+    let found = fields.named(long, compact);
+    let at = found
+        .first()
+        .map_or(fields.end_of_headers(), |f| f.line.start);
+    for f in &found {
+        edits.push(Edit::Delete(f.line.clone()));
+    }
+    if !replacement.is_empty() {
+        edits.push(Edit::Insert(at, replacement));
+    }
+}
+
+fn header_lines(name: &str, entries: &[String]) -> Vec<u8> {
+    entries
+        .iter()
+        .flat_map(|e| format!("{name}: {e}\r\n").into_bytes())
+        .collect()
+}
+
+fn call_id_line(call_id: &str) -> Vec<u8> {
+    format!("Call-ID: {call_id}\r\n").into_bytes()
+}
+
+/// The first Call-ID value.
+pub fn call_id(msg: &[u8]) -> Result<String, PlanError> {
+    let f = Fields::new(msg)?;
+    let id = f.named("call-id", Some("i"));
+    id.first()
+        .map(|h| f.value(h).trim().to_string())
+        .ok_or(PlanError::NoCallId)
+}
+
+/// What the caller's dialog-creating request tells about the caller side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerSide {
+    pub contact: String,
+    /// Record-Route entries as received (nearest to Kamailio first), which
+    /// is also the route set from Kamailio back to the caller.
+    pub route: Vec<String>,
+}
+
+/// Reads the caller side of a dialog-creating request (as received).
+pub fn caller_side(request: &[u8]) -> Result<CallerSide, PlanError> {
+    let f = Fields::new(request)?;
+    Ok(CallerSide {
+        contact: f.contact_uri().ok_or(PlanError::NoContact)?,
+        route: f.entries("record-route", None),
+    })
+}
+
+/// A dialog-creating request going to the callee: the caller side's
+/// Record-Routes go (Kamailio adds its own as a lump of its own), the
+/// Contact is masked, the Call-ID replaced if masked.
+pub fn initial_request(
+    request: &[u8],
+    masked: &MaskedContact,
+    callee_call_id: Option<&str>,
+) -> Result<Vec<Edit>, PlanError> {
+    let f = Fields::new(request)?;
+    f.contact_uri().ok_or(PlanError::NoContact)?;
+    let mut edits = Vec::new();
+    replace_fields(&f, "record-route", None, Vec::new(), &mut edits);
+    replace_fields(&f, "contact", Some("m"), masked.header(), &mut edits);
+    if let Some(id) = callee_call_id {
+        replace_fields(&f, "call-id", Some("i"), call_id_line(id), &mut edits);
+    }
+    Ok(edits)
+}
+
+/// What a reply of the callee side tells about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalleeSide {
+    pub contact: Option<String>,
+    /// Route set from Kamailio to the callee: the callee side's
+    /// Record-Route entries, nearest to Kamailio first.
+    pub route: Vec<String>,
+}
+
+/// A reply to the dialog-creating request, going back to the caller: the
+/// Record-Route list becomes Kamailio's entries plus the caller side's (as
+/// they were in the request); the callee's Contact is masked; the Call-ID is
+/// the caller's. `is_kamailio(uri)` says whether a URI is this server.
+pub fn reply_to_caller(
+    reply: &[u8],
+    caller_route: &[String],
+    masked: &MaskedContact,
+    caller_call_id: Option<&str>,
+    is_kamailio: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<Edit>, CalleeSide), PlanError> {
+    let f = Fields::new(reply)?;
+    let rr = f.entries("record-route", None);
+    // The list is the callee side's entries, then Kamailio's (it was the
+    // last to record-route before the callee side).
+    let ours = rr
+        .iter()
+        .rev()
+        .take_while(|e| is_kamailio(entry_uri(e)))
+        .count();
+    let split = rr.len() - ours;
+    let mut callee_route: Vec<String> = rr[..split].to_vec();
+    callee_route.reverse();
+    let mut shown: Vec<String> = rr[split..].to_vec();
+    shown.extend(caller_route.iter().cloned());
+
+    let contact = f.contact_uri();
+    let mut edits = Vec::new();
+    replace_fields(
+        &f,
+        "record-route",
+        None,
+        header_lines("Record-Route", &shown),
+        &mut edits,
+    );
+    if contact.is_some() {
+        replace_fields(&f, "contact", Some("m"), masked.header(), &mut edits);
+    }
+    if let Some(id) = caller_call_id {
+        replace_fields(&f, "call-id", Some("i"), call_id_line(id), &mut edits);
+    }
+    Ok((
+        edits,
+        CalleeSide {
+            contact,
+            route: callee_route,
+        },
+    ))
+}
+
+/// An in-dialog request from one side to the other: its Route and
+/// Record-Route fields go and the route set toward the target comes in;
+/// the sender's Contact (if any) is masked; the Call-ID becomes the
+/// target's. Returns the sender's Contact URI (a target refresh).
+pub fn in_dialog_request(
+    request: &[u8],
+    route_to_target: &[String],
+    sender_masked: &MaskedContact,
+    target_call_id: Option<&str>,
+) -> Result<(Vec<Edit>, Option<String>), PlanError> {
+    let f = Fields::new(request)?;
+    let contact = f.contact_uri();
+    let mut edits = Vec::new();
+    replace_fields(
+        &f,
+        "route",
+        None,
+        header_lines("Route", route_to_target),
+        &mut edits,
+    );
+    replace_fields(&f, "record-route", None, Vec::new(), &mut edits);
+    if contact.is_some() {
+        replace_fields(&f, "contact", Some("m"), sender_masked.header(), &mut edits);
+    }
+    if let Some(id) = target_call_id {
+        replace_fields(&f, "call-id", Some("i"), call_id_line(id), &mut edits);
+    }
+    Ok((edits, contact))
+}
+
+/// A reply to an in-dialog request, going back to its sender: the
+/// replier's Contact is masked, stray Record-Routes go, and the Call-ID is
+/// the sender's. Returns the replier's Contact URI.
+pub fn in_dialog_reply(
+    reply: &[u8],
+    replier_masked: &MaskedContact,
+    sender_call_id: Option<&str>,
+) -> Result<(Vec<Edit>, Option<String>), PlanError> {
+    let f = Fields::new(reply)?;
+    let contact = f.contact_uri();
+    let mut edits = Vec::new();
+    replace_fields(&f, "record-route", None, Vec::new(), &mut edits);
+    if contact.is_some() {
+        replace_fields(
+            &f,
+            "contact",
+            Some("m"),
+            replier_masked.header(),
+            &mut edits,
+        );
+    }
+    if let Some(id) = sender_call_id {
+        replace_fields(&f, "call-id", Some("i"), call_id_line(id), &mut edits);
+    }
+    Ok((edits, contact))
+}
+
+/// Applies edits to bytes the way Kamailio applies lumps (for tests and for
+/// checking plans): deletions skip bytes, insertions go in at their offset.
+pub fn apply(msg: &[u8], edits: &[Edit]) -> Vec<u8> {
+    let mut points: Vec<(usize, u8, &Edit)> = edits
+        .iter()
+        .map(|e| match e {
+            Edit::Delete(r) => (r.start, 1, e),
+            Edit::Insert(at, _) => (*at, 0, e),
+        })
+        .collect();
+    points.sort_by_key(|(at, kind, _)| (*at, *kind));
+    let mut out = Vec::with_capacity(msg.len());
+    let mut pos = 0;
+    for (at, _, e) in points {
+        let at = at.max(pos);
+        out.extend_from_slice(&msg[pos..at]);
+        pos = at;
+        match e {
+            Edit::Delete(r) => pos = pos.max(r.end),
+            Edit::Insert(_, text) => out.extend_from_slice(text),
+        }
+    }
+    out.extend_from_slice(&msg[pos..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:bob@10.2.2.2 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1;branch=z9hG4bK1\r\n\
+Record-Route: <sip:a2.caller.net;lr>\r\n\
+Record-Route: <sip:a1.caller.net;lr>, <sip:a0.caller.net;lr>\r\n\
+From: <sip:alice@caller.net>;tag=ft\r\n\
+To: <sip:bob@callee.net>\r\n\
+Call-ID: secret-call@caller.net\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: \"Alice\" <sip:alice@192.168.1.10:5060;transport=udp>;+sip.instance=\"<urn:uuid:1>\"\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn masked(token: &str) -> MaskedContact {
+        MaskedContact {
+            token: token.into(),
+            hostport: "203.0.113.1:5060".into(),
+        }
+    }
+
+    fn text(msg: &str, edits: &[Edit]) -> String {
+        String::from_utf8(apply(msg.as_bytes(), edits)).unwrap()
+    }
+
+    #[test]
+    fn caller_side_of_an_invite() {
+        let c = caller_side(INVITE.as_bytes()).unwrap();
+        assert_eq!(c.contact, "sip:alice@192.168.1.10:5060;transport=udp");
+        assert_eq!(
+            c.route,
+            [
+                "<sip:a2.caller.net;lr>",
+                "<sip:a1.caller.net;lr>",
+                "<sip:a0.caller.net;lr>"
+            ]
+        );
+    }
+
+    #[test]
+    fn initial_request_hides_record_route_contact_and_call_id() {
+        let e = initial_request(INVITE.as_bytes(), &masked("TOKa"), Some("masked-id")).unwrap();
+        let out = text(INVITE, &e);
+        assert!(!out.contains("caller.net;lr"), "{out}");
+        assert!(!out.contains("192.168.1.10"), "{out}");
+        assert!(!out.contains("urn:uuid"), "{out}");
+        assert!(!out.contains("secret-call"), "{out}");
+        assert!(
+            out.contains("\r\nContact: <sip:TOKa@203.0.113.1:5060>\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("\r\nCall-ID: masked-id\r\n"), "{out}");
+        assert!(out.contains("From: <sip:alice@caller.net>;tag=ft\r\n"));
+        assert!(out.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn initial_request_without_contact_is_refused() {
+        let msg = INVITE.replace("Contact", "X-Contact");
+        assert_eq!(
+            initial_request(msg.as_bytes(), &masked("T"), None),
+            Err(PlanError::NoContact)
+        );
+    }
+
+    const REPLY: &str = "SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bKk\r\n\
+Record-Route: <sip:b1.callee.net;lr>,<sip:b0.callee.net;lr>\r\n\
+Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n\
+From: <sip:alice@caller.net>;tag=ft\r\n\
+To: <sip:bob@callee.net>;tag=tt\r\n\
+i: masked-id\r\n\
+CSeq: 1 INVITE\r\n\
+m: <sip:bob@10.2.2.2:5080>\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn is_k(uri: &str) -> bool {
+        uri.starts_with("sip:203.0.113.1")
+    }
+
+    #[test]
+    fn reply_to_caller_shows_kamailio_and_caller_side_only() {
+        let caller = caller_side(INVITE.as_bytes()).unwrap();
+        let (e, callee) = reply_to_caller(
+            REPLY.as_bytes(),
+            &caller.route,
+            &masked("TOKb"),
+            Some("secret-call@caller.net"),
+            &is_k,
+        )
+        .unwrap();
+        assert_eq!(callee.contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
+        // Nearest to Kamailio first.
+        assert_eq!(
+            callee.route,
+            ["<sip:b0.callee.net;lr>", "<sip:b1.callee.net;lr>"]
+        );
+        let out = text(REPLY, &e);
+        assert!(
+            out.contains(
+                "Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n\
+Record-Route: <sip:a2.caller.net;lr>\r\n\
+Record-Route: <sip:a1.caller.net;lr>\r\n\
+Record-Route: <sip:a0.caller.net;lr>\r\n"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("callee.net;lr"), "{out}");
+        assert!(!out.contains("10.2.2.2"), "{out}");
+        assert!(!out.contains("masked-id"), "{out}");
+        assert!(
+            out.contains("Contact: <sip:TOKb@203.0.113.1:5060>\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("Call-ID: secret-call@caller.net\r\n"), "{out}");
+    }
+
+    #[test]
+    fn reply_without_kamailio_record_route() {
+        let reply = REPLY.replace("Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n", "");
+        let (e, callee) =
+            reply_to_caller(reply.as_bytes(), &[], &masked("T"), None, &is_k).unwrap();
+        assert_eq!(callee.route.len(), 2);
+        let out = text(&reply, &e);
+        assert!(!out.contains("Record-Route"), "{out}");
+    }
+
+    #[test]
+    fn provisional_reply_without_contact_keeps_no_contact() {
+        let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>\r\n", "");
+        let (e, callee) =
+            reply_to_caller(reply.as_bytes(), &[], &masked("T"), None, &is_k).unwrap();
+        assert_eq!(callee.contact, None);
+        assert!(!text(&reply, &e).contains("Contact"));
+    }
+
+    #[test]
+    fn in_dialog_request_gets_the_target_route_set() {
+        let bye = "BYE sip:TOKb@203.0.113.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.1.1.1;branch=z9hG4bK2\r\n\
+Route: <sip:evil.example;lr>\r\n\
+From: <sip:alice@caller.net>;tag=ft\r\n\
+To: <sip:bob@callee.net>;tag=tt\r\n\
+Call-ID: secret-call@caller.net\r\n\
+CSeq: 2 BYE\r\n\
+Contact: <sip:alice@192.168.1.99>\r\n\
+Content-Length: 0\r\n\r\n";
+        let route = vec!["<sip:b0.callee.net;lr>".to_string()];
+        let (e, contact) =
+            in_dialog_request(bye.as_bytes(), &route, &masked("TOKa"), Some("masked-id")).unwrap();
+        assert_eq!(contact.as_deref(), Some("sip:alice@192.168.1.99"));
+        let out = text(bye, &e);
+        assert!(out.contains("Route: <sip:b0.callee.net;lr>\r\n"), "{out}");
+        assert!(!out.contains("evil.example"), "{out}");
+        assert!(!out.contains("192.168.1.99"), "{out}");
+        assert!(out.contains("Contact: <sip:TOKa@203.0.113.1:5060>\r\n"));
+        assert!(out.contains("Call-ID: masked-id\r\n"));
+    }
+
+    #[test]
+    fn in_dialog_reply_masks_the_replier() {
+        let (e, contact) =
+            in_dialog_reply(REPLY.as_bytes(), &masked("TOKb"), Some("orig")).unwrap();
+        assert_eq!(contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
+        let out = text(REPLY, &e);
+        assert!(!out.contains("Record-Route"));
+        assert!(out.contains("Contact: <sip:TOKb@203.0.113.1:5060>\r\n"));
+        assert!(out.contains("Call-ID: orig\r\n"));
+    }
+
+    #[test]
+    fn call_id_of_a_message() {
+        assert_eq!(call_id(REPLY.as_bytes()).unwrap(), "masked-id");
+        assert_eq!(
+            call_id(b"SIP/2.0 200 OK\r\nTo: x\r\n\r\n"),
+            Err(PlanError::NoCallId)
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        assert!(initial_request(b"INVITE", &masked("T"), None).is_err());
+        assert!(reply_to_caller(
+            b"SIP/2.0 200\r\nbad line\r\n\r\n",
+            &[],
+            &masked("T"),
+            None,
+            &is_k
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! What topos_rs remembers about one tm transaction, in shared memory: the
+//! parameter of the transaction's callback, freed by tm with the
+//! transaction. Replies of one transaction may be handled by different
+//! worker processes at once, so the fields that change are atomics (shared
+//! memory is the same physical memory in every process).
+
+use super::bindings::{topos_shim_shm_free, topos_shim_shm_malloc};
+use crate::dialog::token::{DialogId, Side};
+use std::os::raw::c_void;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+const MAGIC: u64 = 0x746f_706f_735f_7273; // "topos_rs"
+
+/// How many early dialogs (callee tags) one INVITE transaction tracks.
+pub const MAX_EARLY: usize = 8;
+const MAX_CALL_ID: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Via hiding only (not a dialog-creating or in-dialog request).
+    ViaOnly,
+    /// A dialog-creating request (INVITE, SUBSCRIBE) of a new dialog.
+    Initial,
+    /// A request inside a hidden dialog.
+    InDialog,
+}
+
+#[repr(C)]
+pub struct TxState {
+    magic: u64,
+    kind: u8,
+    /// In-dialog: the side the request goes to (0 caller, 1 callee).
+    target: u8,
+    /// In-dialog: INVITE or UPDATE (a 2xx refreshes remote targets).
+    target_refresh: u8,
+    callee_call_id_len: u8,
+    _pad: [u8; 4],
+    dialog_id: [u8; 16],
+    /// In-dialog: hash of the dialog's callee tag (its record key).
+    callee_tag_hash: u64,
+    /// Initial, with mask_callid: the Call-ID the callee side sees.
+    callee_call_id: [u8; MAX_CALL_ID],
+    /// Initial: hashes of the callee tags with a stored record (0 = free).
+    early: [AtomicU64; MAX_EARLY],
+    /// Initial: 1 once a 2xx confirmed that tag's dialog.
+    confirmed: [AtomicU8; MAX_EARLY],
+}
+
+/// A TxState owned by Rust until tm adopts it as a callback parameter.
+pub struct NewTxState(*mut TxState);
+
+impl NewTxState {
+    pub fn alloc(kind: Kind, id: DialogId) -> Option<NewTxState> {
+        // SAFETY: plain shared-memory allocation, checked for null; the
+        // struct is fully written before use.
+        unsafe {
+            let p = topos_shim_shm_malloc(std::mem::size_of::<TxState>()) as *mut TxState;
+            if p.is_null() {
+                return None;
+            }
+            std::ptr::write(
+                p,
+                TxState {
+                    magic: MAGIC,
+                    kind: kind as u8,
+                    target: 0,
+                    target_refresh: 0,
+                    callee_call_id_len: 0,
+                    _pad: [0; 4],
+                    dialog_id: id.0,
+                    callee_tag_hash: 0,
+                    callee_call_id: [0; MAX_CALL_ID],
+                    early: Default::default(),
+                    confirmed: Default::default(),
+                },
+            );
+            Some(NewTxState(p))
+        }
+    }
+
+    pub fn get_mut(&mut self) -> &mut TxState {
+        // SAFETY: allocated and written in alloc; not shared yet.
+        unsafe { &mut *self.0 }
+    }
+
+    /// Hands the state to tm (as the callback parameter).
+    pub fn into_raw(self) -> *mut c_void {
+        let p = self.0 as *mut c_void;
+        std::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for NewTxState {
+    fn drop(&mut self) {
+        release(self.0 as *mut c_void);
+    }
+}
+
+/// Frees a state (tm's release function for the callback parameter).
+pub fn release(p: *mut c_void) {
+    if !p.is_null() {
+        // SAFETY: `p` came from alloc and is freed exactly once (by tm with
+        // the transaction, or by NewTxState if tm never adopted it).
+        unsafe { topos_shim_shm_free(p) };
+    }
+}
+
+impl TxState {
+    /// # Safety
+    /// `p` is a callback parameter registered by this module.
+    pub unsafe fn from_param<'a>(p: *mut c_void) -> Option<&'a TxState> {
+        // SAFETY: per the contract; the magic guards against mix-ups.
+        let s = unsafe { (p as *const TxState).as_ref()? };
+        (s.magic == MAGIC).then_some(s)
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.kind {
+            1 => Kind::Initial,
+            2 => Kind::InDialog,
+            _ => Kind::ViaOnly,
+        }
+    }
+
+    pub fn dialog_id(&self) -> DialogId {
+        DialogId(self.dialog_id)
+    }
+
+    pub fn set_in_dialog(&mut self, target: Side, callee_tag_hash: u64, target_refresh: bool) {
+        self.target = matches!(target, Side::Callee) as u8;
+        self.callee_tag_hash = callee_tag_hash;
+        self.target_refresh = target_refresh as u8;
+    }
+
+    pub fn target(&self) -> Side {
+        if self.target == 1 {
+            Side::Callee
+        } else {
+            Side::Caller
+        }
+    }
+
+    pub fn callee_tag_hash(&self) -> u64 {
+        self.callee_tag_hash
+    }
+
+    pub fn is_target_refresh(&self) -> bool {
+        self.target_refresh != 0
+    }
+
+    /// Remembers the Call-ID the callee side sees (mask_callid); false if
+    /// it does not fit.
+    pub fn set_callee_call_id(&mut self, id: &str) -> bool {
+        if id.len() > MAX_CALL_ID {
+            return false;
+        }
+        self.callee_call_id[..id.len()].copy_from_slice(id.as_bytes());
+        self.callee_call_id_len = id.len() as u8;
+        true
+    }
+
+    pub fn callee_call_id(&self) -> Option<&str> {
+        let n = self.callee_call_id_len as usize;
+        (n > 0)
+            .then(|| std::str::from_utf8(&self.callee_call_id[..n]).ok())
+            .flatten()
+    }
+
+    /// Notes that a record for callee tag `h` exists; returns
+    /// (slot, newly noted). None when every slot is taken.
+    pub fn note_early(&self, h: u64) -> Option<(usize, bool)> {
+        for (i, slot) in self.early.iter().enumerate() {
+            match slot.compare_exchange(0, h, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some((i, true)),
+                Err(v) if v == h => return Some((i, false)),
+                Err(_) => {}
+            }
+        }
+        None
+    }
+
+    /// Marks slot `i` confirmed; true the first time.
+    pub fn confirm(&self, i: usize) -> bool {
+        self.confirmed[i].swap(1, Ordering::AcqRel) == 0
+    }
+
+    /// Callee tags noted and not confirmed.
+    pub fn unconfirmed(&self) -> Vec<u64> {
+        self.early
+            .iter()
+            .zip(&self.confirmed)
+            .filter_map(|(e, c)| {
+                let h = e.load(Ordering::Acquire);
+                (h != 0 && c.load(Ordering::Acquire) == 0).then_some(h)
+            })
+            .collect()
+    }
+}

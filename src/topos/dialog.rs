@@ -1,0 +1,308 @@
+//! Dialog hiding on live messages: masks Contacts and Record-Routes,
+//! stores one record per dialog (per callee tag) when a reply creates or
+//! confirms it, and routes in-dialog requests by their token.
+//!
+//! Store operations for a basic call (INVITE / 180 / 200 / ACK / BYE): the
+//! INVITE none, the 180 one `put` (early dialog), the 200 one `put`
+//! (confirmed), the ACK one `get_touch`, the BYE one `get_touch` (grace
+//! time): 4 in all, 3 without a 180 that carries a Contact.
+
+use crate::dialog::plan::{self, MaskedContact};
+use crate::dialog::record::{record_key, tag_hash, DialogRecord};
+use crate::dialog::token::{parse_token, DialogId, Side};
+use crate::error::{Error, Result};
+use crate::ffi::msg::{is_kamailio_uri, SipMsg};
+use crate::ffi::tm::Transaction;
+use crate::ffi::tx_state::{Kind, NewTxState, TxState};
+use crate::sip::dialog::DialogIds;
+use crate::sip::name_addr::{entry_uri, uri_user};
+use crate::state::{self, with_store};
+use std::time::Duration;
+
+/// An early dialog's records live this long without news (a call rings at
+/// most this long).
+const EARLY_TTL: Duration = Duration::from_secs(900);
+/// After a BYE a dialog's record stays this long (retransmissions, a BYE
+/// re-sent with credentials), then goes.
+const BYE_GRACE: Duration = Duration::from_secs(32);
+
+fn random_id() -> Result<[u8; 16]> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b)
+        .map_err(|e| Error::new(format!("no randomness for a token: {e}")))?;
+    Ok(b)
+}
+
+fn method_is(msg: &SipMsg, names: &[&str]) -> bool {
+    let line = msg.buf().split(|&b| b == b' ').next().unwrap_or(b"");
+    names
+        .iter()
+        .any(|n| line.eq_ignore_ascii_case(n.as_bytes()))
+}
+
+/// INVITE and SUBSCRIBE create dialogs (their Contact must be hidden).
+pub fn creates_dialog(msg: &SipMsg) -> bool {
+    method_is(msg, &["INVITE", "SUBSCRIBE"])
+}
+
+/// `host:port` for masked Contacts in `msg`'s direction.
+fn contact_hostport(msg: &SipMsg) -> Result<String> {
+    let cfg = state::config()?;
+    if let Some(h) = &cfg.contact_host {
+        return Ok(h.clone());
+    }
+    msg.local_hostport()
+        .ok_or_else(|| Error::new("no local socket for the masked Contact; set contact_host"))
+}
+
+/// The Request-URI of a request's first line.
+fn request_line_uri(buf: &[u8]) -> Option<String> {
+    let line = buf.split(|&b| b == b'\n').next()?;
+    let mut parts = line.split(|&b| b == b' ');
+    parts.next()?;
+    let uri = parts.next()?;
+    Some(String::from_utf8_lossy(uri).into_owned())
+}
+
+/// A dialog-creating request: a new dialog id, the Contact masked, the
+/// caller side's Record-Routes removed (and the Call-ID with mask_callid).
+pub fn hide_initial(msg: &mut SipMsg) -> Result<NewTxState> {
+    let cfg = state::config()?;
+    let id = DialogId::from_random(random_id()?);
+    let masked = MaskedContact {
+        token: id.token(Side::Caller),
+        hostport: contact_hostport(msg)?,
+    };
+    let mut st =
+        NewTxState::alloc(Kind::Initial, id).ok_or_else(|| Error::new("out of shared memory"))?;
+    let callee_call_id = if cfg.mask_callid {
+        let c = DialogId::from_random(random_id()?).hex();
+        st.get_mut().set_callee_call_id(&c);
+        Some(c)
+    } else {
+        None
+    };
+    let edits = plan::initial_request(msg.buf(), &masked, callee_call_id.as_deref())?;
+    msg.apply(&edits)?;
+    Ok(st)
+}
+
+/// A reply to a dialog-creating request, on its way to the caller.
+pub fn initial_reply(t: &Transaction, st: &TxState, reply: &mut SipMsg) -> Result<()> {
+    let status = reply.status();
+    if !(101..300).contains(&status) {
+        return Ok(());
+    }
+    let ids = DialogIds::from_message(reply.buf())?;
+    let Some(callee_tag) = ids.to.tag.clone() else {
+        return Ok(()); // no dialog without a To-tag
+    };
+    let req = t
+        .request()
+        .ok_or_else(|| Error::new("transaction has no request"))?;
+    let caller = plan::caller_side(req.buf())?;
+    let caller_call_id = plan::call_id(req.buf())?;
+    let id = st.dialog_id();
+    let masked = MaskedContact {
+        token: id.token(Side::Callee),
+        hostport: contact_hostport(&req)?,
+    };
+    let masking = st.callee_call_id().is_some();
+    let (edits, callee) = plan::reply_to_caller(
+        reply.buf(),
+        &caller.route,
+        &masked,
+        masking.then_some(caller_call_id.as_str()),
+        &is_kamailio_uri,
+    )?;
+    reply.apply(&edits)?;
+    state::set_caller_call_id(reply.identity(), &caller_call_id);
+
+    // Store the dialog once per callee tag, and again when a 2xx confirms it.
+    let Some(callee_contact) = callee.contact else {
+        return Ok(()); // nothing to route to yet
+    };
+    let h = tag_hash(&callee_tag);
+    let confirmed = (200..300).contains(&status);
+    let must_write = match st.note_early(h) {
+        None => true,
+        Some((slot, new)) => (confirmed && st.confirm(slot)) || (new && !confirmed),
+    };
+    if !must_write {
+        return Ok(());
+    }
+    let record = DialogRecord {
+        callee_call_id: st.callee_call_id().unwrap_or(&caller_call_id).to_string(),
+        call_id: caller_call_id,
+        caller_tag: ids.from.tag.unwrap_or_default(),
+        callee_tag,
+        caller_contact: caller.contact,
+        caller_route: caller.route,
+        callee_contact,
+        callee_route: callee.route,
+        confirmed,
+    };
+    let ttl = if confirmed {
+        state::config()?.dialog_expire
+    } else {
+        EARLY_TTL
+    };
+    let key = record_key(&id.hex(), h);
+    with_store("topos_reply", |s| s.put(&key, &record.encode(), ttl));
+    Ok(())
+}
+
+/// A final reply to a dialog-creating request went to the caller: early
+/// dialogs that no 2xx confirmed are over (a failed or cancelled call, or
+/// the other branches of an answered one).
+pub fn initial_reply_sent(st: &TxState, code: i32) {
+    if code < 200 {
+        return;
+    }
+    let hex = st.dialog_id().hex();
+    for h in st.unconfirmed() {
+        let key = record_key(&hex, h);
+        with_store("dialog cleanup", |s| s.delete(&key));
+    }
+}
+
+pub enum InDialog {
+    /// Routed to the other side; the state goes on its transaction (None
+    /// for an ACK, which has none).
+    Routed(Option<NewTxState>),
+    /// Refused, with the reason for the log.
+    Refused(String),
+}
+
+/// An in-dialog request: its token names the dialog and the side it goes
+/// to; it is sent there through that side's route set.
+pub fn route_in_dialog(msg: &mut SipMsg) -> Result<InDialog> {
+    // The Request-URI as the sender wrote it: loose_route() may have
+    // replaced it already (a masked Contact points at this server, so rr
+    // takes the previous hop for a strict router).
+    let ruri = request_line_uri(msg.buf()).ok_or_else(|| Error::new("malformed request line"))?;
+    let Some((id, target)) = uri_user(&ruri).and_then(parse_token) else {
+        return Ok(InDialog::Refused(format!(
+            "in-dialog request without a topos_rs token (Request-URI {ruri})"
+        )));
+    };
+    let ids = DialogIds::from_message(msg.buf())?;
+    let tag = match target {
+        Side::Callee => ids.to.tag.as_deref(),
+        Side::Caller => ids.from.tag.as_deref(),
+    };
+    let Some(callee_tag) = tag else {
+        return Ok(InDialog::Refused(
+            "in-dialog request without the dialog's tag".into(),
+        ));
+    };
+    let h = tag_hash(callee_tag);
+    let cfg = state::config()?;
+    let ttl = if method_is(msg, &["BYE"]) {
+        BYE_GRACE
+    } else {
+        cfg.dialog_expire
+    };
+    let key = record_key(&id.hex(), h);
+    let raw = match with_store("topos_request", |s| s.get_touch(&key, ttl)) {
+        None => return Err(Error::new("dialog storage unavailable")),
+        Some(None) => {
+            return Ok(InDialog::Refused(format!(
+                "unknown or expired dialog token {} (Call-ID {})",
+                id.token(target),
+                ids.call_id
+            )))
+        }
+        Some(Some(raw)) => raw,
+    };
+    let rec = DialogRecord::decode(&raw)
+        .map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
+    if rec.callee_tag != callee_tag {
+        return Ok(InDialog::Refused(format!(
+            "token {} does not belong to this dialog",
+            id.token(target)
+        )));
+    }
+    let (expected_call_id, other_call_id) = match target {
+        Side::Callee => (&rec.call_id, &rec.callee_call_id),
+        Side::Caller => (&rec.callee_call_id, &rec.call_id),
+    };
+    if ids.call_id != *expected_call_id {
+        return Ok(InDialog::Refused(format!(
+            "token {} used with Call-ID {} of another call",
+            id.token(target),
+            ids.call_id
+        )));
+    }
+    let (route, target_uri, sender_side) = match target {
+        Side::Callee => (&rec.callee_route, &rec.callee_contact, Side::Caller),
+        Side::Caller => (&rec.caller_route, &rec.caller_contact, Side::Callee),
+    };
+    let masked = MaskedContact {
+        token: id.token(sender_side),
+        hostport: contact_hostport(msg)?,
+    };
+    let new_call_id = (expected_call_id != other_call_id).then_some(other_call_id.as_str());
+    let (edits, _) = plan::in_dialog_request(msg.buf(), route, &masked, new_call_id)?;
+    msg.apply(&edits)?;
+    msg.retarget(target_uri, route.first().map(|r| entry_uri(r)))?;
+    state::set_caller_call_id(msg.identity(), &rec.call_id);
+    if msg.is_ack() {
+        return Ok(InDialog::Routed(None));
+    }
+    let mut st =
+        NewTxState::alloc(Kind::InDialog, id).ok_or_else(|| Error::new("out of shared memory"))?;
+    st.get_mut()
+        .set_in_dialog(target, h, method_is(msg, &["INVITE", "UPDATE"]));
+    Ok(InDialog::Routed(Some(st)))
+}
+
+/// A reply to an in-dialog request, on its way back to the request's
+/// sender. A 2xx to a target refresh (re-INVITE, UPDATE) updates the remote
+/// targets, as RFC 3261 12.2 says; other replies change nothing.
+pub fn in_dialog_reply(t: &Transaction, st: &TxState, reply: &mut SipMsg) -> Result<()> {
+    let req = t
+        .request()
+        .ok_or_else(|| Error::new("transaction has no request"))?;
+    let id = st.dialog_id();
+    let target = st.target();
+    let masked = MaskedContact {
+        token: id.token(target),
+        hostport: contact_hostport(&req)?,
+    };
+    let sender_call_id = plan::call_id(req.buf())?;
+    let restore =
+        (plan::call_id(reply.buf())? != sender_call_id).then_some(sender_call_id.as_str());
+    let (edits, replier_contact) = plan::in_dialog_reply(reply.buf(), &masked, restore)?;
+    reply.apply(&edits)?;
+
+    if !st.is_target_refresh() || !(200..300).contains(&reply.status()) {
+        return Ok(());
+    }
+    let sender_contact = plan::caller_side(req.buf()).ok().map(|c| c.contact);
+    if sender_contact.is_none() && replier_contact.is_none() {
+        return Ok(());
+    }
+    let key = record_key(&id.hex(), st.callee_tag_hash());
+    let Some(Some(raw)) = with_store("target refresh", |s| s.get(&key)) else {
+        return Ok(());
+    };
+    let mut rec = DialogRecord::decode(&raw)
+        .map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
+    let before = rec.clone();
+    let (sender, replier) = match target {
+        Side::Callee => (&mut rec.caller_contact, &mut rec.callee_contact),
+        Side::Caller => (&mut rec.callee_contact, &mut rec.caller_contact),
+    };
+    if let Some(c) = sender_contact {
+        *sender = c;
+    }
+    if let Some(c) = replier_contact {
+        *replier = c;
+    }
+    if rec != before {
+        let ttl = state::config()?.dialog_expire;
+        with_store("target refresh", |s| s.put(&key, &rec.encode(), ttl));
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! What `topos_request()` and `topos_reply()` do, written against the safe
+//! `SipMsg` / `Transaction` wrappers and the pure `sip` and `dialog`
+//! modules.
+//!
+//! Via hiding needs no storage (the stack stays in the transaction). Dialog
+//! hiding keeps one record per dialog (per callee tag) in the store; the
+//! transaction's `TxState` (shared memory) links its replies to the dialog.
+
+mod dialog;
+mod via;
+
+use crate::dialog::token::DialogId;
+use crate::error::{Error, Result};
+use crate::ffi::msg::SipMsg;
+use crate::ffi::route::{current_route, Route};
+use crate::ffi::tm::{self, Transaction};
+use crate::ffi::tx_state::{Kind, NewTxState, TxState};
+use crate::ffi::via_swap;
+use std::cell::Cell;
+
+thread_local! {
+    // Per-process memory of the last message handled, so a second call for
+    // the same message (script calls it twice, or the tm callback already
+    // ran) changes nothing.
+    static LAST_HIDDEN: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
+    static LAST_RESTORED: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
+}
+
+fn has_to_tag(msg: &SipMsg) -> Result<bool> {
+    let ids = crate::sip::dialog::DialogIds::from_message(msg.buf())?;
+    Ok(ids.to.tag.is_some())
+}
+
+/// `topos_request()`: the request leaves with exactly one Via (Kamailio's),
+/// no address of the sender's side, and, inside a dialog, goes to the real
+/// target of the other side. False (with a log line) for an in-dialog
+/// request whose token is unknown, expired, forged or of another call.
+pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
+    if !msg.is_request() {
+        return Err(Error::new("topos_request() called for a reply"));
+    }
+    let id = msg.identity();
+    if LAST_HIDDEN.get() == id {
+        return Ok(true);
+    }
+    // An ACK for a negative reply belongs to tm (it absorbs it; matching
+    // needs its Via): leave it alone.
+    if msg.is_ack() && tm::ack_is_absorbed(msg)? {
+        return Ok(true);
+    }
+    let in_dialog = has_to_tag(msg)?;
+    let state = if in_dialog {
+        match dialog::route_in_dialog(msg)? {
+            dialog::InDialog::Routed(state) => state,
+            dialog::InDialog::Refused(why) => {
+                crate::state::log_refusal(&format!("topos_request: refused: {why}"));
+                return Ok(false);
+            }
+        }
+    } else if dialog::creates_dialog(msg) {
+        Some(dialog::hide_initial(msg)?)
+    } else {
+        Some(NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16])).ok_or_else(out_of_shm)?)
+    };
+    via::hide_request_vias(msg)?;
+    if msg.is_ack() {
+        // An ACK for a 2xx is relayed statelessly, without tm.
+        via_swap::suppress_top_via_update(msg)?;
+    } else if let Some(state) = state {
+        tm::hide_transaction_of(msg, state)?;
+    }
+    LAST_HIDDEN.set(id);
+    Ok(true)
+}
+
+fn out_of_shm() -> Error {
+    Error::new("out of shared memory")
+}
+
+/// `topos_reply()`: the reply goes upstream with the sender's own Via stack
+/// and nothing of the far side.
+///
+/// tm hides every reply of a hidden transaction when it matches the reply
+/// (tm callback), so a reply can never leave unhidden. In a named reply
+/// route this call finds the transaction and makes sure; in the core
+/// `onreply_route`, which runs before tm has matched the reply, there is
+/// nothing to do yet and it returns true.
+pub fn topos_reply(msg: &mut SipMsg) -> Result<bool> {
+    if !msg.is_reply() {
+        return Err(Error::new("topos_reply() called for a request"));
+    }
+    if current_route() == Route::TmOnReply {
+        if let Some(t) = Transaction::current() {
+            if t.is_hidden() {
+                hide_reply(&t, msg)?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Hides a reply of a hidden transaction (once per reply).
+pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
+    // tm never relays a 100 Trying.
+    if reply.status() == 100 {
+        return Ok(());
+    }
+    let id = reply.identity();
+    if LAST_RESTORED.get() == id {
+        return Ok(());
+    }
+    let Some(state) = t.hiding_state() else {
+        return Ok(());
+    };
+    via::restore_reply_vias(t, reply)?;
+    let result = match state.kind() {
+        Kind::Initial => dialog::initial_reply(t, state, reply),
+        Kind::InDialog => dialog::in_dialog_reply(t, state, reply),
+        Kind::ViaOnly => Ok(()),
+    };
+    LAST_RESTORED.set(id);
+    crate::billing_functions::run_deferred_start(reply);
+    result
+}
+
+/// A reply of a hidden transaction went out (tm TMCB_RESPONSE_OUT).
+pub fn reply_sent(state: &TxState, code: i32) {
+    if state.kind() == Kind::Initial {
+        dialog::initial_reply_sent(state, code);
+    }
+}
