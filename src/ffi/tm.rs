@@ -115,7 +115,8 @@ impl Transaction {
 type TransactionCb = unsafe extern "C" fn(*mut cell, c_int, *mut tmcb_params);
 
 unsafe extern "C" fn release_state(p: *mut std::os::raw::c_void) {
-    tx_state::release(p);
+    // SAFETY: tm calls this once, with the parameter we registered.
+    unsafe { tx_state::release(p) };
 }
 
 /// Registers the hiding callbacks for the request being processed, with
@@ -145,7 +146,8 @@ pub fn hide_transaction_of(msg: &SipMsg, state: NewTxState) -> Result<()> {
         )
     };
     if rc <= 0 {
-        tx_state::release(param);
+        // SAFETY: tm did not adopt the parameter; it is still ours.
+        unsafe { tx_state::release(param) };
         return Err(Error::new(format!(
             "tm refused the transaction callbacks ({rc})"
         )));

@@ -93,15 +93,18 @@ impl NewTxState {
 
 impl Drop for NewTxState {
     fn drop(&mut self) {
-        release(self.0 as *mut c_void);
+        // SAFETY: never handed to tm (into_raw forgets self), so ours.
+        unsafe { release(self.0 as *mut c_void) };
     }
 }
 
 /// Frees a state (tm's release function for the callback parameter).
-pub fn release(p: *mut c_void) {
+///
+/// # Safety
+/// `p` is null or came from `NewTxState::alloc` and is freed only once.
+pub unsafe fn release(p: *mut c_void) {
     if !p.is_null() {
-        // SAFETY: `p` came from alloc and is freed exactly once (by tm with
-        // the transaction, or by NewTxState if tm never adopted it).
+        // SAFETY: per the function's contract.
         unsafe { topos_shim_shm_free(p) };
     }
 }
