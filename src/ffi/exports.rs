@@ -332,6 +332,21 @@ string_param!(
     set_billing_rates_file
 );
 string_param!(param_billing_cdr, "modparam billing_cdr", set_billing_cdr);
+string_param!(
+    param_contact_host,
+    "modparam contact_host",
+    set_contact_host
+);
+
+unsafe extern "C" fn param_mask_callid(_kind: c_uint, val: *mut c_void) -> c_int {
+    let v = val as isize as i64;
+    set_param("modparam mask_callid", |c| c.set_mask_callid(v))
+}
+
+unsafe extern "C" fn param_dialog_expire(_kind: c_uint, val: *mut c_void) -> c_int {
+    let v = val as isize as i64;
+    set_param("modparam dialog_expire", |c| c.set_dialog_expire(v))
+}
 
 unsafe extern "C" fn param_billing_decimals(_kind: c_uint, val: *mut c_void) -> c_int {
     let v = val as isize as i64;
@@ -350,7 +365,7 @@ const fn param(
     }
 }
 
-static mut PARAMS: [param_export_t; 11] = [
+static mut PARAMS: [param_export_t; 14] = [
     param(c"storage", PARAM_STRING, param_storage),
     param(c"lmdb_map_size", PARAM_INT, param_lmdb_map_size),
     param(c"redis_timeout", PARAM_INT, param_redis_timeout),
@@ -369,6 +384,9 @@ static mut PARAMS: [param_export_t; 11] = [
         param_billing_rates_file,
     ),
     param(c"billing_cdr", PARAM_STRING, param_billing_cdr),
+    param(c"mask_callid", PARAM_INT, param_mask_callid),
+    param(c"contact_host", PARAM_STRING, param_contact_host),
+    param(c"dialog_expire", PARAM_INT, param_dialog_expire),
     param_export_t {
         name: std::ptr::null_mut(),
         type_: 0,

@@ -213,8 +213,17 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
                 // SAFETY: the reply tm is processing, valid for this call.
                 if let Some(mut reply) = unsafe { SipMsg::from_raw(p.rpl) } {
                     if let Err(e) = topos::hide_reply(&trans, &mut reply) {
-                        log::error!("restoring the Via stack of a {} reply: {e}", reply.status());
+                        log::error!("hiding a {} reply: {e}", reply.status());
                     }
+                }
+            }
+            TMCB_RESPONSE_OUT => {
+                if p.param.is_null() {
+                    return;
+                }
+                // SAFETY: tm passes the address of our registered parameter.
+                if let Some(state) = unsafe { TxState::from_param(*p.param) } {
+                    topos::reply_sent(state, p.code);
                 }
             }
             _ => {}
