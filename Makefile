@@ -5,12 +5,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MODULE := target/release/topos_rs.so
 # Debian packages the build and the tests need.
-APT_PACKAGES := kamailio clang libclang-dev sip-tester redis-server dpkg-dev make gcc
+APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc
 # Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules
 KAMAILIO_MODULES = $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps headers build test run install lint clean bench-store
+.PHONY: all deps headers build test run install deb lint clean bench-store
 
 all: build
 
@@ -32,7 +32,10 @@ headers: deps
 ## build: target/release/topos_rs.so
 build: headers
 	$(CARGO) build --release
-	cp target/release/libtopos_rs.so $(MODULE)
+	@# Replace the module file, never rewrite it in place: a running
+	@# Kamailio has it mapped.
+	@cmp -s target/release/libtopos_rs.so $(MODULE) || \
+	  { cp target/release/libtopos_rs.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE); }
 
 ## test: unit tests, then end-to-end tests against the real kamailio
 test: build
@@ -44,9 +47,47 @@ run: build
 	kamailio -DD -E -f cfg-examples/kamailio.cfg -Y $(CURDIR)/target/run \
 		-L $(CURDIR)/target/release:$(KAMAILIO_MODULES)
 
-## install: the module into Kamailio's module directory (honours DESTDIR)
+DEB_NAME := kamailio-topos-rs-modules
+DOC_DIR = /usr/share/doc/$(DEB_NAME)
+KAMAILIO_DEB_VERSION = $(shell dpkg-query -W -f='$${Version}' kamailio)
+CRATE_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+
+## install: the module into Kamailio's module directory, docs and examples (honours DESTDIR)
 install: build
 	install -D -m 0644 $(MODULE) $(DESTDIR)$(KAMAILIO_MODULES)/topos_rs.so
+	install -D -m 0644 README.md $(DESTDIR)$(DOC_DIR)/README.md
+	install -d $(DESTDIR)$(DOC_DIR)/cfg-examples
+	install -m 0644 cfg-examples/* $(DESTDIR)$(DOC_DIR)/cfg-examples/
+
+## deb: target/debian/kamailio-topos-rs-modules_<version>_<arch>.deb, built by cargo-deb.
+## Its Depends names the exact kamailio version the module was built against,
+## which cargo-deb cannot take from the environment: a packaging manifest with
+## that version filled in is generated under target/deb-manifest.
+deb: build
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	mkdir -p target/deb-manifest
+	printf '%s\n' \
+	  '[package]' \
+	  'name = "$(DEB_NAME)"' \
+	  'version = "$(CRATE_VERSION)"' \
+	  'edition = "2021"' \
+	  'description = "Kamailio module topos_rs: SIP topology hiding and per-second call billing"' \
+	  'license = "GPL-2.0-or-later"' \
+	  '[lib]' \
+	  'path = "$(CURDIR)/src/lib.rs"' \
+	  '[package.metadata.deb]' \
+	  'maintainer = "topos_rs developers"' \
+	  'section = "net"' \
+	  'priority = "optional"' \
+	  'depends = "kamailio (= $(KAMAILIO_DEB_VERSION))"' \
+	  'extended-description = "Native Kamailio module written in Rust: topos_request()/topos_reply() hide Via, Record-Route, Contact (and optionally Call-ID); billing_start()/billing_stop() bill calls in exact decimal money. Built for kamailio $(KAMAILIO_DEB_VERSION) only."' \
+	  'assets = [' \
+	  '  ["$(CURDIR)/$(MODULE)", "$(KAMAILIO_MODULES)/topos_rs.so", "644"],' \
+	  '  ["$(CURDIR)/README.md", "$(DOC_DIR)/README.md", "644"],' \
+	  '  ["$(CURDIR)/cfg-examples/*", "$(DOC_DIR)/cfg-examples/", "644"],' \
+	  ']' > target/deb-manifest/Cargo.toml
+	cd target/deb-manifest && $(CARGO) deb --no-build -o $(CURDIR)/target/debian
+	@ls target/debian/$(DEB_NAME)_*.deb
 
 ## lint: formatting and clippy
 lint:

@@ -23,6 +23,8 @@
 #include "core/lvalue.h"
 #include "core/dset.h"
 #include "core/forward.h"
+#include "core/rpc.h"
+#include "core/rpc_lookup.h"
 #include "modules/tm/tm_load.h"
 #include "modules/tm/h_table.h"
 #include "modules/tm/t_hooks.h"
@@ -55,5 +57,12 @@ void *topos_shim_shm_malloc(size_t size);
 void topos_shim_shm_free(void *p);
 int topos_shim_ruri(struct sip_msg *msg, str *out);
 int topos_shim_rcv_socket(struct sip_msg *msg, str *addr, str *port, int *proto);
+int topos_shim_rpc_struct(rpc_t *rpc, void *ctx, void **handle);
+int topos_shim_rpc_struct_int(rpc_t *rpc, void *handle, const char *name, int value);
+int topos_shim_rpc_struct_str(rpc_t *rpc, void *handle, const char *name, const char *s, int len);
+void topos_shim_rpc_fault(rpc_t *rpc, void *ctx, int code, const char *text);
+int topos_shim_rpc_scan_str(rpc_t *rpc, void *ctx, str *out);
+int topos_shim_rpc_add_str(rpc_t *rpc, void *ctx, const char *s, int len);
+int topos_shim_set_pv_by_name(struct sip_msg *msg, str *name, const char *s, int len);
 
 #endif

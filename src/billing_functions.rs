@@ -3,15 +3,19 @@
 //! `billing` module.
 
 use crate::billing::call::{billing_key, AnswerRecord, Bill, Side};
+use crate::billing::rates::RateTable;
 use crate::billing::{BillingConfig, CdrSink};
 use crate::error::{Error, Result};
 use crate::ffi::guard::Ret;
 use crate::ffi::msg::SipMsg;
 use crate::sip::dialog::DialogIds;
 use crate::state::{self, with_store};
+use crate::stats;
 use crate::store::lmdb::now_ms;
 use std::cell::{Cell, RefCell};
 use std::io::Write;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// A call's billing record lives at most this long: a call still up after
@@ -30,6 +34,9 @@ struct LastBill {
 }
 
 thread_local! {
+    /// This process's billing configuration and the rates generation it
+    /// was loaded at (`topos_rs.rates_reload` bumps the generation).
+    static CURRENT: RefCell<Option<(u64, Rc<BillingConfig>)>> = const { RefCell::new(None) };
     static LAST_BILL: RefCell<Option<LastBill>> = const { RefCell::new(None) };
     static DEFERRED_START: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
 }
@@ -155,10 +162,17 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
             ids.call_id
         ))
     })?;
-    let cfg = &state::config()?.billing;
-    let bill = Bill::new(cfg, &ids.call_id, record, end_ms, side, node);
+    let cfg = current_config()?;
+    let bill = Bill::new(&cfg, &ids.call_id, record, end_ms, side, node);
     log::info!("{}", bill.log_line());
-    write_cdr(cfg, &bill);
+    write_cdr(&cfg, &bill);
+    if let Some(st) = stats::get() {
+        st.calls_billed.fetch_add(1, Ordering::Relaxed);
+        let mut minor = bill.charge.cost;
+        minor.rescale(cfg.decimals);
+        st.billed_minor_units
+            .fetch_add(minor.mantissa() as i64, Ordering::Relaxed);
+    }
     LAST_BILL.with(|l| {
         *l.borrow_mut() = Some(LastBill {
             msg: msg.identity(),
@@ -222,4 +236,47 @@ pub fn with_billing_field<T>(msg: &SipMsg, field: usize, f: impl FnOnce(&str) ->
             .and_then(|b| b.fields.get(field))
             .map(|v| f(v))
     })
+}
+
+/// The billing configuration with the rates table of the latest
+/// `topos_rs.rates_reload`. A file that fails to load keeps the old table
+/// (the reload command already refused a bad file; this covers a file
+/// changed again since).
+fn current_config() -> Result<Rc<BillingConfig>> {
+    let base = &state::config()?.billing;
+    let generation = stats::get().map_or(0, |s| s.rates_generation.load(Ordering::Acquire));
+    CURRENT.with(|c| {
+        let mut c = c.borrow_mut();
+        let stale = c.as_ref().is_none_or(|(g, _)| *g != generation);
+        if stale {
+            let mut cfg = c
+                .as_ref()
+                .map_or_else(|| base.clone(), |(_, cfg)| BillingConfig::clone(cfg));
+            if generation > 0 {
+                if let Some(path) = &base.rates_file {
+                    match RateTable::load(path, &base.default) {
+                        Ok(t) => cfg.rates = t,
+                        Err(e) => log::error!("reloading rates: {e}; keeping the previous table"),
+                    }
+                }
+            }
+            *c = Some((generation, Rc::new(cfg)));
+        }
+        Ok(Rc::clone(&c.as_ref().expect("set above").1))
+    })
+}
+
+/// `topos_rs.rates_reload`: checks the rates file and, if it is good, tells
+/// every process to load it. Returns the number of prefixes.
+pub fn reload_rates() -> Result<usize> {
+    let base = &state::config()?.billing;
+    let path = base
+        .rates_file
+        .as_ref()
+        .ok_or_else(|| Error::new("no billing_rates_file is configured"))?;
+    let table = RateTable::load(path, &base.default).map_err(|e| Error::new(e.to_string()))?;
+    if let Some(st) = stats::get() {
+        st.rates_generation.fetch_add(1, Ordering::AcqRel);
+    }
+    Ok(table.len())
 }

@@ -13,21 +13,36 @@ use std::time::Duration;
 /// Diagnostic records expire after an hour.
 const DIAG_TTL: Duration = Duration::from_secs(3600);
 
+fn diag_key(key: &[u8]) -> Vec<u8> {
+    dialog_key("diag", key, key)
+}
+
+/// Stores `value` under the diagnostic `key`; false if the store failed.
+pub fn store_set(key: &[u8], value: &[u8]) -> Result<bool> {
+    Ok(with_store("topos_store_set", |s| {
+        s.put(&diag_key(key), value, DIAG_TTL)
+    })
+    .is_some())
+}
+
+/// The value of the diagnostic `key`, if any.
+pub fn store_get(key: &[u8]) -> Option<Vec<u8>> {
+    with_store("topos_store_get", |s| s.get(&diag_key(key))).flatten()
+}
+
 pub fn topos_store_set(msg: &mut SipMsg, key: ScriptParam, value: ScriptParam) -> Result<bool> {
     let key = msg.param_str(key)?;
-    let key = dialog_key("diag", &key, &key);
     let value = msg.param_str(value)?;
-    Ok(with_store("topos_store_set", |s| s.put(&key, &value, DIAG_TTL)).is_some())
+    store_set(&key, &value)
 }
 
 pub fn topos_store_get(msg: &mut SipMsg, key: ScriptParam, out: ScriptParam) -> Result<bool> {
     let key = msg.param_str(key)?;
-    let key = dialog_key("diag", &key, &key);
-    match with_store("topos_store_get", |s| s.get(&key)) {
-        Some(Some(value)) => {
+    match store_get(&key) {
+        Some(value) => {
             msg.set_pv_str(out, &value)?;
             Ok(true)
         }
-        _ => Ok(false),
+        None => Ok(false),
     }
 }

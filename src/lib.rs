@@ -19,6 +19,7 @@ pub mod dialog;
 pub mod ffi;
 pub mod sip;
 pub mod state;
+pub mod stats;
 pub mod store;
 #[cfg(not(test))]
 pub mod topos;

@@ -122,6 +122,7 @@ pub fn with_store<T>(what: &str, f: impl FnOnce(&mut dyn Store) -> StoreResult<T
 }
 
 fn log_store_error(what: &str, e: &str) {
+    crate::stats::bump(|s| &s.storage_errors);
     rate_limited(
         &ERRORS,
         log::Level::Error,
@@ -185,9 +186,13 @@ pub fn check_storage(cfg: &ModuleConfig) -> Result<()> {
 /// Periodic maintenance (Kamailio timer process): drop expired LMDB
 /// records and flush to disk.
 pub fn sweep() {
-    if let Some(n) = with_store("storage sweep", |s| s.sweep()) {
-        if n > 0 {
-            log::debug!("storage sweep removed {n} expired records");
+    if let Some(r) = with_store("storage sweep", |s| s.sweep()) {
+        if r.removed > 0 {
+            log::debug!("storage sweep removed {} expired records", r.removed);
+        }
+        if let Some(st) = crate::stats::get() {
+            st.dialogs_expired
+                .fetch_add(r.dialogs as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

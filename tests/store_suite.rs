@@ -47,6 +47,16 @@ fn suite(s: &mut dyn Store) {
     assert!(!s.delete(b"k1").unwrap());
     assert_eq!(s.get(b"k1").unwrap(), None);
 
+    // scan finds live records by kind
+    s.put(b"topos_rs:{a}:dlg:1", b"d1", LONG).unwrap();
+    s.put(b"topos_rs:{a}:bill:1", b"b1", LONG).unwrap();
+    let found = s.scan(b":dlg:", 100).unwrap();
+    assert_eq!(
+        found,
+        vec![(b"topos_rs:{a}:dlg:1".to_vec(), b"d1".to_vec())]
+    );
+    assert!(s.delete(b"topos_rs:{a}:dlg:1").unwrap());
+
     // binary keys and values, empty value
     let key = [0u8, 255, b'{', b'}', 10, 13];
     s.put(&key, &[0, 1, 2, 255], LONG).unwrap();
@@ -217,8 +227,9 @@ fn lmdb_sweep_removes_expired_records() {
     }
     s.put(b"live", b"x", LONG).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(s.sweep().unwrap(), 50);
-    assert_eq!(s.sweep().unwrap(), 0);
+    let r = s.sweep().unwrap();
+    assert_eq!((r.removed, r.dialogs), (50, 10));
+    assert_eq!(s.sweep().unwrap().removed, 0);
     assert!(s.get(b"live").unwrap().is_some());
 }
 

@@ -45,7 +45,7 @@ const PARAM_USE_FUNC: c_uint = 1 << 31;
 type ScriptFn2 = fn(&mut SipMsg, ScriptParam, ScriptParam) -> Result<bool>;
 
 /// Runs a script function on the message Kamailio passed in.
-fn run_script<R: Into<Ret>>(
+pub(crate) fn run_script<R: Into<Ret>>(
     name: &str,
     msg: *mut sip_msg,
     f: impl FnOnce(&mut SipMsg) -> Result<R>,
@@ -104,9 +104,14 @@ unsafe extern "C" fn w_billing_start(msg: *mut sip_msg, _: *mut c_char, _: *mut 
     run_script("billing_start", msg, billing_functions::billing_start)
 }
 
-unsafe extern "C" fn w_billing_stop(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+/// This node's server_id (core parameter), for CDRs.
+pub(crate) fn server_node() -> i64 {
     // SAFETY: server_id is a core global, set from the config before fork.
-    let node = unsafe { server_id } as i64;
+    unsafe { server_id as i64 }
+}
+
+unsafe extern "C" fn w_billing_stop(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+    let node = server_node();
     run_script("billing_stop", msg, |m| {
         billing_functions::billing_stop(m, node)
     })
@@ -427,6 +432,20 @@ unsafe extern "C" fn mod_init() -> c_int {
 
 fn init() -> Result<()> {
     tm::load()?;
+    // Counters every process shares: shared memory, before the fork.
+    // SAFETY: a zeroed block is a valid Stats (all atomics at 0); it is
+    // never freed, so the reference is 'static.
+    unsafe {
+        let p = super::bindings::topos_shim_shm_malloc(std::mem::size_of::<crate::stats::Stats>())
+            as *mut crate::stats::Stats;
+        if p.is_null() {
+            return Err(crate::error::Error::new(
+                "out of shared memory for statistics",
+            ));
+        }
+        std::ptr::write_bytes(p, 0, 1);
+        crate::stats::install(&*p);
+    }
     // SAFETY: registers a 'static callback with the core.
     let rc = unsafe {
         register_script_cb(
@@ -511,10 +530,26 @@ pub static mut exports: module_exports = module_exports {
     dlflags: 0,
     cmds: &raw mut CMDS as *mut cmd_export_t,
     params: &raw mut PARAMS as *mut param_export_t,
-    rpc_methods: std::ptr::null_mut(),
+    rpc_methods: &raw mut super::rpc::RPC_METHODS as *mut super::bindings::rpc_export_t,
     pv_items: &raw mut topos_shim_pvs as *mut pv_export_t,
     response_f: None,
     init_mod_f: Some(mod_init),
     init_child_f: Some(child_init),
     destroy_mod_f: Some(destroy),
 };
+
+/// Called by Kamailio right after loading the module: registers the KEMI
+/// functions.
+///
+/// # Safety
+/// Called by Kamailio with its own arguments, which are not used.
+#[no_mangle]
+pub unsafe extern "C" fn mod_register(
+    _path: *mut c_char,
+    _dlflags: *mut c_int,
+    _p1: *mut c_void,
+    _p2: *mut c_void,
+) -> c_int {
+    logger::init();
+    guard("mod_register", super::kemi::register)
+}

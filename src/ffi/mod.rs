@@ -4,9 +4,11 @@
 pub mod bindings;
 pub mod exports;
 pub mod guard;
+pub mod kemi;
 pub mod logger;
 pub mod msg;
 pub mod route;
+pub mod rpc;
 pub mod tm;
 pub mod tx_state;
 pub mod via_swap;

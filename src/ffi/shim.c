@@ -192,3 +192,53 @@ int topos_shim_rcv_socket(struct sip_msg *msg, str *addr, str *port, int *proto)
 	*proto = si->proto;
 	return 0;
 }
+
+/* RPC replies (rpc_t's functions are variadic: called from C only). */
+int topos_shim_rpc_struct(rpc_t *rpc, void *ctx, void **handle)
+{
+	return rpc->add(ctx, "{", handle);
+}
+
+int topos_shim_rpc_struct_int(rpc_t *rpc, void *handle, const char *name, int value)
+{
+	return rpc->struct_add(handle, "d", name, value);
+}
+
+int topos_shim_rpc_struct_str(rpc_t *rpc, void *handle, const char *name, const char *s, int len)
+{
+	str v = {(char *)s, len};
+	return rpc->struct_add(handle, "S", name, &v);
+}
+
+void topos_shim_rpc_fault(rpc_t *rpc, void *ctx, int code, const char *text)
+{
+	rpc->fault(ctx, code, "%s", text);
+}
+
+int topos_shim_rpc_scan_str(rpc_t *rpc, void *ctx, str *out)
+{
+	return rpc->scan(ctx, "S", out);
+}
+
+int topos_shim_rpc_add_str(rpc_t *rpc, void *ctx, const char *s, int len)
+{
+	str v = {(char *)s, len};
+	return rpc->add(ctx, "S", &v);
+}
+
+/* KEMI: set a pseudo-variable given by name ("$var(x)") to a string. */
+int topos_shim_set_pv_by_name(struct sip_msg *msg, str *name, const char *s, int len)
+{
+	pv_spec_t *sp = pv_cache_get(name);
+	pv_value_t val;
+
+	if(sp == NULL || sp->setf == NULL) {
+		LM_ERR("cannot set variable %.*s\n", name->len, name->s);
+		return -1;
+	}
+	memset(&val, 0, sizeof(val));
+	val.flags = PV_VAL_STR;
+	val.rs.s = (char *)s;
+	val.rs.len = len;
+	return sp->setf(msg, &sp->pvp, (int)EQ_T, &val);
+}

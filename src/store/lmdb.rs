@@ -13,7 +13,7 @@
 //! and, on file systems that reorder writes, damage the file (delete it: it
 //! holds only the state of calls in progress).
 
-use super::{ttl_ms, Store, StoreError, StoreResult};
+use super::{ttl_ms, Store, StoreError, StoreResult, Sweep};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
 use std::path::Path;
@@ -49,6 +49,10 @@ fn live(raw: &[u8], now: u64) -> Option<&[u8]> {
     }
     let expires = u64::from_le_bytes(raw[1..HEADER].try_into().ok()?);
     (expires > now).then(|| &raw[HEADER..])
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn encode(value: &[u8], ttl: Duration) -> Vec<u8> {
@@ -178,19 +182,39 @@ impl Store for LmdbStore {
         })
     }
 
-    fn sweep(&mut self) -> StoreResult<usize> {
+    fn scan(&mut self, kind: &[u8], limit: usize) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let now = now_ms();
+        let rtxn = self.env.read_txn().map_err(map_err)?;
+        let mut out = Vec::new();
+        for entry in self.db.iter(&rtxn).map_err(map_err)? {
+            let (k, raw) = entry.map_err(map_err)?;
+            if out.len() >= limit {
+                break;
+            }
+            if contains(k, kind) {
+                if let Some(v) = live(raw, now) {
+                    out.push((k.to_vec(), v.to_vec()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn sweep(&mut self) -> StoreResult<Sweep> {
         let now = now_ms();
         let removed = self.write(|txn, db| {
-            let mut removed = 0;
+            let mut removed = Sweep::default();
             let mut it = db.iter_mut(txn)?;
             while let Some(entry) = it.next() {
-                let (_, raw) = entry?;
+                let (key, raw) = entry?;
                 if live(raw, now).is_none() {
+                    let dialog = contains(key, b":dlg:");
                     // SAFETY: heed requires that no reference into the
                     // database is held across del_current; `raw` is not
                     // used after this call.
                     if unsafe { it.del_current()? } {
-                        removed += 1;
+                        removed.removed += 1;
+                        removed.dialogs += dialog as usize;
                     }
                 }
             }

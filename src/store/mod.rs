@@ -40,6 +40,14 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What a sweep removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    pub removed: usize,
+    /// Of those, dialog records (keys with `:dlg:`): dialogs that expired.
+    pub dialogs: usize,
+}
+
 /// Key-value storage with expiry. Keys and values are bytes; every record
 /// has a time to live (whole milliseconds, at least 1).
 pub trait Store {
@@ -69,10 +77,13 @@ pub trait Store {
         ))
     }
     /// Removes expired records (backends that expire by themselves do
-    /// nothing); returns how many were removed.
-    fn sweep(&mut self) -> StoreResult<usize> {
-        Ok(0)
+    /// nothing).
+    fn sweep(&mut self) -> StoreResult<Sweep> {
+        Ok(Sweep::default())
     }
+    /// Every live record whose key contains `kind` (e.g. `:dlg:`), at most
+    /// `limit` of them: for operator tools, not for call handling.
+    fn scan(&mut self, kind: &[u8], limit: usize) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
 }
 
 /// A TTL as whole milliseconds, never 0 (0 would mean "no expiry" or an

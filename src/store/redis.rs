@@ -140,6 +140,37 @@ impl Store for RedisStore {
         self.run::<String>(&c).map(|_| ())
     }
 
+    fn scan(&mut self, kind: &[u8], limit: usize) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut pattern = b"topos_rs:*".to_vec();
+        pattern.extend_from_slice(kind);
+        pattern.push(b'*');
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        // Bounded: at most 1000 SCAN rounds, stops at `limit` records.
+        for _ in 0..1000 {
+            let mut c = redis::cmd("SCAN");
+            c.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.run(&c)?;
+            for k in keys {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if let Some(v) = self.get(&k)? {
+                    out.push((k, v));
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     fn delete(&mut self, key: &[u8]) -> StoreResult<bool> {
         let mut c = redis::cmd("DEL");
         c.arg(key);

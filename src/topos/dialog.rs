@@ -17,6 +17,7 @@ use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 use crate::sip::dialog::DialogIds;
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
+use crate::stats;
 use std::time::Duration;
 
 /// An early dialog's records live this long without news (a call rings at
@@ -148,7 +149,9 @@ pub fn initial_reply(t: &Transaction, st: &TxState, reply: &mut SipMsg) -> Resul
         EARLY_TTL
     };
     let key = record_key(&id.hex(), h);
-    with_store("topos_reply", |s| s.put(&key, &record.encode(), ttl));
+    if with_store("topos_reply", |s| s.put(&key, &record.encode(), ttl)).is_some() && confirmed {
+        stats::bump(|s| &s.dialogs_created);
+    }
     Ok(())
 }
 
@@ -217,6 +220,9 @@ pub fn route_in_dialog(msg: &mut SipMsg) -> Result<InDialog> {
     };
     let rec = DialogRecord::decode(&raw)
         .map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
+    if ttl == BYE_GRACE && rec.confirmed {
+        stats::bump(|s| &s.dialogs_ended);
+    }
     if rec.callee_tag != callee_tag {
         return Ok(InDialog::Refused(format!(
             "token {} does not belong to this dialog",

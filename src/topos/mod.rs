@@ -16,6 +16,7 @@ use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::{self, Transaction};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 use crate::ffi::via_swap;
+use crate::stats;
 use std::cell::Cell;
 
 thread_local! {
@@ -53,6 +54,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
         match dialog::route_in_dialog(msg)? {
             dialog::InDialog::Routed(state) => state,
             dialog::InDialog::Refused(why) => {
+                stats::bump(|s| &s.token_misses);
                 crate::state::log_refusal(&format!("topos_request: refused: {why}"));
                 return Ok(false);
             }
@@ -70,6 +72,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
         tm::hide_transaction_of(msg, state)?;
     }
     LAST_HIDDEN.set(id);
+    stats::bump(|s| &s.requests_hidden);
     Ok(true)
 }
 
@@ -113,6 +116,7 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
         return Ok(());
     };
     via::restore_reply_vias(t, reply)?;
+    stats::bump(|s| &s.replies_restored);
     let result = match state.kind() {
         Kind::Initial => dialog::initial_reply(t, state, reply),
         Kind::InDialog => dialog::in_dialog_reply(t, state, reply),
