@@ -238,43 +238,69 @@ pub fn with_billing_field<T>(msg: &SipMsg, field: usize, f: impl FnOnce(&str) ->
     })
 }
 
+/// Where `topos_rs.rates_reload` leaves the checked rates file for the
+/// workers: one copy for all, so every worker bills with the same table
+/// whatever happens to the file afterwards.
+fn rates_key() -> Vec<u8> {
+    crate::store::key::dialog_key("rates", b"rates", b"table")
+}
+
+/// Kept until the next reload.
+const RATES_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 /// The billing configuration with the rates table of the latest
-/// `topos_rs.rates_reload`. A file that fails to load keeps the old table
-/// (the reload command already refused a bad file; this covers a file
-/// changed again since).
+/// `topos_rs.rates_reload` (loaded once per worker per reload; if the store
+/// cannot be read the worker keeps its table and tries again next time).
 fn current_config() -> Result<Rc<BillingConfig>> {
     let base = &state::config()?.billing;
     let generation = stats::get().map_or(0, |s| s.rates_generation.load(Ordering::Acquire));
     CURRENT.with(|c| {
         let mut c = c.borrow_mut();
-        let stale = c.as_ref().is_none_or(|(g, _)| *g != generation);
-        if stale {
+        let loaded = c.as_ref().map(|(g, _)| *g);
+        if loaded != Some(generation) {
             let mut cfg = c
                 .as_ref()
                 .map_or_else(|| base.clone(), |(_, cfg)| BillingConfig::clone(cfg));
+            let mut at = generation;
             if generation > 0 {
-                if let Some(path) = &base.rates_file {
-                    match RateTable::load(path, &base.default) {
-                        Ok(t) => cfg.rates = t,
-                        Err(e) => log::error!("reloading rates: {e}; keeping the previous table"),
+                match with_store("rates reload", |s| s.get(&rates_key())) {
+                    Some(Some(text)) => {
+                        let file = base.rates_file.as_ref().map(|p| p.display().to_string());
+                        match RateTable::parse(
+                            &file.unwrap_or_default(),
+                            &String::from_utf8_lossy(&text),
+                            &base.default,
+                        ) {
+                            Ok(t) => cfg.rates = t,
+                            Err(e) => log::error!("reloaded rates unreadable: {e}"),
+                        }
                     }
+                    _ => at = loaded.unwrap_or(0), // retry at the next bill
                 }
             }
-            *c = Some((generation, Rc::new(cfg)));
+            *c = Some((at, Rc::new(cfg)));
         }
         Ok(Rc::clone(&c.as_ref().expect("set above").1))
     })
 }
 
-/// `topos_rs.rates_reload`: checks the rates file and, if it is good, tells
-/// every process to load it. Returns the number of prefixes.
+/// `topos_rs.rates_reload`: checks the rates file and, if it is good,
+/// hands it to every worker (through the store). Returns the number of
+/// prefixes.
 pub fn reload_rates() -> Result<usize> {
     let base = &state::config()?.billing;
     let path = base
         .rates_file
         .as_ref()
         .ok_or_else(|| Error::new("no billing_rates_file is configured"))?;
-    let table = RateTable::load(path, &base.default).map_err(|e| Error::new(e.to_string()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::new(format!("rates file {}: cannot read: {e}", path.display())))?;
+    let table = RateTable::parse(&path.display().to_string(), &text, &base.default)
+        .map_err(|e| Error::new(e.to_string()))?;
+    with_store("topos_rs.rates_reload", |s| {
+        s.put(&rates_key(), text.as_bytes(), RATES_TTL)
+    })
+    .ok_or_else(|| Error::new("storage unavailable"))?;
     if let Some(st) = stats::get() {
         st.rates_generation.fetch_add(1, Ordering::AcqRel);
     }
