@@ -10,7 +10,7 @@ APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redi
 KAMAILIO_MODULES = $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps headers build test run install deb lint clean bench-store
+.PHONY: all deps headers build test run install deb lint clean bench bench-store
 
 all: build
 
@@ -88,6 +88,13 @@ deb: build
 	  ']' > target/deb-manifest/Cargo.toml
 	cd target/deb-manifest && $(CARGO) deb --no-build -o $(CURDIR)/target/debian
 	@ls target/debian/$(DEB_NAME)_*.deb
+
+## bench: CPU per call of plain Kamailio, Kamailio's topos+topos_redis and topos_rs (LMDB, Redis)
+bench: build
+	@command -v gnuplot >/dev/null || { $(SUDO) apt-get install -y -qq gnuplot-nox >/dev/null; }
+	@command -v /usr/bin/time >/dev/null || { $(SUDO) apt-get install -y -qq time >/dev/null; }
+	@dpkg -s kamailio-redis-modules >/dev/null 2>&1 || { $(SUDO) apt-get install -y -qq kamailio-redis-modules >/dev/null; }
+	bash tests/bench/run.sh
 
 ## lint: formatting and clippy
 lint:

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# make bench: Kamailio CPU time per call, side by side, in one run:
+#   plain         Kamailio record-routing, no hiding
+#   native-topos  Kamailio's own topos + topos_redis (+ ndb_redis)
+#   topos_rs-lmdb topos_rs on the embedded store
+#   topos_rs-redis topos_rs on Redis
+# sipp caller and callee on 127.0.0.1; every call INVITE/100/180/200/ACK/BYE/200
+# with three upstream Vias, an upstream Record-Route and a private Contact,
+# and a downstream Record-Route in the replies. Each sipp side checks what it
+# receives for the other side's addresses (a leak fails the call) wherever
+# hiding is on. Prints a table, writes target/bench/results.csv and
+# target/bench/cpu_per_call.png.
+#
+# Knobs (environment): BENCH_CALLS (per run, default 3000), BENCH_RATE
+# (calls/s of the CPU runs, default 500), BENCH_REPS (default 2),
+# BENCH_SWEEP (rates of the sweep, default "500 1000 2000 3000"),
+# BENCH_SWEEP_SECONDS (length of each sweep step, default 4).
+# Every process started here is stopped by PID (or its own process group).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT="$ROOT/target/bench"
+CALLS=${BENCH_CALLS:-3000}
+RATE=${BENCH_RATE:-500}
+REPS=${BENCH_REPS:-2}
+SWEEP=${BENCH_SWEEP:-"500 1000 2000 3000"}
+SWEEP_SECONDS=${BENCH_SWEEP_SECONDS:-4}
+MODS=$(dirname "$(dpkg -L kamailio | grep '/modules/tm\.so$' | head -n1)")
+CLK_TCK=$(getconf CLK_TCK)
+CONFIGS="plain native-topos topos_rs-lmdb topos_rs-redis"
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d "$OUT/run.XXXXXX")
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
+	sleep 0.5
+	for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+free_port() { # a loopback port nothing listens on (UDP and TCP)
+	local p
+	while :; do
+		p=$(shuf -i 20000-60000 -n 1)
+		if ! ss -Hlnu "sport = :$p" | grep -q . && ! ss -Hlnt "sport = :$p" | grep -q .; then
+			echo "$p"
+			return
+		fi
+	done
+}
+
+# CPU seconds x CLK_TCK of every process in process group $1.
+group_ticks() {
+	awk -v g="$1" '{
+		s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " ");
+		if (f[3] == g) t += f[12] + f[13];
+	} END { print t + 0 }' /proc/[0-9]*/stat 2>/dev/null
+}
+
+proc_ticks() {
+	awk '{ s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
+}
+
+redis_commands() {
+	redis-cli -p "$1" INFO commandstats | tr -d '\r' |
+		awk -F'[=,]' '/^cmdstat_/ && !/^cmdstat_(info|config|ping|client|hello|select)/ { n += $2 } END { print n + 0 }'
+}
+
+REDIS_PORT=$(free_port)
+setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+	--dir "$WORK" >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+
+start_kamailio() { # $1 config name; prints "pid port"
+	local name=$1 port dir
+	port=$(free_port)
+	dir="$WORK/k-$name-$port"
+	mkdir -p "$dir"
+	local args=(-DD -E -m 256 -M 16 -Y "$dir" -L "$ROOT/target/release:$MODS"
+		-A "LISTEN=udp:127.0.0.1:$port")
+	case $name in
+	plain) args+=(-f "$ROOT/tests/cfg/routing.cfg" -A WITHOUT_TOPOS) ;;
+	native-topos) args+=(-f "$ROOT/tests/bench/native-topos.cfg"
+		-A "REDIS_SERVER=\"name=srv8;addr=127.0.0.1;port=$REDIS_PORT;db=0\"") ;;
+	topos_rs-lmdb) args+=(-f "$ROOT/tests/cfg/routing.cfg" -A NO_BILLING) ;;
+	topos_rs-redis) args+=(-f "$ROOT/tests/cfg/routing.cfg" -A NO_BILLING
+		-A "STORAGE=\"redis://127.0.0.1:$REDIS_PORT/0\"") ;;
+	esac
+	setsid kamailio "${args[@]}" >"$dir/kamailio.log" 2>&1 &
+	local pid=$!
+	PIDS+=("$pid")
+	sleep 1.5
+	echo "$pid $port"
+}
+
+stop_kamailio() {
+	kill -TERM "$1" 2>/dev/null || true
+	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL -- "-$1" 2>/dev/null || true
+}
+
+scenario() { # $1 template, $2 output, $3 uas port, $4 uac leak regex, $5 uas leak regex
+	sed -e "s/@UASPORT@/$3/g" -e "s/@UACLEAK@/$4/g" -e "s/@UASLEAK@/$5/g" "$1" >"$2"
+}
+
+# One sipp run: $1 config, $2 rate, $3 calls, $4 kamailio port, $5 run dir.
+# Prints "successful failed".
+sipp_run() {
+	local name=$1 rate=$2 calls=$3 kport=$4 dir=$5
+	local uas_port uac_port uac_leak uas_leak
+	uas_port=$(free_port)
+	uac_port=$(free_port)
+	if [ "$name" = plain ]; then
+		uac_leak='NEVER-MATCHES-[x]' uas_leak='NEVER-MATCHES-[x]'
+	else
+		uac_leak="127\\\\.0\\\\.0\\\\.1:$uas_port|downstream-proxy"
+		uas_leak="192\\\\.168\\\\.1\\\\.100|10\\\\.10\\\\.10\\\\.1|222\\\\.211\\\\.75\\\\.75|127\\\\.0\\\\.0\\\\.1:$uac_port"
+	fi
+	scenario "$ROOT/tests/bench/uac.xml" "$dir/uac.xml" "$uas_port" "$uac_leak" "$uas_leak"
+	scenario "$ROOT/tests/bench/uas.xml" "$dir/uas.xml" "$uas_port" "$uac_leak" "$uas_leak"
+	local limit=$((calls / rate + 30))
+	# CPU of each sipp (user+sys seconds) goes to *.cpu: where the 2 cores go.
+	/usr/bin/time -f "%U %S" -o "$dir/uas.cpu" timeout "$((limit + 10))" sipp -sf "$dir/uas.xml" -i 127.0.0.1 -p "$uas_port" -m "$calls" \
+		-nostdin -timeout "${limit}s" -trace_err -error_file "$dir/uas_errors.log" \
+		>"$dir/uas.out" 2>&1 &
+	local uas=$!
+	sleep 0.3
+	/usr/bin/time -f "%U %S" -o "$dir/uac.cpu" timeout "$((limit + 10))" sipp -sf "$dir/uac.xml" "127.0.0.1:$kport" -i 127.0.0.1 -p "$uac_port" \
+		-r "$rate" -m "$calls" -l 20000 -nostdin -timeout "${limit}s" -trace_stat -stf "$dir/uac_stat.csv" \
+		-trace_err -error_file "$dir/uac_errors.log" >"$dir/uac.out" 2>&1 || true
+	wait "$uas" 2>/dev/null || true
+	# The last line of the statistics file: columns SuccessfulCall(C), FailedCall(C).
+	awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "SuccessfulCall(C)") s = i; if ($i == "FailedCall(C)") f = i } }
+		END { print $s + 0, $f + 0 }' "$dir/uac_stat.csv"
+}
+
+printf 'config;rep;calls_ok;calls_failed;kamailio_ms_per_call;redis_ms_per_call;redis_cmds_per_call\n' >"$OUT/runs.csv"
+echo "CPU runs: $CALLS calls at $RATE calls/s, $REPS repetitions, configurations alternating"
+for rep in $(seq "$REPS"); do
+	for name in $CONFIGS; do
+		read -r kpid kport < <(start_kamailio "$name")
+		dir="$WORK/$name-$rep"
+		mkdir -p "$dir"
+		k0=$(group_ticks "$kpid")
+		r0=$(proc_ticks "$REDIS_PID")
+		c0=$(redis_commands "$REDIS_PORT")
+		read -r ok failed < <(sipp_run "$name" "$RATE" "$CALLS" "$kport" "$dir")
+		sleep 6 # tm's wait timer: transactions freed, their work counted
+		k1=$(group_ticks "$kpid")
+		r1=$(proc_ticks "$REDIS_PID")
+		c1=$(redis_commands "$REDIS_PORT")
+		stop_kamailio "$kpid"
+		awk -v n="$name" -v r="$rep" -v ok="$ok" -v f="$failed" -v k="$((k1 - k0))" \
+			-v rd="$((r1 - r0))" -v c="$((c1 - c0))" -v hz="$CLK_TCK" 'BEGIN {
+			d = (ok > 0 ? ok : 1);
+			printf "%s;%d;%d;%d;%.4f;%.4f;%.2f\n", n, r, ok, f, k * 1000 / hz / d, rd * 1000 / hz / d, c / d
+		}' >>"$OUT/runs.csv"
+		tail -n1 "$OUT/runs.csv"
+	done
+done
+
+echo "Rate sweep: $SWEEP calls/s, $SWEEP_SECONDS s each"
+printf 'config;rate;calls_ok;calls_failed;kamailio_cpu_s;sipp_cpu_s\n' >"$OUT/sweep.csv"
+for name in $CONFIGS; do
+	for rate in $SWEEP; do
+		read -r kpid kport < <(start_kamailio "$name")
+		dir="$WORK/sweep-$name-$rate"
+		mkdir -p "$dir"
+		k0=$(group_ticks "$kpid")
+		read -r ok failed < <(sipp_run "$name" "$rate" "$((rate * SWEEP_SECONDS))" "$kport" "$dir")
+		k1=$(group_ticks "$kpid")
+		stop_kamailio "$kpid"
+		sipp_cpu=$(cat "$dir/uac.cpu" "$dir/uas.cpu" 2>/dev/null | awk '{ t += $1 + $2 } END { printf "%.1f", t }')
+		kam_cpu=$(awk -v k="$((k1 - k0))" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", k / hz }')
+		echo "$name;$rate;$ok;$failed;$kam_cpu;$sipp_cpu" | tee -a "$OUT/sweep.csv"
+	done
+done
+
+# Summary: averages per configuration, ratios to plain, highest clean rate.
+awk -F';' -v sweepfile="$OUT/sweep.csv" '
+	NR > 1 { n[$1]++; ok[$1] += $3; fl[$1] += $4; k[$1] += $5; r[$1] += $6; c[$1] += $7 }
+	END {
+		while ((getline line < sweepfile) > 0) {
+			split(line, f, ";");
+			if (f[1] == "config") continue;
+			if (f[4] == 0 && f[3] > 0 && f[2] > best[f[1]]) best[f[1]] = f[2];
+		}
+		split("plain native-topos topos_rs-lmdb topos_rs-redis", order, " ");
+		base = k["plain"] / n["plain"];
+		nat = (k["native-topos"] + r["native-topos"]) / n["native-topos"];
+		printf "%-15s %9s %7s %12s %9s %11s %11s %9s %10s\n", "config", "calls_ok", "failed",
+			"kam_ms/call", "x_plain", "redis_ms", "redis_cmds", "total_ms", "max_cps";
+		print "config;calls_ok;calls_failed;kamailio_ms_per_call;ratio_to_plain;redis_ms_per_call;redis_cmds_per_call;total_ms_per_call;ratio_total_to_native_topos;max_clean_cps" > "'"$OUT"'/results.csv";
+		for (i = 1; i <= 4; i++) {
+			c0 = order[i]; m = n[c0];
+			km = k[c0] / m; rm = r[c0] / m; cm = c[c0] / m; tot = km + rm;
+			printf "%-15s %9d %7d %12.4f %9.2f %11.4f %11.2f %9.4f %10s\n", c0, ok[c0], fl[c0], km, km / base,
+				rm, cm, tot, (best[c0] ? best[c0] : "-");
+			printf "%s;%d;%d;%.4f;%.3f;%.4f;%.2f;%.4f;%.3f;%s\n", c0, ok[c0], fl[c0], km, km / base, rm, cm, tot,
+				tot / nat, (best[c0] ? best[c0] : 0) >> "'"$OUT"'/results.csv";
+		}
+	}' "$OUT/runs.csv"
+
+if command -v gnuplot >/dev/null; then
+	gnuplot <<EOF
+set terminal pngcairo size 900,500
+set output "$OUT/cpu_per_call.png"
+set datafile separator ";"
+set title "CPU per call (ms): Kamailio and Redis, at $RATE calls/s"
+set style data histograms
+set style histogram rowstacked
+set style fill solid 0.8 border -1
+set boxwidth 0.6
+set ylabel "ms per call"
+set key top left
+plot "$OUT/results.csv" using 4:xtic(1) title "Kamailio", "" using 6 title "Redis"
+EOF
+	echo "chart: $OUT/cpu_per_call.png"
+fi
+echo "tables: $OUT/results.csv $OUT/runs.csv $OUT/sweep.csv"
