@@ -25,7 +25,6 @@ pub enum Edit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
     Scan(ScanError),
-    NoContact,
     NoCallId,
 }
 
@@ -33,7 +32,6 @@ impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PlanError::Scan(e) => write!(f, "{e}"),
-            PlanError::NoContact => write!(f, "no Contact URI to hide"),
             PlanError::NoCallId => write!(f, "no Call-ID header"),
         }
     }
@@ -178,7 +176,8 @@ pub struct CallerSide {
 pub fn caller_side(request: &[u8]) -> Result<CallerSide, PlanError> {
     let f = Fields::new(request)?;
     Ok(CallerSide {
-        contact: f.contact_uri().ok_or(PlanError::NoContact)?,
+        // Empty when the request has none: nothing can be routed to it.
+        contact: f.contact_uri().unwrap_or_default(),
         route: f.entries("record-route", None),
     })
 }
@@ -192,10 +191,16 @@ pub fn initial_request(
     callee_call_id: Option<&str>,
 ) -> Result<Vec<Edit>, PlanError> {
     let f = Fields::new(request)?;
-    f.contact_uri().ok_or(PlanError::NoContact)?;
     let mut edits = Vec::new();
     replace_fields(&f, "record-route", None, Vec::new(), &mut edits);
-    replace_fields(&f, "contact", Some("m"), masked.header(), &mut edits);
+    // Without a Contact (malformed) nothing can reach the caller later;
+    // any Contact field (even unreadable) is still replaced.
+    let contact = if f.contact_uri().is_some() {
+        masked.header()
+    } else {
+        Vec::new()
+    };
+    replace_fields(&f, "contact", Some("m"), contact, &mut edits);
     if let Some(id) = callee_call_id {
         replace_fields(&f, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -402,12 +407,23 @@ Content-Length: 0\r\n\r\n";
     }
 
     #[test]
-    fn initial_request_without_contact_is_refused() {
-        let msg = INVITE.replace("Contact", "X-Contact");
-        assert_eq!(
-            initial_request(msg.as_bytes(), &masked("T"), None),
-            Err(PlanError::NoContact)
+    fn initial_request_without_contact_is_still_hidden() {
+        let msg = INVITE.replace("Contact: \"Alice\"", "X-Note: \"Alice\"");
+        let out = text(
+            &msg,
+            &initial_request(msg.as_bytes(), &masked("T"), None).unwrap(),
         );
+        assert!(
+            !out.contains("caller.net;lr") && !out.contains("Contact:"),
+            "{out}"
+        );
+        // An unreadable Contact is removed, not passed on.
+        let broken = INVITE.replace("<sip:alice@192.168.1.10:5060;transport=udp>", "<sip:");
+        let out = text(
+            &broken,
+            &initial_request(broken.as_bytes(), &masked("T"), None).unwrap(),
+        );
+        assert!(!out.contains("Alice"), "{out}");
     }
 
     const REPLY: &str = "SIP/2.0 200 OK\r\n\

@@ -285,7 +285,10 @@ pub fn in_dialog_reply(t: &Transaction, st: &TxState, reply: &mut SipMsg) -> Res
     if !st.is_target_refresh() || !(200..300).contains(&reply.status()) {
         return Ok(());
     }
-    let sender_contact = plan::caller_side(req.buf()).ok().map(|c| c.contact);
+    let sender_contact = plan::caller_side(req.buf())
+        .ok()
+        .map(|c| c.contact)
+        .filter(|c| !c.is_empty());
     if sender_contact.is_none() && replier_contact.is_none() {
         return Ok(());
     }
