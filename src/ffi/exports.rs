@@ -276,17 +276,6 @@ unsafe extern "C" fn param_storage(_kind: c_uint, val: *mut c_void) -> c_int {
     })
 }
 
-unsafe extern "C" fn param_lmdb_map_size(_kind: c_uint, val: *mut c_void) -> c_int {
-    // An integer parameter arrives as the pointer value itself.
-    let v = val as isize as i64;
-    set_param("modparam lmdb_map_size", |c| c.set_lmdb_map_size(v))
-}
-
-unsafe extern "C" fn param_redis_timeout(_kind: c_uint, val: *mut c_void) -> c_int {
-    let v = val as isize as i64;
-    set_param("modparam redis_timeout", |c| c.set_redis_timeout(v))
-}
-
 /// A string parameter's text.
 ///
 /// # Safety
@@ -299,6 +288,16 @@ unsafe fn param_text(val: *mut c_void) -> String {
     unsafe { CStr::from_ptr(val as *const c_char) }
         .to_string_lossy()
         .into_owned()
+}
+
+macro_rules! int_param {
+    ($fn_name:ident, $label:literal, $setter:ident) => {
+        unsafe extern "C" fn $fn_name(_kind: c_uint, val: *mut c_void) -> c_int {
+            // An integer parameter arrives as the pointer value itself.
+            let v = val as isize as i64;
+            set_param($label, |c| c.$setter(v))
+        }
+    };
 }
 
 macro_rules! string_param {
@@ -343,20 +342,29 @@ string_param!(
     set_contact_host
 );
 
-unsafe extern "C" fn param_mask_callid(_kind: c_uint, val: *mut c_void) -> c_int {
-    let v = val as isize as i64;
-    set_param("modparam mask_callid", |c| c.set_mask_callid(v))
-}
+int_param!(
+    param_lmdb_map_size,
+    "modparam lmdb_map_size",
+    set_lmdb_map_size
+);
+int_param!(
+    param_redis_timeout,
+    "modparam redis_timeout",
+    set_redis_timeout
+);
+int_param!(param_mask_callid, "modparam mask_callid", set_mask_callid);
 
-unsafe extern "C" fn param_dialog_expire(_kind: c_uint, val: *mut c_void) -> c_int {
-    let v = val as isize as i64;
-    set_param("modparam dialog_expire", |c| c.set_dialog_expire(v))
-}
+int_param!(
+    param_dialog_expire,
+    "modparam dialog_expire",
+    set_dialog_expire
+);
 
-unsafe extern "C" fn param_billing_decimals(_kind: c_uint, val: *mut c_void) -> c_int {
-    let v = val as isize as i64;
-    set_param("modparam billing_decimals", |c| c.set_billing_decimals(v))
-}
+int_param!(
+    param_billing_decimals,
+    "modparam billing_decimals",
+    set_billing_decimals
+);
 
 const fn param(
     name: &'static CStr,

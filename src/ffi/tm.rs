@@ -115,8 +115,10 @@ impl Transaction {
 type TransactionCb = unsafe extern "C" fn(*mut cell, c_int, *mut tmcb_params);
 
 unsafe extern "C" fn release_state(p: *mut std::os::raw::c_void) {
-    // SAFETY: tm calls this once, with the parameter we registered.
-    unsafe { tx_state::release(p) };
+    super::guard::guard_void("transaction state release", || {
+        // SAFETY: tm calls this once, with the parameter we registered.
+        unsafe { tx_state::release(p) };
+    });
 }
 
 /// Registers the hiding callbacks for the request being processed, with

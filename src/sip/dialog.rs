@@ -2,6 +2,7 @@
 //! From and To tags and users, the CSeq method (RFC 3261 8.1.1, 12).
 
 use super::headers::{scan_headers, ScanError};
+use super::name_addr::entry_uri;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,16 +89,17 @@ impl DialogIds {
 /// `"Name" <sip:user@host;uri-params>;tag=x` or `sip:user@host;tag=x`.
 fn parse_party(value: &str) -> Option<Party> {
     let value = value.trim();
-    let (uri, params) = if let Some(open) = find_unquoted(value, '<') {
-        let close = value[open..].find('>')? + open;
-        (&value[open + 1..close], &value[close + 1..])
-    } else {
-        // addr-spec: header parameters start at the first ';' (RFC 3261
-        // 20.10: a URI with parameters must then be in angle brackets).
-        match value.find(';') {
-            Some(i) => (&value[..i], &value[i..]),
-            None => (value, ""),
+    let uri = entry_uri(value);
+    // Header parameters follow the URI: after `>` for a name-addr, after
+    // the first ';' for an addr-spec (RFC 3261 20.10).
+    let params = if value.contains('<') {
+        let close = value.rfind('>')?;
+        if close < value.find('<')? {
+            return None;
         }
+        &value[close + 1..]
+    } else {
+        value.find(';').map_or("", |i| &value[i..])
     };
     let tag = params
         .split(';')
@@ -109,22 +111,6 @@ fn parse_party(value: &str) -> Option<Party> {
         user: uri_user(uri).to_string(),
         tag,
     })
-}
-
-/// The first `c` outside a quoted display name.
-fn find_unquoted(s: &str, c: char) -> Option<usize> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, ch) in s.char_indices() {
-        match ch {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            _ if ch == c && !quoted => return Some(i),
-            _ => {}
-        }
-    }
-    None
 }
 
 /// The user part of a SIP/SIPS/TEL URI ("" if it has none).

@@ -206,7 +206,7 @@ awk -F';' -v sweepfile="$OUT/sweep.csv" '
 
 if command -v gnuplot >/dev/null; then
 	gnuplot <<EOF
-set terminal pngcairo size 900,500
+set terminal pngcairo size 900,500 noenhanced
 set output "$OUT/cpu_per_call.png"
 set datafile separator ";"
 set title "CPU per call (ms): Kamailio and Redis, at $RATE calls/s"
@@ -216,7 +216,7 @@ set style fill solid 0.8 border -1
 set boxwidth 0.6
 set ylabel "ms per call"
 set key top left
-plot "$OUT/results.csv" using 4:xtic(1) title "Kamailio", "" using 6 title "Redis"
+plot "$OUT/results.csv" every ::1 using 4:xtic(1) title "Kamailio", "" every ::1 using 6 title "Redis"
 EOF
 	echo "chart: $OUT/cpu_per_call.png"
 fi
