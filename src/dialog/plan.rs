@@ -323,6 +323,30 @@ pub fn in_dialog_reply(
     Ok((edits, contact))
 }
 
+/// Orders edits by position and merges deletions that overlap or touch,
+/// so a block of consecutive header lines goes with one lump.
+pub fn coalesce(mut edits: Vec<Edit>) -> Vec<Edit> {
+    edits.sort_by_key(|e| match e {
+        Edit::Delete(r) => (r.start, 1),
+        Edit::Insert(at, _) => (*at, 0),
+    });
+    let mut out: Vec<Edit> = Vec::with_capacity(edits.len());
+    for e in edits {
+        if let Edit::Delete(r) = &e {
+            if let Some(Edit::Delete(last)) =
+                out.iter_mut().rev().find(|x| matches!(x, Edit::Delete(_)))
+            {
+                if r.start <= last.end {
+                    last.end = last.end.max(r.end);
+                    continue;
+                }
+            }
+        }
+        out.push(e);
+    }
+    out
+}
+
 /// Applies edits to bytes the way Kamailio applies lumps (for tests and for
 /// checking plans): deletions skip bytes, insertions go in at their offset.
 pub fn apply(msg: &[u8], edits: &[Edit]) -> Vec<u8> {
@@ -529,6 +553,37 @@ Content-Length: 0\r\n\r\n";
         assert!(!out.contains("Record-Route"));
         assert!(out.contains("Contact: <sip:TOKb@203.0.113.1:5060>\r\n"));
         assert!(out.contains("Call-ID: orig\r\n"));
+    }
+
+    #[test]
+    fn coalescing_merges_touching_deletions_and_keeps_the_result() {
+        let msg = "INVITE x SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
+        let a = 18..24;
+        let b = 24..30;
+        let d = 36..42;
+        let edits = vec![
+            Edit::Delete(d.clone()),
+            Edit::Insert(24, b"X: y\r\n".to_vec()),
+            Edit::Delete(b.clone()),
+            Edit::Delete(a.clone()),
+        ];
+        let merged = coalesce(edits.clone());
+        assert_eq!(
+            merged,
+            vec![
+                Edit::Delete(18..30),
+                Edit::Insert(24, b"X: y\r\n".to_vec()),
+                Edit::Delete(d)
+            ]
+        );
+        assert_eq!(
+            String::from_utf8(apply(msg.as_bytes(), &merged)).unwrap(),
+            "INVITE x SIP/2.0\r\nX: y\r\nC: 3\r\n\r\n"
+        );
+        assert_eq!(
+            apply(msg.as_bytes(), &merged),
+            apply(msg.as_bytes(), &edits)
+        );
     }
 
     #[test]

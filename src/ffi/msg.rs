@@ -9,7 +9,7 @@ use super::bindings::{
     topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_ruri, topos_shim_set_pv_str,
     FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
 };
-use crate::dialog::plan::Edit;
+use crate::dialog::plan::{coalesce, Edit};
 use crate::error::{Error, Result};
 use crate::sip::name_addr::uri_host_port;
 use crate::sip::restore::TopViaUpdate;
@@ -27,6 +27,8 @@ pub struct ScriptParam(pub(crate) *mut c_char);
 /// tm "faked" request, or a transaction's shm copy of its request).
 pub struct SipMsg {
     raw: NonNull<sip_msg>,
+    /// Edits not yet turned into lumps (see `commit`).
+    pending: Vec<Edit>,
 }
 
 /// The `;received=` / `;rport=` texts the core would write into a request's
@@ -64,7 +66,10 @@ impl SipMsg {
     /// `p` is null or points to a `sip_msg` that stays valid, and is not
     /// accessed by anyone else, while the returned value is used.
     pub unsafe fn from_raw(p: *mut sip_msg) -> Option<SipMsg> {
-        NonNull::new(p).map(|raw| SipMsg { raw })
+        NonNull::new(p).map(|raw| SipMsg {
+            raw,
+            pending: Vec::new(),
+        })
     }
 
     pub fn as_ptr(&self) -> *mut sip_msg {
@@ -122,12 +127,50 @@ impl SipMsg {
         (self.raw.as_ptr() as usize, m.id, m.pid)
     }
 
-    /// Removes `range` of the original bytes from what Kamailio sends.
-    /// The lump type is 0, not HDR_VIA_T: tm drops Via-typed lumps when it
-    /// clones a request into a transaction.
+    /// Removes `range` of the original bytes from what Kamailio sends
+    /// (at `commit`).
     pub fn delete(&mut self, range: Range<usize>) -> Result<()> {
         self.check_range(&range)?;
-        // SAFETY: the range lies inside the message buffer.
+        self.pending.push(Edit::Delete(range));
+        Ok(())
+    }
+
+    /// Inserts `text` at byte offset `at` of what Kamailio sends (at
+    /// `commit`).
+    pub fn insert(&mut self, at: usize, text: &[u8]) -> Result<()> {
+        self.check_range(&(at..at))?;
+        self.pending.push(Edit::Insert(at, text.to_vec()));
+        Ok(())
+    }
+
+    /// Queues a plan's edits.
+    pub fn apply(&mut self, edits: &[Edit]) -> Result<()> {
+        for e in edits {
+            match e {
+                Edit::Delete(r) => self.delete(r.clone())?,
+                Edit::Insert(at, text) => self.insert(*at, text)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns the queued edits into lumps, adjacent deletions merged: every
+    /// lump costs Kamailio an allocation (and tm a copy in shared memory).
+    /// Nothing is applied if an edit was refused before.
+    pub fn commit(&mut self) -> Result<()> {
+        for e in coalesce(std::mem::take(&mut self.pending)) {
+            match e {
+                Edit::Delete(r) => self.delete_lump(r)?,
+                Edit::Insert(at, text) => self.insert_lump(at, &text)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The lump type is 0, not HDR_VIA_T: tm drops Via-typed lumps when it
+    /// clones a request into a transaction.
+    fn delete_lump(&mut self, range: Range<usize>) -> Result<()> {
+        // SAFETY: check_range vetted the range against the message buffer.
         let l = unsafe { del_lump(self.as_ptr(), range.start as c_int, range.len() as c_int, 0) };
         if l.is_null() {
             return Err(Error::new(
@@ -137,10 +180,8 @@ impl SipMsg {
         Ok(())
     }
 
-    /// Inserts `text` at byte offset `at` of what Kamailio sends.
-    pub fn insert(&mut self, at: usize, text: &[u8]) -> Result<()> {
-        self.check_range(&(at..at))?;
-        // SAFETY: the offset lies inside the message buffer.
+    fn insert_lump(&mut self, at: usize, text: &[u8]) -> Result<()> {
+        // SAFETY: check_range vetted the offset against the message buffer.
         let anchor = unsafe { anchor_lump(self.as_ptr(), at as c_int, 0, 0) };
         if anchor.is_null() {
             return Err(Error::new(
@@ -160,17 +201,6 @@ impl SipMsg {
             if insert_new_lump_after(anchor, copy, text.len() as c_int, 0).is_null() {
                 topos_shim_pkg_free(copy.cast());
                 return Err(Error::new("cannot create an insertion lump"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies a plan's edits as lumps.
-    pub fn apply(&mut self, edits: &[Edit]) -> Result<()> {
-        for e in edits {
-            match e {
-                Edit::Delete(r) => self.delete(r.clone())?,
-                Edit::Insert(at, text) => self.insert(*at, text)?,
             }
         }
         Ok(())

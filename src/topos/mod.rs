@@ -65,6 +65,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
         Some(NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16])).ok_or_else(out_of_shm)?)
     };
     via::hide_request_vias(msg)?;
+    msg.commit()?;
     if msg.is_ack() {
         // An ACK for a 2xx is relayed statelessly, without tm.
         via_swap::suppress_top_via_update(msg)?;
@@ -122,9 +123,11 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
         Kind::InDialog => dialog::in_dialog_reply(t, state, reply),
         Kind::ViaOnly => Ok(()),
     };
+    // The Via stack goes back even if hiding the dialog part failed.
+    let committed = reply.commit();
     LAST_RESTORED.set(id);
     crate::billing_functions::run_deferred_start(reply);
-    result
+    result.and(committed)
 }
 
 /// A reply of a hidden transaction went out (tm TMCB_RESPONSE_OUT).

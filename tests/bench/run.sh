@@ -14,7 +14,8 @@
 # Knobs (environment): BENCH_CALLS (per run, default 3000), BENCH_RATE
 # (calls/s of the CPU runs, default 500), BENCH_REPS (default 2),
 # BENCH_SWEEP (rates of the sweep, default "500 1000 2000 3000"),
-# BENCH_SWEEP_SECONDS (length of each sweep step, default 4).
+# BENCH_SWEEP_SECONDS (length of each sweep step, default 4), BENCH_CONFIGS
+# (which of the four to run, default all).
 # Every process started here is stopped by PID (or its own process group).
 set -euo pipefail
 
@@ -27,7 +28,7 @@ SWEEP=${BENCH_SWEEP:-"500 1000 2000 3000"}
 SWEEP_SECONDS=${BENCH_SWEEP_SECONDS:-4}
 MODS=$(dirname "$(dpkg -L kamailio | grep '/modules/tm\.so$' | head -n1)")
 CLK_TCK=$(getconf CLK_TCK)
-CONFIGS="plain native-topos topos_rs-lmdb topos_rs-redis"
+CONFIGS=${BENCH_CONFIGS:-"plain native-topos topos_rs-lmdb topos_rs-redis"}
 
 mkdir -p "$OUT"
 WORK=$(mktemp -d "$OUT/run.XXXXXX")
@@ -189,13 +190,14 @@ awk -F';' -v sweepfile="$OUT/sweep.csv" '
 			if (f[4] == 0 && f[3] > 0 && f[2] > best[f[1]]) best[f[1]] = f[2];
 		}
 		split("plain native-topos topos_rs-lmdb topos_rs-redis", order, " ");
-		base = k["plain"] / n["plain"];
-		nat = (k["native-topos"] + r["native-topos"]) / n["native-topos"];
+		base = n["plain"] ? k["plain"] / n["plain"] : 1;
+		nat = n["native-topos"] ? (k["native-topos"] + r["native-topos"]) / n["native-topos"] : 1;
 		printf "%-15s %9s %7s %12s %9s %11s %11s %9s %10s\n", "config", "calls_ok", "failed",
 			"kam_ms/call", "x_plain", "redis_ms", "redis_cmds", "total_ms", "max_cps";
 		print "config;calls_ok;calls_failed;kamailio_ms_per_call;ratio_to_plain;redis_ms_per_call;redis_cmds_per_call;total_ms_per_call;ratio_total_to_native_topos;max_clean_cps" > "'"$OUT"'/results.csv";
 		for (i = 1; i <= 4; i++) {
 			c0 = order[i]; m = n[c0];
+			if (!m) continue;
 			km = k[c0] / m; rm = r[c0] / m; cm = c[c0] / m; tot = km + rm;
 			printf "%-15s %9d %7d %12.4f %9.2f %11.4f %11.2f %9.4f %10s\n", c0, ok[c0], fl[c0], km, km / base,
 				rm, cm, tot, (best[c0] ? best[c0] : "-");
