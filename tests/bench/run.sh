@@ -31,7 +31,8 @@ CLK_TCK=$(getconf CLK_TCK)
 CONFIGS=${BENCH_CONFIGS:-"plain native-topos topos_rs-lmdb topos_rs-redis"}
 
 mkdir -p "$OUT"
-WORK=$(mktemp -d "$OUT/run.XXXXXX")
+WORK="$OUT/run-$(date +%s)-$$"
+mkdir -p "$WORK"
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
