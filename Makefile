@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MODULE := target/release/topos_rs.so
 # Debian packages the build and the tests need.
-APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc
+APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc bison flex
 # Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules
 KAMAILIO_MODULES = $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
