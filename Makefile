@@ -10,7 +10,7 @@ APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redi
 KAMAILIO_MODULES = $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps headers build test run install deb lint clean bench bench-store
+.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz
 
 all: build
 
@@ -95,6 +95,17 @@ bench: build
 	@command -v /usr/bin/time >/dev/null || { $(SUDO) apt-get install -y -qq time >/dev/null; }
 	@dpkg -s kamailio-redis-modules >/dev/null 2>&1 || { $(SUDO) apt-get install -y -qq kamailio-redis-modules >/dev/null; }
 	bash tests/bench/run.sh
+
+## fuzz: libFuzzer on every pure parser and decoder, FUZZ_SECONDS per target (default 600)
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := sip_parsers records_and_config
+fuzz: headers
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@# cargo-fuzz needs nightly features (sanitizers); the stable toolchain
+	@# provides them with RUSTC_BOOTSTRAP.
+	for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir tests/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 ## lint: formatting and clippy
 lint:

@@ -10,16 +10,16 @@ pub mod error;
 // The FFI layer calls symbols that only the kamailio binary provides, so
 // unit-test binaries (which have no Kamailio to link against) leave it out.
 pub mod billing;
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 pub mod billing_functions;
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 pub mod diagnostics;
 pub mod dialog;
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 pub mod ffi;
 pub mod sip;
 pub mod state;
 pub mod stats;
 pub mod store;
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 pub mod topos;

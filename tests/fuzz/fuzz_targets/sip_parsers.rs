@@ -1,0 +1,49 @@
+//! Every pure SIP text function on arbitrary bytes: header scanning, Via
+//! parsing, Via stack restoration, dialog identifiers, name-addr lists and
+//! the dialog edit plans. None may panic; plans must stay in bounds.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use topos_rs::dialog::plan::{self, apply, MaskedContact};
+use topos_rs::dialog::token::parse_token;
+use topos_rs::sip::dialog::DialogIds;
+use topos_rs::sip::headers::{scan_headers, via_fields};
+use topos_rs::sip::name_addr::{entry_uri, split_entries, uri_host_port};
+use topos_rs::sip::restore::{restored_via_block, TopViaUpdate};
+use topos_rs::sip::via::parse_via_value;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(fields) = scan_headers(data) {
+        for f in &fields {
+            assert!(f.line.end <= data.len());
+            let _ = parse_via_value(data, f.value.clone());
+        }
+    }
+    let _ = via_fields(data);
+    let update = TopViaUpdate {
+        received: Some(b";received=127.0.0.1"),
+        rport: Some(b";rport=5060"),
+    };
+    let _ = restored_via_block(data, update);
+    let _ = DialogIds::from_message(data);
+    let text = String::from_utf8_lossy(data);
+    for e in split_entries(&text) {
+        let _ = uri_host_port(entry_uri(e));
+    }
+    let _ = parse_token(&text);
+    let masked = MaskedContact {
+        token: "0".repeat(33),
+        hostport: "127.0.0.1:5060".into(),
+    };
+    if let Ok(edits) = plan::initial_request(data, &masked, Some("masked")) {
+        let _ = apply(data, &plan::coalesce(edits));
+    }
+    if let Ok((edits, _)) = plan::reply_to_caller(data, &["<sip:a;lr>".into()], &masked, Some("c"), &|u| {
+        u.contains("127.0.0.1")
+    }) {
+        let _ = apply(data, &edits);
+    }
+    if let Ok((edits, _)) = plan::in_dialog_request(data, &["<sip:b;lr>".into()], &masked, None) {
+        let _ = apply(data, &edits);
+    }
+});
