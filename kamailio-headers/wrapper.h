@@ -55,7 +55,6 @@ int topos_shim_set_pv_str(struct sip_msg *msg, void *param, const char *s, int l
 extern pv_export_t topos_shim_pvs[];
 void *topos_shim_shm_malloc(size_t size);
 void topos_shim_shm_free(void *p);
-int topos_shim_ruri(struct sip_msg *msg, str *out);
 int topos_shim_rcv_socket(struct sip_msg *msg, str *addr, str *port, int *proto);
 int topos_shim_rpc_struct(rpc_t *rpc, void *ctx, void **handle);
 int topos_shim_rpc_struct_int(rpc_t *rpc, void *handle, const char *name, int value);

@@ -6,8 +6,8 @@ use super::bindings::{
     anchor_lump, check_self, del_lump, global_req_flags, insert_new_lump_after, received_builder,
     received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri, rport_builder,
     set_dst_uri, sip_msg, str_, topos_shim_callid_cseq, topos_shim_param_str, topos_shim_pkg_free,
-    topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_ruri, topos_shim_set_pv_str,
-    FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
+    topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, FL_FORCE_RPORT, SIP_REPLY,
+    SIP_REQUEST,
 };
 use crate::dialog::plan::{coalesce, Edit};
 use crate::error::{Error, Result};
@@ -204,22 +204,6 @@ impl SipMsg {
             }
         }
         Ok(())
-    }
-
-    /// The Request-URI routing will use (rewritten or original).
-    pub fn ruri(&self) -> Result<String> {
-        let mut out = str_::default();
-        // SAFETY: the shim returns a view into this message.
-        unsafe {
-            if topos_shim_ruri(self.as_ptr(), &mut out) < 0 || out.s.is_null() {
-                return Err(Error::new("request has no Request-URI"));
-            }
-            Ok(String::from_utf8_lossy(std::slice::from_raw_parts(
-                out.s as *const u8,
-                out.len.max(0) as usize,
-            ))
-            .into_owned())
-        }
     }
 
     /// Sends the request to `uri` (new Request-URI) through `next_hop`

@@ -171,16 +171,6 @@ void topos_shim_shm_free(void *p)
 	shm_free(p);
 }
 
-/* The Request-URI as routing sees it (a rewritten one if any). */
-int topos_shim_ruri(struct sip_msg *msg, str *out)
-{
-	str *u = GET_RURI(msg);
-	if(u == NULL || u->s == NULL)
-		return -1;
-	*out = *u;
-	return 0;
-}
-
 /* The local socket a message arrived on: address, port, protocol. */
 int topos_shim_rcv_socket(struct sip_msg *msg, str *addr, str *port, int *proto)
 {

@@ -34,11 +34,21 @@ fn random_id() -> Result<[u8; 16]> {
     Ok(b)
 }
 
+/// Method and Request-URI of a request's first line, as the sender wrote
+/// them (loose_route() may have replaced the Request-URI already: a masked
+/// Contact points at this server, so rr takes the previous hop for a strict
+/// router).
+fn request_line(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let line = buf.split(|&b| b == b'\n').next()?;
+    let mut parts = line.split(|&b| b == b' ');
+    Some((parts.next()?, parts.next()?))
+}
+
 fn method_is(msg: &SipMsg, names: &[&str]) -> bool {
-    let line = msg.buf().split(|&b| b == b' ').next().unwrap_or(b"");
+    let method = request_line(msg.buf()).map_or(&b""[..], |(m, _)| m);
     names
         .iter()
-        .any(|n| line.eq_ignore_ascii_case(n.as_bytes()))
+        .any(|n| method.eq_ignore_ascii_case(n.as_bytes()))
 }
 
 /// INVITE and SUBSCRIBE create dialogs (their Contact must be hidden).
@@ -54,15 +64,6 @@ fn contact_hostport(msg: &SipMsg) -> Result<String> {
     }
     msg.local_hostport()
         .ok_or_else(|| Error::new("no local socket for the masked Contact; set contact_host"))
-}
-
-/// The Request-URI of a request's first line.
-fn request_line_uri(buf: &[u8]) -> Option<String> {
-    let line = buf.split(|&b| b == b'\n').next()?;
-    let mut parts = line.split(|&b| b == b' ');
-    parts.next()?;
-    let uri = parts.next()?;
-    Some(String::from_utf8_lossy(uri).into_owned())
 }
 
 /// A dialog-creating request: a new dialog id, the Contact masked, the
@@ -179,17 +180,15 @@ pub enum InDialog {
 
 /// An in-dialog request: its token names the dialog and the side it goes
 /// to; it is sent there through that side's route set.
-pub fn route_in_dialog(msg: &mut SipMsg) -> Result<InDialog> {
-    // The Request-URI as the sender wrote it: loose_route() may have
-    // replaced it already (a masked Contact points at this server, so rr
-    // takes the previous hop for a strict router).
-    let ruri = request_line_uri(msg.buf()).ok_or_else(|| Error::new("malformed request line"))?;
+pub fn route_in_dialog(msg: &mut SipMsg, ids: &DialogIds) -> Result<InDialog> {
+    let ruri = request_line(msg.buf())
+        .map(|(_, uri)| String::from_utf8_lossy(uri).into_owned())
+        .ok_or_else(|| Error::new("malformed request line"))?;
     let Some((id, target)) = uri_user(&ruri).and_then(parse_token) else {
         return Ok(InDialog::Refused(format!(
             "in-dialog request without a topos_rs token (Request-URI {ruri})"
         )));
     };
-    let ids = DialogIds::from_message(msg.buf())?;
     let tag = match target {
         Side::Callee => ids.to.tag.as_deref(),
         Side::Caller => ids.from.tag.as_deref(),

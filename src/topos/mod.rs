@@ -16,6 +16,7 @@ use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::{self, Transaction};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 use crate::ffi::via_swap;
+use crate::sip::dialog::DialogIds;
 use crate::stats;
 use std::cell::Cell;
 
@@ -25,11 +26,6 @@ thread_local! {
     // ran) changes nothing.
     static LAST_HIDDEN: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
     static LAST_RESTORED: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
-}
-
-fn has_to_tag(msg: &SipMsg) -> Result<bool> {
-    let ids = crate::sip::dialog::DialogIds::from_message(msg.buf())?;
-    Ok(ids.to.tag.is_some())
 }
 
 /// `topos_request()`: the request leaves with exactly one Via (Kamailio's),
@@ -49,9 +45,9 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     if msg.is_ack() && tm::ack_is_absorbed(msg)? {
         return Ok(true);
     }
-    let in_dialog = has_to_tag(msg)?;
-    let state = if in_dialog {
-        match dialog::route_in_dialog(msg)? {
+    let ids = DialogIds::from_message(msg.buf())?;
+    let state = if ids.to.tag.is_some() {
+        match dialog::route_in_dialog(msg, &ids)? {
             dialog::InDialog::Routed(state) => state,
             dialog::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
