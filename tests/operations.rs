@@ -83,6 +83,9 @@ fn kamcmd_stats_dialog_and_rates_reload() {
     assert!(ok, "{before}");
     assert_eq!(field(&before, "calls_billed"), "0");
     assert_eq!(field(&before, "dialogs_created"), "0");
+    let (ok, records) = kamcmd(&socket, &["topos_rs.records"]);
+    assert!(ok, "{records}");
+    assert_eq!(field(&records, "dialogs"), "0", "{records}");
 
     let (caller, callee) = (Peer::new(), Peer::new());
     call(&k, &caller, &callee, "rpc-call-1", "13545769997");
@@ -105,6 +108,12 @@ fn kamcmd_stats_dialog_and_rates_reload() {
     assert_eq!(field(&after, "calls_billed"), "1");
     assert_eq!(field(&after, "billed_total"), "0.10 元");
     assert_eq!(field(&after, "token_misses"), "0");
+
+    // The ended call's dialog stays for its grace time; its bill is gone.
+    let (ok, records) = kamcmd(&socket, &["topos_rs.records"]);
+    assert!(ok, "{records}");
+    assert_eq!(field(&records, "dialogs"), "1", "{records}");
+    assert_eq!(field(&records, "bills"), "0", "{records}");
 
     // The stored dialog, addresses included.
     let (ok, d) = kamcmd(&socket, &["topos_rs.dialog", "rpc-call-1"]);

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// How many records `topos_rs.dialog` reads at most.
 const DIALOG_SCAN_LIMIT: usize = 100_000;
+/// topos_rs.records counts at most this many records of each kind.
+const COUNT_LIMIT: usize = 1_000_000;
 
 /// One RPC reply under construction.
 struct Reply {
@@ -169,6 +171,18 @@ fn dialog_reply(r: &Reply) {
     }
 }
 
+fn records_reply(r: &Reply) {
+    let mut fields = Vec::new();
+    for (name, kind) in [(c"dialogs", &b":dlg:"[..]), (c"bills", &b":bill:"[..])] {
+        let what = "topos_rs.records";
+        let Some(n) = with_store(what, |s| s.scan(kind, COUNT_LIMIT).map(|v| v.len())) else {
+            return r.fault(500, "storage unavailable");
+        };
+        fields.push((name, Field::Int(n.min(i32::MAX as usize) as i32)));
+    }
+    r.fields(&fields);
+}
+
 fn rates_reload_reply(r: &Reply) {
     match billing_functions::reload_rates() {
         Ok(n) => r.text(&format!("rates reloaded: {n} prefixes")),
@@ -189,6 +203,7 @@ macro_rules! rpc_entry {
 
 rpc_entry!(rpc_stats, stats_reply, "topos_rs.stats");
 rpc_entry!(rpc_dialog, dialog_reply, "topos_rs.dialog");
+rpc_entry!(rpc_records, records_reply, "topos_rs.records");
 rpc_entry!(
     rpc_rates_reload,
     rates_reload_reply,
@@ -206,6 +221,10 @@ static STATS_DOC: Doc = Doc([
 ]);
 static DIALOG_DOC: Doc = Doc([
     c"The stored dialog records of a Call-ID (addresses included).".as_ptr(),
+    std::ptr::null(),
+]);
+static RECORDS_DOC: Doc = Doc([
+    c"Live records in the store: dialogs and open bills (at most 1000000 each).".as_ptr(),
     std::ptr::null(),
 ]);
 static RELOAD_DOC: Doc = Doc([
@@ -226,9 +245,10 @@ const fn entry(
     }
 }
 
-pub static mut RPC_METHODS: [rpc_export_t; 4] = [
+pub static mut RPC_METHODS: [rpc_export_t; 5] = [
     entry(c"topos_rs.stats", rpc_stats, &STATS_DOC),
     entry(c"topos_rs.dialog", rpc_dialog, &DIALOG_DOC),
+    entry(c"topos_rs.records", rpc_records, &RECORDS_DOC),
     entry(c"topos_rs.rates_reload", rpc_rates_reload, &RELOAD_DOC),
     rpc_export_t {
         name: std::ptr::null(),

@@ -81,6 +81,13 @@ pub trait Store {
     fn sweep(&mut self) -> StoreResult<Sweep> {
         Ok(Sweep::default())
     }
+    /// Cheap readiness check before work that will need the store later
+    /// (a new dialog): Err while the backend is known down. Costs nothing
+    /// while the backend works; a backend that lost its connection tries
+    /// to reconnect here (bounded by its timeout).
+    fn ensure_available(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
     /// Every live record whose key contains `kind` (e.g. `:dlg:`), at most
     /// `limit` of them: for operator tools, not for call handling.
     fn scan(&mut self, kind: &[u8], limit: usize) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;

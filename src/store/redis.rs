@@ -55,8 +55,9 @@ impl RedisStore {
         StoreError::Unavailable(format!("Redis: {e}"))
     }
 
-    /// Runs one command on the process's connection.
-    fn run<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> StoreResult<T> {
+    /// The process's connection: the open one, or a new one unless the
+    /// backend failed less than `retry_after` ago.
+    fn connection(&mut self) -> StoreResult<&mut Connection> {
         if self.conn.is_none() {
             if let Some(until) = self.down_until {
                 if Instant::now() < until {
@@ -75,8 +76,12 @@ impl RedisStore {
                 Err(e) => return Err(self.fail(e)),
             }
         }
-        let conn = self.conn.as_mut().expect("connected above");
-        match cmd.query::<T>(conn) {
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Runs one command on the process's connection.
+    fn run<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> StoreResult<T> {
+        match cmd.query::<T>(self.connection()?) {
             Ok(v) => Ok(v),
             // Lost or stuck connections are dropped and retried later; a
             // server-side error (wrong type, OOM...) leaves it usable.
@@ -94,6 +99,10 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    fn ensure_available(&mut self) -> StoreResult<()> {
+        self.connection().map(|_| ())
+    }
+
     fn put(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> StoreResult<()> {
         let mut c = redis::cmd("SET");
         c.arg(key).arg(value).arg("PX").arg(ttl_ms(ttl));

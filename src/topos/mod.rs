@@ -56,6 +56,15 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
             }
         }
     } else if dialog::creates_dialog(msg) {
+        // A dialog whose record cannot be stored could be neither routed
+        // nor billed later: while the store is known down, new dialogs are
+        // refused at once (the script answers) instead of failing mid-call.
+        if crate::state::with_store("topos_request", |s| s.ensure_available()).is_none() {
+            crate::state::log_refusal(
+                "topos_request: refused a new dialog: dialog storage unavailable",
+            );
+            return Ok(false);
+        }
         Some(dialog::hide_initial(msg)?)
     } else {
         Some(NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16])).ok_or_else(out_of_shm)?)

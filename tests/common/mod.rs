@@ -5,3 +5,4 @@
 pub mod kamailio;
 pub mod redis;
 pub mod sip;
+pub mod sipp;

@@ -1,5 +1,6 @@
-//! A real `redis-server` for a test, on a free loopback port, with no
-//! persistence; stopped by PID when dropped.
+//! A real `redis-server` for a test, on a free loopback port, without
+//! persistence (or with it, to restart "the same" server); stopped by PID
+//! when dropped.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,9 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: std::path::PathBuf,
+    /// Remove `dir` when dropped (not for a durable server's directory,
+    /// which the next instance reuses).
+    owns_dir: bool,
 }
 
 impl RedisServer {
@@ -19,9 +23,27 @@ impl RedisServer {
 
     pub fn start_on(port: u16) -> RedisServer {
         let dir = super::kamailio::scratch_dir("redis");
+        let mut r = Self::spawn(port, dir, &["--appendonly", "no"]);
+        r.owns_dir = true;
+        r
+    }
+
+    /// A server that keeps its data in `dir` (append-only file, written
+    /// through): `shutdown` and a new `start_durable` on the same port and
+    /// directory bring the data back, as an operator's Redis would.
+    pub fn start_durable(port: u16, dir: &std::path::Path) -> RedisServer {
+        Self::spawn(
+            port,
+            dir.to_path_buf(),
+            &["--appendonly", "yes", "--appendfsync", "always"],
+        )
+    }
+
+    fn spawn(port: u16, dir: std::path::PathBuf, persistence: &[&str]) -> RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"])
+            .args(persistence)
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -32,6 +54,7 @@ impl RedisServer {
             child: Some(child),
             port,
             dir,
+            owns_dir: false,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -63,6 +86,25 @@ impl RedisServer {
         unsafe { libc::kill(self.pid(), libc::SIGCONT) };
     }
 
+    /// Stops the server the way an operator does (SIGTERM: it finishes
+    /// writing its data and exits); waits for it, bounded.
+    pub fn shutdown(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signals the process this test started.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: stops the process this test started (frozen or not).
@@ -75,6 +117,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
