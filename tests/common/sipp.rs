@@ -135,7 +135,7 @@ impl SippLoad {
         let stats = fs::read_to_string(self.dir.join("uac_stat.csv")).unwrap_or_default();
         let mut lines = stats.lines().filter(|l| !l.trim().is_empty());
         let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
-        let last: Vec<&str> = lines.last().unwrap_or_default().split(';').collect();
+        let last: Vec<&str> = lines.next_back().unwrap_or_default().split(';').collect();
         let counters = header
             .iter()
             .zip(last)
