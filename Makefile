@@ -10,7 +10,7 @@ APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redi
 KAMAILIO_MODULES = $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz
+.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz soak
 
 all: build
 
@@ -95,6 +95,11 @@ bench: build
 	@command -v /usr/bin/time >/dev/null || { $(SUDO) apt-get install -y -qq time >/dev/null; }
 	@dpkg -s kamailio-redis-modules >/dev/null 2>&1 || { $(SUDO) apt-get install -y -qq kamailio-redis-modules >/dev/null; }
 	bash tests/bench/run.sh
+
+## soak: 100,000 calls per backend (SOAK_CALLS), memory sampled, store emptied after grace (~10 min)
+soak: build
+	@command -v /usr/bin/time >/dev/null || { $(SUDO) apt-get install -y -qq time >/dev/null; }
+	bash tests/soak/run.sh
 
 ## fuzz: libFuzzer on every pure parser and decoder, FUZZ_SECONDS per target (default 600)
 FUZZ_SECONDS ?= 600

@@ -1,0 +1,121 @@
+# Shell helpers shared by make bench (tests/bench/run.sh) and make soak
+# (tests/soak/run.sh). The caller sets ROOT (repository), WORK (its scratch
+# directory), MODS (Kamailio's module directory) and, for configurations on
+# Redis, REDIS_PORT; it calls track_cleanup once. Every process started here
+# runs in its own process group and is stopped by PID.
+
+track_cleanup() {
+	: >"$WORK/pids"
+	trap cleanup EXIT
+}
+
+track_pid() { echo "$1" >>"$WORK/pids"; }
+
+cleanup() {
+	local p
+	for p in $(cat "$WORK/pids" 2>/dev/null); do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
+	sleep 0.5
+	for p in $(cat "$WORK/pids" 2>/dev/null); do kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+}
+
+free_port() { # a loopback port nothing listens on (UDP and TCP)
+	local p
+	while :; do
+		p=$(shuf -i 20000-60000 -n 1)
+		if ! ss -Hlnu "sport = :$p" | grep -q . && ! ss -Hlnt "sport = :$p" | grep -q .; then
+			echo "$p"
+			return
+		fi
+	done
+}
+
+# CPU seconds x CLK_TCK of every process in process group $1.
+group_ticks() {
+	awk -v g="$1" '{
+		s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " ");
+		if (f[3] == g) t += f[12] + f[13];
+	} END { print t + 0 }' /proc/[0-9]*/stat 2>/dev/null
+}
+
+proc_ticks() {
+	awk '{ s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
+}
+
+redis_commands() {
+	redis-cli -p "$1" INFO commandstats | tr -d '\r' |
+		awk -F'[=,]' '/^cmdstat_/ && !/^cmdstat_(info|config|ping|client|hello|select)/ { n += $2 } END { print n + 0 }'
+}
+
+start_redis() { # prints the pid; REDIS_PORT must be set
+	setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$WORK" >"$WORK/redis.log" 2>&1 &
+	local pid=$!
+	track_pid "$pid"
+	for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+	echo "$pid"
+}
+
+start_kamailio() { # $1 config name, then extra kamailio arguments; prints "pid port"
+	local name=$1 port dir
+	shift
+	port=$(free_port)
+	dir="$WORK/k-$name-$port"
+	mkdir -p "$dir"
+	local args=(-DD -E -m 256 -M 16 -Y "$dir" -L "$ROOT/target/release:$MODS"
+		-A "LISTEN=udp:127.0.0.1:$port")
+	case $name in
+	plain) args+=(-f "$ROOT/tests/cfg/routing.cfg" -A WITHOUT_TOPOS) ;;
+	native-topos) args+=(-f "$ROOT/tests/bench/native-topos.cfg"
+		-A "REDIS_SERVER=\"name=srv8;addr=127.0.0.1;port=$REDIS_PORT;db=0\"") ;;
+	topos_rs-lmdb) args+=(-f "$ROOT/tests/cfg/routing.cfg") ;;
+	topos_rs-redis) args+=(-f "$ROOT/tests/cfg/routing.cfg"
+		-A "STORAGE=\"redis://127.0.0.1:$REDIS_PORT/0\"") ;;
+	esac
+	setsid kamailio "${args[@]}" "$@" >"$dir/kamailio.log" 2>&1 &
+	local pid=$!
+	track_pid "$pid"
+	sleep 1.5
+	echo "$pid $port"
+}
+
+stop_kamailio() {
+	kill -TERM "$1" 2>/dev/null || true
+	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL -- "-$1" 2>/dev/null || true
+}
+
+scenario() { # $1 template, $2 output, $3 uas port, $4 uac leak regex, $5 uas leak regex
+	sed -e "s/@UASPORT@/$3/g" -e "s/@UACLEAK@/$4/g" -e "s/@UASLEAK@/$5/g" "$1" >"$2"
+}
+
+# One sipp run: $1 config, $2 rate, $3 calls, $4 kamailio port, $5 run dir.
+# Prints "successful failed".
+sipp_run() {
+	local name=$1 rate=$2 calls=$3 kport=$4 dir=$5
+	local uas_port uac_port uac_leak uas_leak
+	uas_port=$(free_port)
+	uac_port=$(free_port)
+	if [ "$name" = plain ]; then
+		uac_leak='NEVER-MATCHES-[x]' uas_leak='NEVER-MATCHES-[x]'
+	else
+		uac_leak="127\\\\.0\\\\.0\\\\.1:$uas_port|downstream-proxy"
+		uas_leak="192\\\\.168\\\\.1\\\\.100|10\\\\.10\\\\.10\\\\.1|222\\\\.211\\\\.75\\\\.75|127\\\\.0\\\\.0\\\\.1:$uac_port"
+	fi
+	scenario "$ROOT/tests/bench/uac.xml" "$dir/uac.xml" "$uas_port" "$uac_leak" "$uas_leak"
+	scenario "$ROOT/tests/bench/uas.xml" "$dir/uas.xml" "$uas_port" "$uac_leak" "$uas_leak"
+	local limit=$((calls / rate + 30))
+	# CPU of each sipp (user+sys seconds) goes to *.cpu: where the 2 cores go.
+	/usr/bin/time -f "%U %S" -o "$dir/uas.cpu" timeout "$((limit + 10))" sipp -sf "$dir/uas.xml" -i 127.0.0.1 -p "$uas_port" -m "$calls" \
+		-nostdin -timeout "${limit}s" -trace_err -error_file "$dir/uas_errors.log" \
+		>"$dir/uas.out" 2>&1 &
+	local uas=$!
+	sleep 0.3
+	/usr/bin/time -f "%U %S" -o "$dir/uac.cpu" timeout "$((limit + 10))" sipp -sf "$dir/uac.xml" "127.0.0.1:$kport" -i 127.0.0.1 -p "$uac_port" \
+		-r "$rate" -m "$calls" -l 20000 -nostdin -timeout "${limit}s" -trace_stat -stf "$dir/uac_stat.csv" \
+		-trace_err -error_file "$dir/uac_errors.log" >"$dir/uac.out" 2>&1 || true
+	wait "$uas" 2>/dev/null || true
+	# The last line of the statistics file: columns SuccessfulCall(C), FailedCall(C).
+	awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "SuccessfulCall(C)") s = i; if ($i == "FailedCall(C)") f = i } }
+		END { print $s + 0, $f + 0 }' "$dir/uac_stat.csv"
+}
+
