@@ -85,6 +85,17 @@ impl<'m> Fields<'m> {
             .collect()
     }
 
+    fn call_id(&self) -> Result<String, PlanError> {
+        self.all
+            .iter()
+            .find(|f| {
+                let n = &self.msg[f.name.clone()];
+                n.eq_ignore_ascii_case(b"call-id") || n.eq_ignore_ascii_case(b"i")
+            })
+            .map(|h| self.value(h).trim().to_string())
+            .ok_or(PlanError::NoCallId)
+    }
+
     fn value(&self, f: &HeaderField) -> String {
         String::from_utf8_lossy(&self.msg[f.value.clone()]).into_owned()
     }
@@ -156,16 +167,13 @@ fn call_id_line(call_id: &str) -> Vec<u8> {
 
 /// The first Call-ID value.
 pub fn call_id(msg: &[u8]) -> Result<String, PlanError> {
-    let f = Fields::new(msg)?;
-    let id = f.named("call-id", Some("i"));
-    id.first()
-        .map(|h| f.value(h).trim().to_string())
-        .ok_or(PlanError::NoCallId)
+    Fields::new(msg)?.call_id()
 }
 
 /// What the caller's dialog-creating request tells about the caller side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallerSide {
+    pub call_id: String,
     pub contact: String,
     /// Record-Route entries as received (nearest to Kamailio first), which
     /// is also the route set from Kamailio back to the caller.
@@ -176,6 +184,7 @@ pub struct CallerSide {
 pub fn caller_side(request: &[u8]) -> Result<CallerSide, PlanError> {
     let f = Fields::new(request)?;
     Ok(CallerSide {
+        call_id: f.call_id()?,
         // Empty when the request has none: nothing can be routed to it.
         contact: f.contact_uri().unwrap_or_default(),
         route: f.entries("record-route", None),

@@ -34,12 +34,20 @@ impl DialogId {
     }
 
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(33);
+        for &b in &self.0 {
+            out.push(DIGITS[(b >> 4) as usize] as char);
+            out.push(DIGITS[(b & 15) as usize] as char);
+        }
+        out
     }
 
     /// The token whose requests go to `side`.
     pub fn token(&self, side: Side) -> String {
-        format!("{}{}", self.hex(), side.letter())
+        let mut t = self.hex();
+        t.push(side.letter());
+        t
     }
 }
 

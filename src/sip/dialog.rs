@@ -58,6 +58,15 @@ impl DialogIds {
         let mut cseq = None;
         for f in scan_headers(msg)? {
             let name = &msg[f.name.clone()];
+            // Only the four headers read here are decoded (every other
+            // header is skipped by name, without touching its value).
+            let wanted = header_is(name, "call-id", Some("i"))
+                || header_is(name, "from", Some("f"))
+                || header_is(name, "to", Some("t"))
+                || header_is(name, "cseq", None);
+            if !wanted {
+                continue;
+            }
             let value = String::from_utf8_lossy(&msg[f.value.clone()]);
             if call_id.is_none() && header_is(name, "call-id", Some("i")) {
                 call_id = Some(value.trim().to_string());

@@ -43,18 +43,31 @@ impl std::fmt::Display for ScanError {
 
 impl std::error::Error for ScanError {}
 
-/// RFC 3261 token characters (header names are tokens).
+/// RFC 3261 token characters (header names are tokens), as a table: every
+/// byte of every header name of every message goes through it.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN_BYTES[b as usize]
 }
 
 /// Offset just past the line break that ends the line starting at `from`,
 /// or None if there is none.
 fn line_end(buf: &[u8], from: usize) -> Option<usize> {
-    buf[from..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| from + p + 1)
+    memchr::memchr(b'\n', &buf[from..]).map(|p| from + p + 1)
 }
 
 /// Every header field of `msg` in order. Stops at the empty line that ends the
@@ -77,10 +90,7 @@ pub fn scan_headers(msg: &[u8]) -> Result<Vec<HeaderField>, ScanError> {
             end = line_end(msg, end).ok_or(ScanError::Unterminated)?;
         }
         let line = &msg[start..end];
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(ScanError::MissingColon(start))?;
+        let colon = memchr::memchr(b':', line).ok_or(ScanError::MissingColon(start))?;
         let name_end = start
             + line[..colon]
                 .iter()

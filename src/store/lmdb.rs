@@ -90,9 +90,13 @@ impl LmdbStore {
             .max_dbs(1)
             .max_readers(1024);
         // SAFETY: NO_SYNC trades durability against OS crashes for speed (see
-        // the module doc); it cannot make LMDB unsound.
+        // the module doc); it cannot make LMDB unsound. WRITE_MAP writes
+        // pages straight into the shared map instead of through write(2)
+        // (about a third of the store's cost per call); it gives up LMDB's
+        // protection against stray writes into the map, which safe Rust
+        // code cannot make, and this process only maps the file for LMDB.
         unsafe {
-            opts.flags(EnvFlags::NO_SYNC);
+            opts.flags(EnvFlags::NO_SYNC | EnvFlags::WRITE_MAP);
         }
         // SAFETY: heed's contract: the same environment is not opened twice
         // in one process, and the handle does not cross a fork. The state

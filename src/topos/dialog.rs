@@ -103,7 +103,7 @@ pub fn initial_reply(t: &Transaction, st: &TxState, reply: &mut SipMsg) -> Resul
         .request()
         .ok_or_else(|| Error::new("transaction has no request"))?;
     let caller = plan::caller_side(req.buf())?;
-    let caller_call_id = plan::call_id(req.buf())?;
+    let caller_call_id = caller.call_id;
     let id = st.dialog_id();
     let masked = MaskedContact {
         token: id.token(Side::Callee),

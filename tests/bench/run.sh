@@ -15,7 +15,8 @@
 # (calls/s of the CPU runs, default 500), BENCH_REPS (default 2),
 # BENCH_SWEEP (rates of the sweep, default "500 1000 2000 3000"),
 # BENCH_SWEEP_SECONDS (length of each sweep step, default 4), BENCH_CONFIGS
-# (which of the four to run, default all).
+# (which of the four to run, default all), BENCH_KAMAILIO_ARGS (extra
+# kamailio arguments for every configuration, e.g. "-x tlsf -X tlsf").
 # Every process started here is stopped by PID (or its own process group).
 set -euo pipefail
 
@@ -34,7 +35,10 @@ mkdir -p "$OUT"
 WORK="$OUT/run-$(date +%s)-$$"
 mkdir -p "$WORK"
 # topos_rs runs without billing here: the other configurations do not bill.
-bench_defines() { case $1 in topos_rs-*) echo "-A NO_BILLING" ;; esac; }
+bench_defines() {
+	case $1 in topos_rs-*) echo "-A NO_BILLING" ;; esac
+	echo "${BENCH_KAMAILIO_ARGS:-}"
+}
 
 # shellcheck source=tests/bench/lib.sh
 source "$ROOT/tests/bench/lib.sh"
