@@ -61,7 +61,7 @@ start_kamailio() { # $1 config name, then extra kamailio arguments; prints "pid 
 	port=$(free_port)
 	dir="$WORK/k-$name-$port"
 	mkdir -p "$dir"
-	local args=(-DD -E -m 256 -M 16 -Y "$dir" -L "$ROOT/target/release:$MODS"
+	local args=(-DD -E -m 1024 -M 16 -Y "$dir" -L "$ROOT/target/release:$MODS"
 		-A "LISTEN=udp:127.0.0.1:$port")
 	case $name in
 	plain) args+=(-f "$ROOT/tests/cfg/routing.cfg" -A WITHOUT_TOPOS) ;;
