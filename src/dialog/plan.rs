@@ -86,12 +86,8 @@ impl<'m> Fields<'m> {
     }
 
     fn call_id(&self) -> Result<String, PlanError> {
-        self.all
-            .iter()
-            .find(|f| {
-                let n = &self.msg[f.name.clone()];
-                n.eq_ignore_ascii_case(b"call-id") || n.eq_ignore_ascii_case(b"i")
-            })
+        self.named("call-id", Some("i"))
+            .first()
             .map(|h| self.value(h).trim().to_string())
             .ok_or(PlanError::NoCallId)
     }

@@ -30,11 +30,13 @@ free_port() { # a loopback port nothing listens on (UDP and TCP)
 }
 
 # CPU seconds x CLK_TCK of every process in process group $1.
+# A process may exit between the glob and the read: cat skips it (awk
+# would stop at it and fail the script).
 group_ticks() {
-	awk -v g="$1" '{
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" '{
 		s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " ");
 		if (f[3] == g) t += f[12] + f[13];
-	} END { print t + 0 }' /proc/[0-9]*/stat 2>/dev/null
+	} END { print t + 0 }'
 }
 
 proc_ticks() {
