@@ -308,3 +308,20 @@ fn a_frozen_redis_costs_at_most_the_timeout() {
         "blocked {waited:?}"
     );
 }
+
+#[test]
+fn a_redis_restart_between_two_operations_costs_no_failure() {
+    let dir = common::kamailio::scratch_dir("redis-durable");
+    let port = common::kamailio::free_tcp_port();
+    let mut redis = RedisServer::start_durable(port, &dir);
+    let mut s = RedisStore::new(&redis.url(), Duration::from_millis(250)).unwrap();
+    s.put(b"bill", b"answered", LONG).unwrap();
+
+    // Restarted with its data while this connection sat idle: the next
+    // operation finds the old connection closed, reconnects and succeeds.
+    redis.shutdown();
+    let _redis = RedisServer::start_durable(port, &dir);
+    assert_eq!(s.take(b"bill").unwrap().as_deref(), Some(&b"answered"[..]));
+    assert_eq!(s.get(b"bill").unwrap(), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -81,14 +81,32 @@ impl RedisStore {
 
     /// Runs one command on the process's connection.
     fn run<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> StoreResult<T> {
+        let reused = self.conn.is_some();
         match cmd.query::<T>(self.connection()?) {
             Ok(v) => Ok(v),
-            // Lost or stuck connections are dropped and retried later; a
-            // server-side error (wrong type, OOM...) leaves it usable.
-            Err(e) if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() => {
-                Err(self.fail(e))
+            // A connection that worked before and is found closed (Redis
+            // restarted, or a firewall dropped it while idle) failed before
+            // the command reached a live server: reconnect and send it once
+            // more, so that a Redis restart does not cost every worker one
+            // failed message (a BYE among them, and with it a bill). A
+            // timeout is never retried: the worker already waited
+            // redis_timeout.
+            Err(e) if reused && e.is_connection_dropped() && !e.is_timeout() => {
+                self.conn = None;
+                let retried = cmd.query::<T>(self.connection()?);
+                retried.map_err(|e| self.classify(e))
             }
-            Err(e) => Err(StoreError::Backend(format!("Redis: {e}"))),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    /// Lost or stuck connections are dropped and retried later; a
+    /// server-side error (wrong type, OOM...) leaves the connection usable.
+    fn classify(&mut self, e: RedisError) -> StoreError {
+        if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() {
+            self.fail(e)
+        } else {
+            StoreError::Backend(format!("Redis: {e}"))
         }
     }
 
