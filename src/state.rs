@@ -11,6 +11,7 @@ use crate::store::lmdb::LmdbStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreResult};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,24 @@ static CONFIG: OnceLock<ModuleConfig> = OnceLock::new();
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Bumped in the child of every fork (the FFI layer registers
+/// `note_fork` with pthread_atfork at mod_init): a store handle opened
+/// before a fork is never used after it, and the check costs an atomic
+/// load instead of a getpid(2) per store operation.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// This process was just forked (runs in the child).
+pub fn note_fork() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
 struct ProcessStore {
-    pid: u32,
+    /// The fork generation it was opened in.
+    generation: u64,
     store: Box<dyn Store>,
 }
 
@@ -91,7 +108,7 @@ pub fn open_for_this_process() -> Result<()> {
     let store = open(cfg).map_err(|e| Error::new(e.to_string()))?;
     STORE.with(|s| {
         *s.borrow_mut() = Some(ProcessStore {
-            pid: std::process::id(),
+            generation: fork_generation(),
             store,
         })
     });
@@ -103,11 +120,11 @@ pub fn open_for_this_process() -> Result<()> {
 pub fn with_store<T>(what: &str, f: impl FnOnce(&mut dyn Store) -> StoreResult<T>) -> Option<T> {
     let result = STORE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let pid = std::process::id();
-        if slot.as_ref().is_none_or(|p| p.pid != pid) {
+        let generation = fork_generation();
+        if slot.as_ref().is_none_or(|p| p.generation != generation) {
             let cfg = config().map_err(|e| e.to_string())?;
             let store = open(cfg).map_err(|e| e.to_string())?;
-            *slot = Some(ProcessStore { pid, store });
+            *slot = Some(ProcessStore { generation, store });
         }
         let p = slot.as_mut().expect("opened above");
         f(&mut *p.store).map_err(|e| e.to_string())

@@ -426,6 +426,12 @@ unsafe extern "C" fn post_script(msg: *mut sip_msg, _flags: c_uint, _p: *mut c_v
     1
 }
 
+/// pthread_atfork child handler: store handles opened before the fork
+/// are reopened by the child on first use.
+extern "C" fn after_fork_in_child() {
+    guard_void("fork handler", crate::state::note_fork);
+}
+
 unsafe extern "C" fn mod_init() -> c_int {
     logger::init();
     install_panic_hook();
@@ -453,6 +459,11 @@ fn init() -> Result<()> {
         }
         std::ptr::write_bytes(p, 0, 1);
         crate::stats::install(&*p);
+    }
+    // SAFETY: registers a handler that only bumps an atomic counter in the
+    // child of each fork (no allocation, no lock).
+    if unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) } != 0 {
+        return Err(crate::error::Error::new("cannot register the fork handler"));
     }
     // SAFETY: registers a 'static callback with the core.
     let rc = unsafe {
