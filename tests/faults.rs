@@ -217,7 +217,9 @@ fn redis_outage_under_sipp_load() {
     println!("sipp: {ok} successful, {failed} failed of 600");
     assert_eq!(ok + failed, 600, "calls left hanging:\n{}", totals.errors);
     assert!(failed > 0, "an outage that failed no call was no outage");
-    assert!(ok >= 300, "only {ok} calls completed:\n{}", totals.errors);
+    // Redis is frozen or down for about 7 of the 15 s: the calls of the
+    // other 8 s (about 320) go through; 200 leaves room for a slow machine.
+    assert!(ok >= 200, "only {ok} calls completed:\n{}", totals.errors);
     assert_eq!(
         totals.get("FailedRegexpDoesntMatch") + totals.get("FailedRegexpHdrNotFound"),
         0,
