@@ -58,23 +58,23 @@ impl DialogIds {
         let mut cseq = None;
         for f in scan_headers(msg)? {
             let name = &msg[f.name.clone()];
-            // Only the four headers read here are decoded (every other
-            // header is skipped by name, without touching its value).
-            let wanted = header_is(name, "call-id", Some("i"))
-                || header_is(name, "from", Some("f"))
-                || header_is(name, "to", Some("t"))
-                || header_is(name, "cseq", None);
-            if !wanted {
-                continue;
-            }
-            let value = String::from_utf8_lossy(&msg[f.value.clone()]);
-            if call_id.is_none() && header_is(name, "call-id", Some("i")) {
-                call_id = Some(value.trim().to_string());
-            } else if from.is_none() && header_is(name, "from", Some("f")) {
-                from = Some(parse_party(&value).ok_or(DialogError::Malformed("From"))?);
-            } else if to.is_none() && header_is(name, "to", Some("t")) {
-                to = Some(parse_party(&value).ok_or(DialogError::Malformed("To"))?);
-            } else if cseq.is_none() && header_is(name, "cseq", None) {
+            // Each name is compared once; only the first field of each of
+            // the four headers is decoded, every other value never is.
+            let value = || String::from_utf8_lossy(&msg[f.value.clone()]);
+            if header_is(name, "call-id", Some("i")) {
+                if call_id.is_none() {
+                    call_id = Some(value().trim().to_string());
+                }
+            } else if header_is(name, "from", Some("f")) {
+                if from.is_none() {
+                    from = Some(parse_party(&value()).ok_or(DialogError::Malformed("From"))?);
+                }
+            } else if header_is(name, "to", Some("t")) {
+                if to.is_none() {
+                    to = Some(parse_party(&value()).ok_or(DialogError::Malformed("To"))?);
+                }
+            } else if header_is(name, "cseq", None) && cseq.is_none() {
+                let value = value();
                 let method = value
                     .split_whitespace()
                     .nth(1)
