@@ -4,52 +4,14 @@
 
 mod common;
 
+use common::calls::{answer, caller_bye, Parties};
 use common::kamailio::{free_port, scratch_dir, Kamailio};
 use common::redis::RedisServer;
-use common::sip::{Call, Msg, Peer};
+use common::sip::{Call, Msg};
 use std::time::{Duration, Instant};
 
 const EXAMPLE: &str = "cfg-examples/kamailio.cfg";
 const ROUTING: &str = "tests/cfg/routing.cfg";
-
-struct Parties {
-    caller: Peer,
-    callee: Peer,
-}
-
-impl Parties {
-    fn new() -> Parties {
-        Parties {
-            caller: Peer::new(),
-            callee: Peer::new(),
-        }
-    }
-}
-
-/// An answered call: INVITE, 200, ACK through `k`. Returns the caller's
-/// dialog, the INVITE as the callee got it, and when the 200 arrived.
-fn answer(k: &Kamailio, p: &Parties, call_id: &str) -> (Call, Msg, Instant) {
-    let mut call = Call::new(call_id, &format!("sip:13545769997@{}", p.callee.addr));
-    p.caller.send(k.addr, &call.invite(&p.caller));
-    let inv = p.callee.expect_request("INVITE");
-    p.callee.reply(&inv, 200, "OK", "callee-tag");
-    let ok = p.caller.expect_reply(200, "INVITE");
-    let answered = Instant::now();
-    call.confirm(&ok);
-    p.caller.send(k.addr, &call.in_dialog(&p.caller, "ACK", 1));
-    p.callee.expect_request("ACK");
-    (call, inv, answered)
-}
-
-/// The caller hangs up through `k`; returns the BYE as the callee got it.
-fn caller_bye(k: &Kamailio, p: &Parties, call: &Call) -> (String, Msg) {
-    let bye_text = call.in_dialog(&p.caller, "BYE", 2);
-    p.caller.send(k.addr, &bye_text);
-    let bye = p.callee.expect_request("BYE");
-    p.callee.reply(&bye, 200, "OK", "callee-tag");
-    p.caller.expect_reply(200, "BYE");
-    (bye_text, bye)
-}
 
 fn billing_lines(log: &str) -> Vec<String> {
     log.lines()

@@ -6,9 +6,10 @@
 
 mod common;
 
+use common::calls::{answer, caller_bye, Parties};
 use common::kamailio::{free_tcp_port, scratch_dir, Kamailio};
 use common::redis::RedisServer;
-use common::sip::{Call, Peer};
+use common::sip::Call;
 use common::sipp::SippLoad;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -17,30 +18,9 @@ const ROUTING: &str = "tests/cfg/routing.cfg";
 /// topos_rs's default `redis_timeout`.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
-struct Parties {
-    caller: Peer,
-    callee: Peer,
-}
-
-/// INVITE / 200 / ACK through `k`.
-fn answer(k: &Kamailio, p: &Parties, call_id: &str) -> Call {
-    let mut call = Call::new(call_id, &format!("sip:13545769997@{}", p.callee.addr));
-    p.caller.send(k.addr, &call.invite(&p.caller));
-    let inv = p.callee.expect_request("INVITE");
-    p.callee.reply(&inv, 200, "OK", "callee-tag");
-    let ok = p.caller.expect_reply(200, "INVITE");
-    call.confirm(&ok);
-    p.caller.send(k.addr, &call.in_dialog(&p.caller, "ACK", 1));
-    p.callee.expect_request("ACK");
-    call
-}
-
 /// The caller hangs up; returns the X-Billed header the callee got.
 fn hang_up(k: &Kamailio, p: &Parties, call: &Call) -> String {
-    p.caller.send(k.addr, &call.in_dialog(&p.caller, "BYE", 2));
-    let bye = p.callee.expect_request("BYE");
-    p.callee.reply(&bye, 200, "OK", "callee-tag");
-    p.caller.expect_reply(200, "BYE");
+    let (_, bye) = caller_bye(k, p, call);
     bye.header("x-billed").unwrap_or_default()
 }
 
@@ -135,14 +115,11 @@ fn redis_outage_under_sipp_load() {
     let mut redis = RedisServer::start_durable(port, &data);
     let storage = format!("STORAGE=\"redis://127.0.0.1:{port}/0\"");
     let k = Kamailio::start(ROUTING, &[&storage]);
-    let p = Parties {
-        caller: Peer::new(),
-        callee: Peer::new(),
-    };
+    let p = Parties::new();
 
     // Three calls answered before the outage, hung up after it.
     let answered: Vec<Call> = (0..3)
-        .map(|i| answer(&k, &p, &format!("answered-before-{i}")))
+        .map(|i| answer(&k, &p, &format!("answered-before-{i}")).0)
         .collect();
 
     // 600 calls at 40/s (15 s) run through everything below.

@@ -174,8 +174,8 @@ fn dialog_reply(r: &Reply) {
 fn records_reply(r: &Reply) {
     let mut fields = Vec::new();
     for (name, kind) in [(c"dialogs", &b":dlg:"[..]), (c"bills", &b":bill:"[..])] {
-        let what = "topos_rs.records";
-        let Some(n) = with_store(what, |s| s.scan(kind, COUNT_LIMIT).map(|v| v.len())) else {
+        let count = |s: &mut dyn crate::store::Store| s.scan(kind, COUNT_LIMIT).map(|v| v.len());
+        let Some(n) = with_store("topos_rs.records", count) else {
             return r.fault(500, "storage unavailable");
         };
         fields.push((name, Field::Int(n.min(i32::MAX as usize) as i32)));

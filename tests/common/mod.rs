@@ -2,6 +2,7 @@
 //! SIP peers on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod calls;
 pub mod kamailio;
 pub mod redis;
 pub mod sip;
