@@ -10,8 +10,9 @@
 //! - Route: the route set toward the receiving side only.
 //! - Call-ID: with mask_callid, the callee side sees a different one.
 
-use crate::sip::headers::{scan_headers, HeaderField, ScanError};
+use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, split_entries};
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
@@ -24,26 +25,18 @@ pub enum Edit {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
-    Scan(ScanError),
     NoCallId,
 }
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PlanError::Scan(e) => write!(f, "{e}"),
             PlanError::NoCallId => write!(f, "no Call-ID header"),
         }
     }
 }
 
 impl std::error::Error for PlanError {}
-
-impl From<ScanError> for PlanError {
-    fn from(e: ScanError) -> Self {
-        PlanError::Scan(e)
-    }
-}
 
 /// The Contact Kamailio shows in place of a party's own:
 /// `<sip:TOKEN@host[:port][;transport=x]>`.
@@ -56,114 +49,98 @@ pub struct MaskedContact {
 
 impl MaskedContact {
     pub fn header(&self) -> Vec<u8> {
-        format!("Contact: <sip:{}@{}>\r\n", self.token, self.hostport).into_bytes()
+        let mut out = Vec::with_capacity(20 + self.token.len() + self.hostport.len());
+        out.extend_from_slice(b"Contact: <sip:");
+        out.extend_from_slice(self.token.as_bytes());
+        out.push(b'@');
+        out.extend_from_slice(self.hostport.as_bytes());
+        out.extend_from_slice(b">\r\n");
+        out
     }
 }
 
-/// The header fields of `msg` by kind.
-struct Fields<'m> {
-    msg: &'m [u8],
-    all: Vec<HeaderField>,
+/// `text` trimmed, still borrowed if it was.
+fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(t) => Cow::Borrowed(t.trim()),
+        Cow::Owned(t) => Cow::Owned(t.trim().to_string()),
+    }
 }
 
-impl<'m> Fields<'m> {
-    fn new(msg: &'m [u8]) -> Result<Self, PlanError> {
-        Ok(Fields {
-            msg,
-            all: scan_headers(msg)?,
-        })
-    }
-
-    fn named(&self, long: &'static str, compact: Option<&'static str>) -> Vec<&HeaderField> {
-        self.all
-            .iter()
-            .filter(|f| {
-                let n = &self.msg[f.name.clone()];
-                n.eq_ignore_ascii_case(long.as_bytes())
-                    || compact.is_some_and(|c| n.eq_ignore_ascii_case(c.as_bytes()))
-            })
-            .collect()
-    }
-
-    fn call_id(&self) -> Result<String, PlanError> {
-        self.named("call-id", Some("i"))
-            .first()
-            .map(|h| self.value(h).trim().to_string())
-            .ok_or(PlanError::NoCallId)
-    }
-
-    fn value(&self, f: &HeaderField) -> String {
-        String::from_utf8_lossy(&self.msg[f.value.clone()]).into_owned()
-    }
-
-    /// Every entry of every field called `long`, in message order.
-    fn entries(&self, long: &'static str, compact: Option<&'static str>) -> Vec<String> {
-        self.named(long, compact)
-            .iter()
-            .flat_map(|f| {
-                split_entries(&self.value(f))
+/// Every entry of every field called `long`, in message order; borrowed
+/// from the message unless a value was not UTF-8.
+fn entries<'a>(
+    h: Headers<'a>,
+    long: &'static str,
+    compact: Option<&'static str>,
+) -> Vec<Cow<'a, str>> {
+    let mut out = Vec::new();
+    for f in h.named(long, compact) {
+        match h.value(f) {
+            Cow::Borrowed(v) => out.extend(split_entries(v).into_iter().map(Cow::Borrowed)),
+            Cow::Owned(v) => out.extend(
+                split_entries(&v)
                     .into_iter()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+                    .map(|e| Cow::Owned(e.to_string())),
+            ),
+        }
     }
+    out
+}
 
-    /// End of the header section: where a header is added when the message
-    /// has none of its kind.
-    fn end_of_headers(&self) -> usize {
-        self.all.last().map(|f| f.line.end).unwrap_or_else(|| {
-            self.msg
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(self.msg.len(), |p| p + 1)
-        })
-    }
-
-    /// The first Contact URI.
-    fn contact_uri(&self) -> Option<String> {
-        self.entries("contact", Some("m"))
-            .first()
-            .map(|e| entry_uri(e).to_string())
-            .filter(|u| !u.is_empty() && u != "*")
-    }
+/// The first Contact URI.
+fn contact_uri(h: Headers<'_>) -> Option<Cow<'_, str>> {
+    let uri = match entries(h, "contact", Some("m")).into_iter().next()? {
+        Cow::Borrowed(e) => Cow::Borrowed(entry_uri(e)),
+        Cow::Owned(e) => Cow::Owned(entry_uri(&e).to_string()),
+    };
+    (!uri.is_empty() && uri != "*").then_some(uri)
 }
 
 /// Replaces every field called `long` with `replacement` (one block at the
 /// first field's place, or at the end of the headers if there is none).
 fn replace_fields(
-    fields: &Fields,
+    h: Headers<'_>,
     long: &'static str,
     compact: Option<&'static str>,
     replacement: Vec<u8>,
     edits: &mut Vec<Edit>,
 ) {
-    let found = fields.named(long, compact);
-    let at = found
-        .first()
-        .map_or(fields.end_of_headers(), |f| f.line.start);
-    for f in &found {
+    let mut at = None;
+    for f in h.named(long, compact) {
+        at.get_or_insert(f.line.start);
         edits.push(Edit::Delete(f.line.clone()));
     }
     if !replacement.is_empty() {
-        edits.push(Edit::Insert(at, replacement));
+        edits.push(Edit::Insert(
+            at.unwrap_or_else(|| h.end_of_headers()),
+            replacement,
+        ));
     }
 }
 
-fn header_lines(name: &str, entries: &[String]) -> Vec<u8> {
-    entries
-        .iter()
-        .flat_map(|e| format!("{name}: {e}\r\n").into_bytes())
-        .collect()
+/// One `name: entry` line per entry.
+fn header_lines<'e>(name: &str, entries: impl Iterator<Item = &'e str>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(e.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 fn call_id_line(call_id: &str) -> Vec<u8> {
-    format!("Call-ID: {call_id}\r\n").into_bytes()
+    header_lines("Call-ID", std::iter::once(call_id))
 }
 
 /// The first Call-ID value.
-pub fn call_id(msg: &[u8]) -> Result<String, PlanError> {
-    Fields::new(msg)?.call_id()
+pub fn call_id(h: Headers<'_>) -> Result<Cow<'_, str>, PlanError> {
+    h.named("call-id", Some("i"))
+        .next()
+        .map(|f| trimmed(h.value(f)))
+        .ok_or(PlanError::NoCallId)
 }
 
 /// What the caller's dialog-creating request tells about the caller side.
@@ -177,13 +154,17 @@ pub struct CallerSide {
 }
 
 /// Reads the caller side of a dialog-creating request (as received).
-pub fn caller_side(request: &[u8]) -> Result<CallerSide, PlanError> {
-    let f = Fields::new(request)?;
+pub fn caller_side(request: Headers<'_>) -> Result<CallerSide, PlanError> {
     Ok(CallerSide {
-        call_id: f.call_id()?,
+        call_id: call_id(request)?.into_owned(),
         // Empty when the request has none: nothing can be routed to it.
-        contact: f.contact_uri().unwrap_or_default(),
-        route: f.entries("record-route", None),
+        contact: contact_uri(request)
+            .map(Cow::into_owned)
+            .unwrap_or_default(),
+        route: entries(request, "record-route", None)
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect(),
     })
 }
 
@@ -191,25 +172,24 @@ pub fn caller_side(request: &[u8]) -> Result<CallerSide, PlanError> {
 /// Record-Routes go (Kamailio adds its own as a lump of its own), the
 /// Contact is masked, the Call-ID replaced if masked.
 pub fn initial_request(
-    request: &[u8],
+    request: Headers<'_>,
     masked: &MaskedContact,
     callee_call_id: Option<&str>,
-) -> Result<Vec<Edit>, PlanError> {
-    let f = Fields::new(request)?;
+) -> Vec<Edit> {
     let mut edits = Vec::new();
-    replace_fields(&f, "record-route", None, Vec::new(), &mut edits);
+    replace_fields(request, "record-route", None, Vec::new(), &mut edits);
     // Without a Contact (malformed) nothing can reach the caller later;
     // any Contact field (even unreadable) is still replaced.
-    let contact = if f.contact_uri().is_some() {
+    let contact = if contact_uri(request).is_some() {
         masked.header()
     } else {
         Vec::new()
     };
-    replace_fields(&f, "contact", Some("m"), contact, &mut edits);
+    replace_fields(request, "contact", Some("m"), contact, &mut edits);
     if let Some(id) = callee_call_id {
-        replace_fields(&f, "call-id", Some("i"), call_id_line(id), &mut edits);
+        replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
-    Ok(edits)
+    edits
 }
 
 /// What a reply of the callee side tells about it.
@@ -226,14 +206,13 @@ pub struct CalleeSide {
 /// they were in the request); the callee's Contact is masked; the Call-ID is
 /// the caller's. `is_kamailio(uri)` says whether a URI is this server.
 pub fn reply_to_caller(
-    reply: &[u8],
+    reply: Headers<'_>,
     caller_route: &[String],
     masked: &MaskedContact,
     caller_call_id: Option<&str>,
     is_kamailio: &dyn Fn(&str) -> bool,
-) -> Result<(Vec<Edit>, CalleeSide), PlanError> {
-    let f = Fields::new(reply)?;
-    let rr = f.entries("record-route", None);
+) -> (Vec<Edit>, CalleeSide) {
+    let rr = entries(reply, "record-route", None);
     // The list is the callee side's entries, then Kamailio's (it was the
     // last to record-route before the callee side).
     let ours = rr
@@ -242,80 +221,85 @@ pub fn reply_to_caller(
         .take_while(|e| is_kamailio(entry_uri(e)))
         .count();
     let split = rr.len() - ours;
-    let mut callee_route: Vec<String> = rr[..split].to_vec();
-    callee_route.reverse();
-    let mut shown: Vec<String> = rr[split..].to_vec();
-    shown.extend(caller_route.iter().cloned());
+    let callee_route: Vec<String> = rr[..split].iter().rev().map(|e| e.to_string()).collect();
+    let shown = rr[split..]
+        .iter()
+        .map(|e| e.as_ref())
+        .chain(caller_route.iter().map(String::as_str));
 
-    let contact = f.contact_uri();
+    let contact = contact_uri(reply).map(Cow::into_owned);
     let mut edits = Vec::new();
     replace_fields(
-        &f,
+        reply,
         "record-route",
         None,
-        header_lines("Record-Route", &shown),
+        header_lines("Record-Route", shown),
         &mut edits,
     );
     if contact.is_some() {
-        replace_fields(&f, "contact", Some("m"), masked.header(), &mut edits);
+        replace_fields(reply, "contact", Some("m"), masked.header(), &mut edits);
     }
     if let Some(id) = caller_call_id {
-        replace_fields(&f, "call-id", Some("i"), call_id_line(id), &mut edits);
+        replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
-    Ok((
+    (
         edits,
         CalleeSide {
             contact,
             route: callee_route,
         },
-    ))
+    )
 }
 
 /// An in-dialog request from one side to the other: its Route and
 /// Record-Route fields go and the route set toward the target comes in;
 /// the sender's Contact (if any) is masked; the Call-ID becomes the
 /// target's. Returns the sender's Contact URI (a target refresh).
-pub fn in_dialog_request(
-    request: &[u8],
+pub fn in_dialog_request<'a>(
+    request: Headers<'a>,
     route_to_target: &[String],
     sender_masked: &MaskedContact,
     target_call_id: Option<&str>,
-) -> Result<(Vec<Edit>, Option<String>), PlanError> {
-    let f = Fields::new(request)?;
-    let contact = f.contact_uri();
+) -> (Vec<Edit>, Option<Cow<'a, str>>) {
+    let contact = contact_uri(request);
     let mut edits = Vec::new();
     replace_fields(
-        &f,
+        request,
         "route",
         None,
-        header_lines("Route", route_to_target),
+        header_lines("Route", route_to_target.iter().map(String::as_str)),
         &mut edits,
     );
-    replace_fields(&f, "record-route", None, Vec::new(), &mut edits);
+    replace_fields(request, "record-route", None, Vec::new(), &mut edits);
     if contact.is_some() {
-        replace_fields(&f, "contact", Some("m"), sender_masked.header(), &mut edits);
+        replace_fields(
+            request,
+            "contact",
+            Some("m"),
+            sender_masked.header(),
+            &mut edits,
+        );
     }
     if let Some(id) = target_call_id {
-        replace_fields(&f, "call-id", Some("i"), call_id_line(id), &mut edits);
+        replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
-    Ok((edits, contact))
+    (edits, contact)
 }
 
 /// A reply to an in-dialog request, going back to its sender: the
 /// replier's Contact is masked, stray Record-Routes go, and the Call-ID is
 /// the sender's. Returns the replier's Contact URI.
-pub fn in_dialog_reply(
-    reply: &[u8],
+pub fn in_dialog_reply<'a>(
+    reply: Headers<'a>,
     replier_masked: &MaskedContact,
     sender_call_id: Option<&str>,
-) -> Result<(Vec<Edit>, Option<String>), PlanError> {
-    let f = Fields::new(reply)?;
-    let contact = f.contact_uri();
+) -> (Vec<Edit>, Option<Cow<'a, str>>) {
+    let contact = contact_uri(reply);
     let mut edits = Vec::new();
-    replace_fields(&f, "record-route", None, Vec::new(), &mut edits);
+    replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
     if contact.is_some() {
         replace_fields(
-            &f,
+            reply,
             "contact",
             Some("m"),
             replier_masked.header(),
@@ -323,9 +307,9 @@ pub fn in_dialog_reply(
         );
     }
     if let Some(id) = sender_call_id {
-        replace_fields(&f, "call-id", Some("i"), call_id_line(id), &mut edits);
+        replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
-    Ok((edits, contact))
+    (edits, contact)
 }
 
 /// Orders edits by position and merges deletions that overlap or touch,
@@ -381,6 +365,7 @@ pub fn apply(msg: &[u8], edits: &[Edit]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::headers::Scanned;
 
     const INVITE: &str = "INVITE sip:bob@10.2.2.2 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 10.1.1.1;branch=z9hG4bK1\r\n\
@@ -406,7 +391,7 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn caller_side_of_an_invite() {
-        let c = caller_side(INVITE.as_bytes()).unwrap();
+        let c = caller_side(Scanned::new(INVITE).h()).unwrap();
         assert_eq!(c.contact, "sip:alice@192.168.1.10:5060;transport=udp");
         assert_eq!(
             c.route,
@@ -420,7 +405,7 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn initial_request_hides_record_route_contact_and_call_id() {
-        let e = initial_request(INVITE.as_bytes(), &masked("TOKa"), Some("masked-id")).unwrap();
+        let e = initial_request(Scanned::new(INVITE).h(), &masked("TOKa"), Some("masked-id"));
         let out = text(INVITE, &e);
         assert!(!out.contains("caller.net;lr"), "{out}");
         assert!(!out.contains("192.168.1.10"), "{out}");
@@ -440,7 +425,7 @@ Content-Length: 0\r\n\r\n";
         let msg = INVITE.replace("Contact: \"Alice\"", "X-Note: \"Alice\"");
         let out = text(
             &msg,
-            &initial_request(msg.as_bytes(), &masked("T"), None).unwrap(),
+            &initial_request(Scanned::new(&msg).h(), &masked("T"), None),
         );
         assert!(
             !out.contains("caller.net;lr") && !out.contains("Contact:"),
@@ -450,7 +435,7 @@ Content-Length: 0\r\n\r\n";
         let broken = INVITE.replace("<sip:alice@192.168.1.10:5060;transport=udp>", "<sip:");
         let out = text(
             &broken,
-            &initial_request(broken.as_bytes(), &masked("T"), None).unwrap(),
+            &initial_request(Scanned::new(&broken).h(), &masked("T"), None),
         );
         assert!(!out.contains("Alice"), "{out}");
     }
@@ -472,15 +457,14 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn reply_to_caller_shows_kamailio_and_caller_side_only() {
-        let caller = caller_side(INVITE.as_bytes()).unwrap();
+        let caller = caller_side(Scanned::new(INVITE).h()).unwrap();
         let (e, callee) = reply_to_caller(
-            REPLY.as_bytes(),
+            Scanned::new(REPLY).h(),
             &caller.route,
             &masked("TOKb"),
             Some("secret-call@caller.net"),
             &is_k,
-        )
-        .unwrap();
+        );
         assert_eq!(callee.contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
         // Nearest to Kamailio first.
         assert_eq!(
@@ -510,8 +494,7 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
     #[test]
     fn reply_without_kamailio_record_route() {
         let reply = REPLY.replace("Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n", "");
-        let (e, callee) =
-            reply_to_caller(reply.as_bytes(), &[], &masked("T"), None, &is_k).unwrap();
+        let (e, callee) = reply_to_caller(Scanned::new(&reply).h(), &[], &masked("T"), None, &is_k);
         assert_eq!(callee.route.len(), 2);
         let out = text(&reply, &e);
         assert!(!out.contains("Record-Route"), "{out}");
@@ -520,8 +503,7 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
     #[test]
     fn provisional_reply_without_contact_keeps_no_contact() {
         let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>\r\n", "");
-        let (e, callee) =
-            reply_to_caller(reply.as_bytes(), &[], &masked("T"), None, &is_k).unwrap();
+        let (e, callee) = reply_to_caller(Scanned::new(&reply).h(), &[], &masked("T"), None, &is_k);
         assert_eq!(callee.contact, None);
         assert!(!text(&reply, &e).contains("Contact"));
     }
@@ -538,8 +520,9 @@ CSeq: 2 BYE\r\n\
 Contact: <sip:alice@192.168.1.99>\r\n\
 Content-Length: 0\r\n\r\n";
         let route = vec!["<sip:b0.callee.net;lr>".to_string()];
+        let bye_scanned = Scanned::new(bye);
         let (e, contact) =
-            in_dialog_request(bye.as_bytes(), &route, &masked("TOKa"), Some("masked-id")).unwrap();
+            in_dialog_request(bye_scanned.h(), &route, &masked("TOKa"), Some("masked-id"));
         assert_eq!(contact.as_deref(), Some("sip:alice@192.168.1.99"));
         let out = text(bye, &e);
         assert!(out.contains("Route: <sip:b0.callee.net;lr>\r\n"), "{out}");
@@ -551,8 +534,8 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn in_dialog_reply_masks_the_replier() {
-        let (e, contact) =
-            in_dialog_reply(REPLY.as_bytes(), &masked("TOKb"), Some("orig")).unwrap();
+        let reply = Scanned::new(REPLY);
+        let (e, contact) = in_dialog_reply(reply.h(), &masked("TOKb"), Some("orig"));
         assert_eq!(contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
         let out = text(REPLY, &e);
         assert!(!out.contains("Record-Route"));
@@ -593,23 +576,10 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn call_id_of_a_message() {
-        assert_eq!(call_id(REPLY.as_bytes()).unwrap(), "masked-id");
+        assert_eq!(call_id(Scanned::new(REPLY).h()).unwrap(), "masked-id");
         assert_eq!(
-            call_id(b"SIP/2.0 200 OK\r\nTo: x\r\n\r\n"),
+            call_id(Scanned::new("SIP/2.0 200 OK\r\nTo: x\r\n\r\n").h()),
             Err(PlanError::NoCallId)
         );
-    }
-
-    #[test]
-    fn malformed_messages_are_errors() {
-        assert!(initial_request(b"INVITE", &masked("T"), None).is_err());
-        assert!(reply_to_caller(
-            b"SIP/2.0 200\r\nbad line\r\n\r\n",
-            &[],
-            &masked("T"),
-            None,
-            &is_k
-        )
-        .is_err());
     }
 }

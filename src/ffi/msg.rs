@@ -127,29 +127,16 @@ impl SipMsg {
         (self.raw.as_ptr() as usize, m.id, m.pid)
     }
 
-    /// Removes `range` of the original bytes from what Kamailio sends
-    /// (at `commit`).
-    pub fn delete(&mut self, range: Range<usize>) -> Result<()> {
-        self.check_range(&range)?;
-        self.pending.push(Edit::Delete(range));
-        Ok(())
-    }
-
-    /// Inserts `text` at byte offset `at` of what Kamailio sends (at
-    /// `commit`).
-    pub fn insert(&mut self, at: usize, text: &[u8]) -> Result<()> {
-        self.check_range(&(at..at))?;
-        self.pending.push(Edit::Insert(at, text.to_vec()));
-        Ok(())
-    }
-
-    /// Queues a plan's edits.
-    pub fn apply(&mut self, edits: &[Edit]) -> Result<()> {
+    /// Queues a plan's edits: deletions of original bytes and insertions
+    /// at original offsets, turned into lumps at `commit`.
+    pub fn apply(&mut self, edits: Vec<Edit>) -> Result<()> {
         for e in edits {
-            match e {
-                Edit::Delete(r) => self.delete(r.clone())?,
-                Edit::Insert(at, text) => self.insert(*at, text)?,
-            }
+            let range = match &e {
+                Edit::Delete(r) => r.clone(),
+                Edit::Insert(at, _) => *at..*at,
+            };
+            self.check_range(&range)?;
+            self.pending.push(e);
         }
         Ok(())
     }

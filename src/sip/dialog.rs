@@ -1,7 +1,7 @@
 //! The identifiers of a dialog as a message carries them: Call-ID, the
 //! From and To tags and users, the CSeq method (RFC 3261 8.1.1, 12).
 
-use super::headers::{scan_headers, ScanError};
+use super::headers::{scan_headers, Headers, ScanError};
 use super::name_addr::entry_uri;
 use std::fmt;
 
@@ -51,16 +51,23 @@ fn header_is(name: &[u8], long: &str, compact: Option<&str>) -> bool {
 }
 
 impl DialogIds {
+    /// Scans `msg` and reads its dialog ids (for a message read once).
     pub fn from_message(msg: &[u8]) -> Result<DialogIds, DialogError> {
+        let fields = scan_headers(msg)?;
+        Self::from_headers(Headers::new(msg, &fields))
+    }
+
+    /// The dialog ids of an already scanned message.
+    pub fn from_headers(h: Headers<'_>) -> Result<DialogIds, DialogError> {
         let mut call_id = None;
         let mut from = None;
         let mut to = None;
         let mut cseq = None;
-        for f in scan_headers(msg)? {
-            let name = &msg[f.name.clone()];
+        for f in h.fields {
+            let name = h.name(f);
             // Each name is compared once; only the first field of each of
             // the four headers is decoded, every other value never is.
-            let value = || String::from_utf8_lossy(&msg[f.value.clone()]);
+            let value = || h.value(f);
             if header_is(name, "call-id", Some("i")) {
                 if call_id.is_none() {
                     call_id = Some(value().trim().to_string());

@@ -3,6 +3,7 @@
 //! included, without allocating. Offsets are byte offsets into the message,
 //! so the FFI layer can turn them into Kamailio lumps directly.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// One header field as it appears in the message.
@@ -122,12 +123,80 @@ pub fn is_via_name(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v")
 }
 
-/// The Via header fields of `msg`, in order.
-pub fn via_fields(msg: &[u8]) -> Result<Vec<HeaderField>, ScanError> {
-    Ok(scan_headers(msg)?
-        .into_iter()
-        .filter(|f| is_via_name(&msg[f.name.clone()]))
-        .collect())
+/// A message with its header fields found once (`scan_headers`): every step
+/// that reads the message (Via hiding, dialog plans, dialog ids) works on the
+/// same index instead of scanning the message again.
+#[derive(Clone, Copy)]
+pub struct Headers<'a> {
+    pub msg: &'a [u8],
+    pub fields: &'a [HeaderField],
+}
+
+impl<'a> Headers<'a> {
+    pub fn new(msg: &'a [u8], fields: &'a [HeaderField]) -> Self {
+        Headers { msg, fields }
+    }
+
+    /// The field's name as written.
+    pub fn name(self, f: &HeaderField) -> &'a [u8] {
+        &self.msg[f.name.clone()]
+    }
+
+    /// The field's value as text: borrowed when it is UTF-8 (SIP header
+    /// values practically always are), a lossy copy otherwise.
+    pub fn value(self, f: &HeaderField) -> Cow<'a, str> {
+        String::from_utf8_lossy(&self.msg[f.value.clone()])
+    }
+
+    /// The fields called `long` or its compact form, any case, in order.
+    pub fn named(
+        self,
+        long: &'static str,
+        compact: Option<&'static str>,
+    ) -> impl Iterator<Item = &'a HeaderField> {
+        self.fields.iter().filter(move |f| {
+            let n = self.name(f);
+            n.eq_ignore_ascii_case(long.as_bytes())
+                || compact.is_some_and(|c| n.eq_ignore_ascii_case(c.as_bytes()))
+        })
+    }
+
+    /// The Via header fields, in order.
+    pub fn vias(self) -> impl Iterator<Item = &'a HeaderField> {
+        self.fields
+            .iter()
+            .filter(move |f| is_via_name(self.name(f)))
+    }
+
+    /// End of the header section (where a header goes that the message has
+    /// none of): after the last field, or after the start line.
+    pub fn end_of_headers(self) -> usize {
+        self.fields
+            .last()
+            .map(|f| f.line.end)
+            .unwrap_or_else(|| memchr::memchr(b'\n', self.msg).map_or(self.msg.len(), |p| p + 1))
+    }
+}
+
+/// A scanned copy of a message, for unit tests of the functions that take
+/// `Headers`.
+#[cfg(test)]
+pub(crate) struct Scanned {
+    msg: Vec<u8>,
+    fields: Vec<HeaderField>,
+}
+
+#[cfg(test)]
+impl Scanned {
+    pub(crate) fn new(msg: impl AsRef<[u8]>) -> Self {
+        let msg = msg.as_ref().to_vec();
+        let fields = scan_headers(&msg).expect("a scannable test message");
+        Scanned { msg, fields }
+    }
+
+    pub(crate) fn h(&self) -> Headers<'_> {
+        Headers::new(&self.msg, &self.fields)
+    }
 }
 
 #[cfg(test)]
@@ -158,7 +227,7 @@ body: not a header\r\n";
 
     #[test]
     fn via_fields_match_every_spelling_and_skip_the_body() {
-        let v = via_fields(MSG).unwrap();
+        let v: Vec<_> = Scanned::new(MSG).h().vias().cloned().collect();
         assert_eq!(v.len(), 3);
         assert_eq!(v[0].line.start, 24);
     }

@@ -12,9 +12,9 @@ use crate::dialog::record::{record_key, tag_hash, DialogRecord};
 use crate::dialog::token::{parse_token, DialogId, Side};
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
-use crate::ffi::tm::Transaction;
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 use crate::sip::dialog::DialogIds;
+use crate::sip::headers::{HeaderField, Headers};
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
 use crate::stats;
@@ -68,7 +68,7 @@ fn contact_hostport(msg: &SipMsg) -> Result<String> {
 
 /// A dialog-creating request: a new dialog id, the Contact masked, the
 /// caller side's Record-Routes removed (and the Call-ID with mask_callid).
-pub fn hide_initial(msg: &mut SipMsg) -> Result<NewTxState> {
+pub fn hide_initial(msg: &mut SipMsg, fields: &[HeaderField]) -> Result<NewTxState> {
     let cfg = state::config()?;
     let id = DialogId::from_random(random_id()?);
     let masked = MaskedContact {
@@ -84,40 +84,55 @@ pub fn hide_initial(msg: &mut SipMsg) -> Result<NewTxState> {
     } else {
         None
     };
-    let edits = plan::initial_request(msg.buf(), &masked, callee_call_id.as_deref())?;
-    msg.apply(&edits)?;
+    let edits = plan::initial_request(
+        Headers::new(msg.buf(), fields),
+        &masked,
+        callee_call_id.as_deref(),
+    );
+    msg.apply(edits)?;
     Ok(st)
 }
 
+/// What the reply steps read besides the reply: its transaction's request,
+/// and both messages' header fields (scanned once by the caller).
+pub struct ReplyParts<'a> {
+    pub request: &'a SipMsg,
+    pub request_fields: &'a [HeaderField],
+    pub reply_fields: &'a [HeaderField],
+}
+
+impl ReplyParts<'_> {
+    fn request_headers(&self) -> Headers<'_> {
+        Headers::new(self.request.buf(), self.request_fields)
+    }
+}
+
 /// A reply to a dialog-creating request, on its way to the caller.
-pub fn initial_reply(t: &Transaction, st: &TxState, reply: &mut SipMsg) -> Result<()> {
+pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Result<()> {
     let status = reply.status();
     if !(101..300).contains(&status) {
         return Ok(());
     }
-    let ids = DialogIds::from_message(reply.buf())?;
+    let ids = DialogIds::from_headers(Headers::new(reply.buf(), parts.reply_fields))?;
     let Some(callee_tag) = ids.to.tag.clone() else {
         return Ok(()); // no dialog without a To-tag
     };
-    let req = t
-        .request()
-        .ok_or_else(|| Error::new("transaction has no request"))?;
-    let caller = plan::caller_side(req.buf())?;
+    let caller = plan::caller_side(parts.request_headers())?;
     let caller_call_id = caller.call_id;
     let id = st.dialog_id();
     let masked = MaskedContact {
         token: id.token(Side::Callee),
-        hostport: contact_hostport(&req)?,
+        hostport: contact_hostport(parts.request)?,
     };
     let masking = st.callee_call_id().is_some();
     let (edits, callee) = plan::reply_to_caller(
-        reply.buf(),
+        Headers::new(reply.buf(), parts.reply_fields),
         &caller.route,
         &masked,
         masking.then_some(caller_call_id.as_str()),
         &is_kamailio_uri,
-    )?;
-    reply.apply(&edits)?;
+    );
+    reply.apply(edits)?;
     state::set_caller_call_id(reply.identity(), &caller_call_id);
 
     // Store the dialog once per callee tag, and again when a 2xx confirms it.
@@ -180,7 +195,11 @@ pub enum InDialog {
 
 /// An in-dialog request: its token names the dialog and the side it goes
 /// to; it is sent there through that side's route set.
-pub fn route_in_dialog(msg: &mut SipMsg, ids: &DialogIds) -> Result<InDialog> {
+pub fn route_in_dialog(
+    msg: &mut SipMsg,
+    fields: &[HeaderField],
+    ids: &DialogIds,
+) -> Result<InDialog> {
     let ruri = request_line(msg.buf())
         .map(|(_, uri)| String::from_utf8_lossy(uri).into_owned())
         .ok_or_else(|| Error::new("malformed request line"))?;
@@ -248,8 +267,9 @@ pub fn route_in_dialog(msg: &mut SipMsg, ids: &DialogIds) -> Result<InDialog> {
         hostport: contact_hostport(msg)?,
     };
     let new_call_id = (expected_call_id != other_call_id).then_some(other_call_id.as_str());
-    let (edits, _) = plan::in_dialog_request(msg.buf(), route, &masked, new_call_id)?;
-    msg.apply(&edits)?;
+    let (edits, _) =
+        plan::in_dialog_request(Headers::new(msg.buf(), fields), route, &masked, new_call_id);
+    msg.apply(edits)?;
     msg.retarget(target_uri, route.first().map(|r| entry_uri(r)))?;
     state::set_caller_call_id(msg.identity(), &rec.call_id);
     if msg.is_ack() {
@@ -265,26 +285,24 @@ pub fn route_in_dialog(msg: &mut SipMsg, ids: &DialogIds) -> Result<InDialog> {
 /// A reply to an in-dialog request, on its way back to the request's
 /// sender. A 2xx to a target refresh (re-INVITE, UPDATE) updates the remote
 /// targets, as RFC 3261 12.2 says; other replies change nothing.
-pub fn in_dialog_reply(t: &Transaction, st: &TxState, reply: &mut SipMsg) -> Result<()> {
-    let req = t
-        .request()
-        .ok_or_else(|| Error::new("transaction has no request"))?;
+pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Result<()> {
     let id = st.dialog_id();
     let target = st.target();
     let masked = MaskedContact {
         token: id.token(target),
-        hostport: contact_hostport(&req)?,
+        hostport: contact_hostport(parts.request)?,
     };
-    let sender_call_id = plan::call_id(req.buf())?;
-    let restore =
-        (plan::call_id(reply.buf())? != sender_call_id).then_some(sender_call_id.as_str());
-    let (edits, replier_contact) = plan::in_dialog_reply(reply.buf(), &masked, restore)?;
-    reply.apply(&edits)?;
+    let reply_headers = Headers::new(reply.buf(), parts.reply_fields);
+    let sender_call_id = plan::call_id(parts.request_headers())?;
+    let restore = (plan::call_id(reply_headers)? != sender_call_id).then_some(&*sender_call_id);
+    let (edits, replier_contact) = plan::in_dialog_reply(reply_headers, &masked, restore);
+    let replier_contact = replier_contact.map(|c| c.into_owned());
+    reply.apply(edits)?;
 
     if !st.is_target_refresh() || !(200..300).contains(&reply.status()) {
         return Ok(());
     }
-    let sender_contact = plan::caller_side(req.buf())
+    let sender_contact = plan::caller_side(parts.request_headers())
         .ok()
         .map(|c| c.contact)
         .filter(|c| !c.is_empty());

@@ -17,6 +17,7 @@ use crate::ffi::tm::{self, Transaction};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 use crate::ffi::via_swap;
 use crate::sip::dialog::DialogIds;
+use crate::sip::headers::{scan_headers, Headers};
 use crate::stats;
 use std::cell::Cell;
 
@@ -45,9 +46,11 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     if msg.is_ack() && tm::ack_is_absorbed(msg)? {
         return Ok(true);
     }
-    let ids = DialogIds::from_message(msg.buf())?;
+    // One scan of the header section serves every step below.
+    let fields = scan_headers(msg.buf())?;
+    let ids = DialogIds::from_headers(Headers::new(msg.buf(), &fields))?;
     let state = if ids.to.tag.is_some() {
-        match dialog::route_in_dialog(msg, &ids)? {
+        match dialog::route_in_dialog(msg, &fields, &ids)? {
             dialog::InDialog::Routed(state) => state,
             dialog::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
@@ -65,11 +68,11 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
             );
             return Ok(false);
         }
-        Some(dialog::hide_initial(msg)?)
+        Some(dialog::hide_initial(msg, &fields)?)
     } else {
         Some(NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16])).ok_or_else(out_of_shm)?)
     };
-    via::hide_request_vias(msg)?;
+    via::hide_request_vias(msg, &fields)?;
     msg.commit()?;
     if msg.is_ack() {
         // An ACK for a 2xx is relayed statelessly, without tm.
@@ -121,11 +124,23 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     let Some(state) = t.hiding_state() else {
         return Ok(());
     };
-    via::restore_reply_vias(t, reply)?;
+    let request = t
+        .request()
+        .ok_or_else(|| Error::new("transaction has no request"))?;
+    // Each message's header section is scanned once for the Via and the
+    // dialog steps.
+    let request_fields = scan_headers(request.buf())?;
+    let reply_fields = scan_headers(reply.buf())?;
+    via::restore_reply_vias(&request, &request_fields, reply, &reply_fields)?;
     stats::bump(|s| &s.replies_restored);
+    let parts = dialog::ReplyParts {
+        request: &request,
+        request_fields: &request_fields,
+        reply_fields: &reply_fields,
+    };
     let result = match state.kind() {
-        Kind::Initial => dialog::initial_reply(t, state, reply),
-        Kind::InDialog => dialog::in_dialog_reply(t, state, reply),
+        Kind::Initial => dialog::initial_reply(state, &parts, reply),
+        Kind::InDialog => dialog::in_dialog_reply(state, &parts, reply),
         Kind::ViaOnly => Ok(()),
     };
     // The Via stack goes back even if hiding the dialog part failed.

@@ -1,49 +1,56 @@
 //! Via hiding: the request leaves with Kamailio's Via only; every reply of
 //! the transaction gets the original stack back from `t->uas.request`.
 
+use crate::dialog::plan::Edit;
 use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
-use crate::ffi::tm::Transaction;
-use crate::sip::headers::via_fields;
+use crate::sip::headers::{HeaderField, Headers};
 use crate::sip::restore::restored_via_block;
 use crate::sip::via::parse_via_value;
 
 /// Deletes every Via header of a request (Kamailio adds its own on relay).
-pub fn hide_request_vias(msg: &mut SipMsg) -> Result<()> {
-    let vias = via_fields(msg.buf())?;
-    if vias.is_empty() {
+pub fn hide_request_vias(msg: &mut SipMsg, fields: &[HeaderField]) -> Result<()> {
+    let edits: Vec<Edit> = Headers::new(msg.buf(), fields)
+        .vias()
+        .map(|v| Edit::Delete(v.line.clone()))
+        .collect();
+    if edits.is_empty() {
         return Err(Error::new("request has no Via header"));
     }
-    for v in &vias {
-        msg.delete(v.line.clone())?;
-    }
-    Ok(())
+    msg.apply(edits)
 }
 
-/// Puts the original Via stack of `t`'s request under Kamailio's own Via in
-/// `reply` (tm removes Kamailio's Via when it relays the reply upstream).
-pub fn restore_reply_vias(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
-    let request = t
-        .request()
-        .ok_or_else(|| Error::new("transaction has no request"))?;
+/// Puts the original Via stack of `request` (the transaction's, scanned
+/// into `request_fields`) under Kamailio's own Via in `reply` (tm removes
+/// Kamailio's Via when it relays the reply upstream).
+pub fn restore_reply_vias(
+    request: &SipMsg,
+    request_fields: &[HeaderField],
+    reply: &mut SipMsg,
+    reply_fields: &[HeaderField],
+) -> Result<()> {
     let update = request.top_via_update()?;
-    let block = restored_via_block(request.buf(), update.as_update())?;
+    let block = restored_via_block(
+        Headers::new(request.buf(), request_fields),
+        update.as_update(),
+    )?;
 
-    let vias = via_fields(reply.buf())?;
+    let h = Headers::new(reply.buf(), reply_fields);
+    let mut vias = h.vias();
     let first = vias
-        .first()
+        .next()
         .ok_or_else(|| Error::new("reply has no Via header"))?;
     // Only Kamailio's own Via may come back; anything the far side added
     // next to it is dropped. tm removes the first via-parm itself: if the
     // first field holds more (or cannot be read), remove all of it.
-    let first_has_more = parse_via_value(reply.buf(), first.value.clone())
+    let first_has_more = parse_via_value(h.msg, first.value.clone())
         .map(|bodies| bodies.len() > 1)
         .unwrap_or(true);
+    let mut edits = Vec::new();
     if first_has_more {
-        reply.delete(first.line.clone())?;
+        edits.push(Edit::Delete(first.line.clone()));
     }
-    for v in &vias[1..] {
-        reply.delete(v.line.clone())?;
-    }
-    reply.insert(first.line.end, &block)
+    edits.extend(vias.map(|v| Edit::Delete(v.line.clone())));
+    edits.push(Edit::Insert(first.line.end, block));
+    reply.apply(edits)
 }

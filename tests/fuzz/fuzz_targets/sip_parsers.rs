@@ -7,24 +7,12 @@ use libfuzzer_sys::fuzz_target;
 use topos_rs::dialog::plan::{self, apply, MaskedContact};
 use topos_rs::dialog::token::parse_token;
 use topos_rs::sip::dialog::DialogIds;
-use topos_rs::sip::headers::{scan_headers, via_fields};
+use topos_rs::sip::headers::{scan_headers, Headers};
 use topos_rs::sip::name_addr::{entry_uri, split_entries, uri_host_port};
 use topos_rs::sip::restore::{restored_via_block, TopViaUpdate};
 use topos_rs::sip::via::parse_via_value;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(fields) = scan_headers(data) {
-        for f in &fields {
-            assert!(f.line.end <= data.len());
-            let _ = parse_via_value(data, f.value.clone());
-        }
-    }
-    let _ = via_fields(data);
-    let update = TopViaUpdate {
-        received: Some(b";received=127.0.0.1"),
-        rport: Some(b";rport=5060"),
-    };
-    let _ = restored_via_block(data, update);
     let _ = DialogIds::from_message(data);
     let text = String::from_utf8_lossy(data);
     for e in split_entries(&text) {
@@ -35,15 +23,29 @@ fuzz_target!(|data: &[u8]| {
         token: "0".repeat(33),
         hostport: "127.0.0.1:5060".into(),
     };
-    if let Ok(edits) = plan::initial_request(data, &masked, Some("masked")) {
-        let _ = apply(data, &plan::coalesce(edits));
+    // Everything below reads a scanned message, as the module does.
+    let Ok(fields) = scan_headers(data) else {
+        return;
+    };
+    for f in &fields {
+        assert!(f.line.end <= data.len());
+        let _ = parse_via_value(data, f.value.clone());
     }
-    if let Ok((edits, _)) = plan::reply_to_caller(data, &["<sip:a;lr>".into()], &masked, Some("c"), &|u| {
+    let h = Headers::new(data, &fields);
+    let update = TopViaUpdate {
+        received: Some(b";received=127.0.0.1"),
+        rport: Some(b";rport=5060"),
+    };
+    let _ = restored_via_block(h, update);
+    let _ = DialogIds::from_headers(h);
+    let _ = plan::caller_side(h);
+    let _ = apply(data, &plan::coalesce(plan::initial_request(h, &masked, Some("masked"))));
+    let (edits, _) = plan::reply_to_caller(h, &["<sip:a;lr>".into()], &masked, Some("c"), &|u| {
         u.contains("127.0.0.1")
-    }) {
-        let _ = apply(data, &edits);
-    }
-    if let Ok((edits, _)) = plan::in_dialog_request(data, &["<sip:b;lr>".into()], &masked, None) {
-        let _ = apply(data, &edits);
-    }
+    });
+    let _ = apply(data, &edits);
+    let (edits, _) = plan::in_dialog_request(h, &["<sip:b;lr>".into()], &masked, None);
+    let _ = apply(data, &edits);
+    let (edits, _) = plan::in_dialog_reply(h, &masked, Some("c"));
+    let _ = apply(data, &edits);
 });
