@@ -3,7 +3,7 @@
 //! can be routed to the other. Stored under the dialog id and the callee's
 //! tag, so each early dialog of a forked call has its own record.
 
-use crate::store::key::dialog_key;
+use crate::store::key::{dialog_key_with, push_hex_u64};
 use crate::store::record::{Record, RecordError, RecordWriter};
 
 const CALL_ID: u8 = 1;
@@ -48,8 +48,11 @@ pub fn tag_hash(tag: &str) -> u64 {
 
 /// `topos_rs:{<tag of the dialog id>}:dlg:<dialog id hex> <tag hash hex>`.
 pub fn record_key(dialog_hex: &str, callee_tag_hash: u64) -> Vec<u8> {
-    let id = format!("{dialog_hex} {callee_tag_hash:016x}");
-    dialog_key("dlg", dialog_hex.as_bytes(), id.as_bytes())
+    // The id is `<dialog hex> <tag hash as 16 hex digits>`.
+    let mut suffix = Vec::with_capacity(17);
+    suffix.push(b' ');
+    push_hex_u64(&mut suffix, callee_tag_hash);
+    dialog_key_with("dlg", dialog_hex.as_bytes(), dialog_hex.as_bytes(), &suffix)
 }
 
 impl DialogRecord {
@@ -127,5 +130,14 @@ mod tests {
             crate::store::key::hash_tag(&b)
         );
         assert_ne!(tag_hash(""), 0);
+    }
+
+    #[test]
+    fn key_format_is_stable_across_versions() {
+        // Records outlive a module upgrade in Redis: the key must not change.
+        assert_eq!(
+            String::from_utf8(record_key("00ff", 0x1234)).unwrap(),
+            "topos_rs:{c3489ff9ec486615}:dlg:00ff 0000000000001234"
+        );
     }
 }

@@ -225,33 +225,36 @@ impl SipMsg {
     pub fn local_hostport(&self) -> Option<String> {
         let (mut addr, mut port) = (str_::default(), str_::default());
         let mut proto = 0;
-        // SAFETY: the shim reads the message's receive socket.
-        unsafe {
+        // SAFETY: the shim reads the message's receive socket; its address
+        // and port texts live as long as the socket (the whole run).
+        let (host, port) = unsafe {
             if topos_shim_rcv_socket(self.as_ptr(), &mut addr, &mut port, &mut proto) < 0 {
                 return None;
             }
-            let text = |s: &str_| {
-                String::from_utf8_lossy(std::slice::from_raw_parts(
-                    s.s as *const u8,
-                    s.len.max(0) as usize,
-                ))
-                .into_owned()
-            };
-            let host = text(&addr);
-            let host = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]")
-            } else {
-                host
-            };
-            // PROTO_UDP is 1 (core/ip_addr.h); others name their transport.
-            let transport = match proto {
-                2 => ";transport=tcp",
-                3 => ";transport=tls",
-                4 => ";transport=sctp",
-                _ => "",
-            };
-            Some(format!("{host}:{}{transport}", text(&port)))
+            let text =
+                |s: &str_| std::slice::from_raw_parts(s.s as *const u8, s.len.max(0) as usize);
+            (text(&addr), text(&port))
+        };
+        // PROTO_UDP is 1 (core/ip_addr.h); others name their transport.
+        let transport = match proto {
+            2 => ";transport=tcp",
+            3 => ";transport=tls",
+            4 => ";transport=sctp",
+            _ => "",
+        };
+        let bracket = host.contains(&b':') && !host.starts_with(b"[");
+        let mut out = String::with_capacity(host.len() + port.len() + 3 + transport.len());
+        if bracket {
+            out.push('[');
         }
+        out.push_str(&String::from_utf8_lossy(host));
+        if bracket {
+            out.push(']');
+        }
+        out.push(':');
+        out.push_str(&String::from_utf8_lossy(port));
+        out.push_str(transport);
+        Some(out)
     }
 
     fn check_range(&self, r: &Range<usize>) -> Result<()> {

@@ -74,7 +74,8 @@ fn line_end(buf: &[u8], from: usize) -> Option<usize> {
 /// Every header field of `msg` in order. Stops at the empty line that ends the
 /// header section; the body is never looked at.
 pub fn scan_headers(msg: &[u8]) -> Result<Vec<HeaderField>, ScanError> {
-    let mut fields = Vec::new();
+    // Room for a typical message's header count: no regrowth per field.
+    let mut fields = Vec::with_capacity(24);
     let mut pos = line_end(msg, 0).ok_or(ScanError::NoStartLine)?;
     loop {
         if pos >= msg.len() {

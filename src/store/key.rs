@@ -17,13 +17,32 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 /// the Call-ID) makes the key unique. The tag never contains a brace,
 /// whatever bytes the Call-ID holds.
 pub fn dialog_key(kind: &str, call_id: &[u8], id: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(PREFIX.len() + 20 + kind.len() + 1 + id.len());
+    dialog_key_with(kind, call_id, id, &[])
+}
+
+/// As `dialog_key`, with `id` followed by `suffix` (saves building the id
+/// in a buffer of its own).
+pub fn dialog_key_with(kind: &str, call_id: &[u8], id: &[u8], suffix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(PREFIX.len() + 20 + kind.len() + 1 + id.len() + suffix.len());
     k.extend_from_slice(PREFIX.as_bytes());
-    k.extend_from_slice(format!("{{{:016x}}}:", fnv1a64(call_id)).as_bytes());
+    k.push(b'{');
+    push_hex_u64(&mut k, fnv1a64(call_id));
+    k.extend_from_slice(b"}:");
     k.extend_from_slice(kind.as_bytes());
     k.push(b':');
     k.extend_from_slice(id);
+    k.extend_from_slice(suffix);
     k
+}
+
+/// Appends `v` as 16 lower-case hex digits (what `{:016x}` prints).
+pub fn push_hex_u64(out: &mut Vec<u8>, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.extend(
+        (0..16)
+            .rev()
+            .map(|i| DIGITS[((v >> (i * 4)) & 15) as usize]),
+    );
 }
 
 /// The Redis Cluster hash tag of a key (the bytes between the first `{`

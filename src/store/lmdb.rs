@@ -51,6 +51,24 @@ fn live(raw: &[u8], now: u64) -> Option<&[u8]> {
     (expires > now).then(|| &raw[HEADER..])
 }
 
+/// True if the stored expiry is already within 1% of the lifetime (at
+/// most one second) below `now + ttl`: a touch then writes nothing, so a
+/// record touched often expires at most that much earlier than an exact
+/// touch would make it. A touch that shortens the lifetime (a BYE's grace
+/// time) always writes.
+fn fresh_enough(raw: &[u8], now: u64, ttl: Duration) -> bool {
+    let Some(expires) = raw
+        .get(1..HEADER)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+    else {
+        return false;
+    };
+    let want = now.saturating_add(ttl_ms(ttl));
+    let slack = (ttl_ms(ttl) / 100).min(1000);
+    expires <= want && expires >= want - slack
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -160,6 +178,23 @@ impl Store for LmdbStore {
 
     fn get_touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<Option<Vec<u8>>> {
         let now = now_ms();
+        // A write transaction takes the writer lock and copies pages; most
+        // touches (the ACK right after the 2xx stored the dialog, requests
+        // of a busy dialog) would move the expiry by a hair. A read
+        // transaction answers those: see `fresh_enough`.
+        {
+            let rtxn = self.env.read_txn().map_err(map_err)?;
+            match self.db.get(&rtxn, key).map_err(map_err)? {
+                None => return Ok(None),
+                Some(raw) => match live(raw, now) {
+                    None => return Ok(None),
+                    Some(payload) if fresh_enough(raw, now, ttl) => {
+                        return Ok(Some(payload.to_vec()))
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
         self.write(|txn, db| {
             let Some(payload) = db
                 .get(txn, key)?
@@ -228,5 +263,38 @@ impl Store for LmdbStore {
         let _ = self.env.clear_stale_readers();
         self.env.force_sync().map_err(map_err)?;
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(expires: u64) -> Vec<u8> {
+        let mut v = vec![VALUE_FORMAT];
+        v.extend_from_slice(&expires.to_le_bytes());
+        v.extend_from_slice(b"payload");
+        v
+    }
+
+    #[test]
+    fn a_touch_writes_unless_the_expiry_would_barely_move() {
+        let now = 1_000_000;
+        let hour = Duration::from_secs(3600);
+        // Stored a moment ago with the same lifetime: nothing to write.
+        assert!(fresh_enough(&stored(now + 3_600_000 - 20), now, hour));
+        // Older than the one-second slack: refreshed.
+        assert!(!fresh_enough(&stored(now + 3_600_000 - 1001), now, hour));
+        // Shortening (a BYE's grace time): always written.
+        assert!(!fresh_enough(
+            &stored(now + 3_600_000),
+            now,
+            Duration::from_secs(32)
+        ));
+        // Short lifetimes get 1% of slack, not a second.
+        let two_s = Duration::from_secs(2);
+        assert!(fresh_enough(&stored(now + 2000 - 20), now, two_s));
+        assert!(!fresh_enough(&stored(now + 2000 - 21), now, two_s));
+        assert!(!fresh_enough(b"\x01", now, hour));
     }
 }

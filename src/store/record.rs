@@ -42,7 +42,10 @@ pub struct RecordWriter {
 
 impl RecordWriter {
     pub fn new() -> Self {
-        RecordWriter { buf: vec![FORMAT] }
+        // Room for a dialog record with a short route set: no regrowth.
+        let mut buf = Vec::with_capacity(256);
+        buf.push(FORMAT);
+        RecordWriter { buf }
     }
 
     pub fn bytes(mut self, tag: u8, value: &[u8]) -> Self {
@@ -82,7 +85,7 @@ impl<'a> Record<'a> {
         if format == 0 || format > FORMAT {
             return Err(RecordError::UnknownFormat(format));
         }
-        let mut fields = Vec::new();
+        let mut fields = Vec::with_capacity(12);
         while let Some((&tag, r)) = rest.split_first() {
             let (len, r) = read_len(r)?;
             if r.len() < len {
