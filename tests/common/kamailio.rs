@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -68,8 +68,29 @@ pub fn free_tcp_port() -> u16 {
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// Removes the scratch directories of test processes that have ended.
+/// A passing test removes what it owns; directories kept on purpose (a
+/// restart test's store, a failed test's logs) stay until the next run.
+fn remove_stale_scratch_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("topos-rs-test-")) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A fresh scratch directory for one Kamailio instance.
 pub fn scratch_dir(tag: &str) -> PathBuf {
+    static CLEANUP: std::sync::Once = std::sync::Once::new();
+    CLEANUP.call_once(remove_stale_scratch_dirs);
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!(
         "topos-rs-test-{}-{}-{}",
@@ -103,11 +124,30 @@ impl Kamailio {
     /// As `start`, with `dir` as Kamailio's runtime directory (-Y), which
     /// also holds the default LMDB store; the directory is kept on drop.
     pub fn start_in(cfg: &str, defines: &[&str], dir: PathBuf) -> Kamailio {
-        Self::start_on(cfg, defines, dir, free_port())
+        // A port found free can be taken by another test before Kamailio
+        // binds it: then start again on another one.
+        for _ in 0..3 {
+            let mut k = Self::spawn(cfg, defines, dir.clone(), free_port());
+            if k.wait_ready() {
+                return k;
+            }
+            if !k.log_text().contains("Address already in use") {
+                k.not_ready();
+            }
+        }
+        panic!("kamailio found no free UDP port in 3 attempts");
     }
 
     /// As `start_in`, on a given UDP port (to restart "the same" server).
     pub fn start_on(cfg: &str, defines: &[&str], dir: PathBuf, port: u16) -> Kamailio {
+        let mut k = Self::spawn(cfg, defines, dir, port);
+        if !k.wait_ready() {
+            k.not_ready();
+        }
+        k
+    }
+
+    fn spawn(cfg: &str, defines: &[&str], dir: PathBuf, port: u16) -> Kamailio {
         let log = dir.join(format!("kamailio-{port}.log"));
         let mut cmd = Command::new("kamailio");
         cmd.arg("-DD")
@@ -135,18 +175,17 @@ impl Kamailio {
         // Its own process group, so the children can be stopped with it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().expect("starting kamailio");
-        let k = Kamailio {
+        Kamailio {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
             dir,
             owns_dir: false,
-        };
-        k.wait_ready();
-        k
+        }
     }
 
-    fn wait_ready(&self) {
+    /// True once Kamailio answers OPTIONS (within 10 s).
+    fn wait_ready(&mut self) -> bool {
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         probe
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -155,6 +194,10 @@ impl Kamailio {
         let mut buf = [0u8; 4096];
         let mut n = 0;
         while Instant::now() < deadline {
+            // Kamailio exits at once on a configuration or bind error.
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                return false;
+            }
             n += 1;
             let local = probe.local_addr().unwrap();
             let options = format!(
@@ -166,12 +209,16 @@ impl Kamailio {
             let _ = probe.send_to(options.as_bytes(), self.addr);
             if let Ok((len, _)) = probe.recv_from(&mut buf) {
                 if buf[..len].starts_with(b"SIP/2.0 200") {
-                    return;
+                    return true;
                 }
             }
         }
+        false
+    }
+
+    fn not_ready(&self) -> ! {
         panic!(
-            "kamailio did not answer OPTIONS on {} within 10 s; log:\n{}",
+            "kamailio did not answer OPTIONS on {} (exited, or not within 10 s); log:\n{}",
             self.addr,
             self.log_text()
         );
