@@ -56,7 +56,7 @@ pub fn billing_start(msg: &mut SipMsg) -> Result<bool> {
     // known once tm has matched the reply to its transaction, which has not
     // happened yet in the core onreply_route: then start when it has.
     match state::caller_call_id(msg.identity()) {
-        Some(id) => ids.call_id = id,
+        Some(id) => ids.call_id = id.into(),
         None if state::config()?.mask_callid => {
             DEFERRED_START.with(|d| d.set(msg.identity()));
             return Ok(true);
@@ -77,7 +77,7 @@ pub fn run_deferred_start(msg: &mut SipMsg) {
         .map_err(Error::from)
         .and_then(|mut ids| {
             if let Some(id) = state::caller_call_id(msg.identity()) {
-                ids.call_id = id;
+                ids.call_id = id.into();
             }
             start(msg, ids)
         });
@@ -103,8 +103,8 @@ fn start(msg: &SipMsg, ids: DialogIds) -> Result<bool> {
     let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
     let record = AnswerRecord {
         answer_ms: now_ms(),
-        from_user: ids.from.user.clone(),
-        to_user: ids.to.user.clone(),
+        from_user: ids.from.user.to_string(),
+        to_user: ids.to.user.to_string(),
     }
     .encode();
     match with_store("billing_start", |s| s.put_new(&key, &record, RECORD_TTL)) {
@@ -134,7 +134,7 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
     let mut ids = DialogIds::from_message(msg.buf())?;
     // After topos_request(), the Call-ID the caller's side knows.
     if let Some(id) = state::caller_call_id(msg.identity()) {
-        ids.call_id = id;
+        ids.call_id = id.into();
     }
     // The record is keyed by the caller's tag: the From-tag of a BYE from
     // the caller, the To-tag of a BYE from the callee.

@@ -13,6 +13,7 @@ use crate::dialog::plan::{coalesce, Edit};
 use crate::error::{Error, Result};
 use crate::sip::name_addr::uri_host_port;
 use crate::sip::restore::TopViaUpdate;
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::os::raw::{c_char, c_int, c_uint};
 use std::ptr::NonNull;
@@ -24,11 +25,15 @@ use std::ptr::NonNull;
 pub struct ScriptParam(pub(crate) *mut c_char);
 
 /// A message Kamailio handed to the module (a received request or reply, a
-/// tm "faked" request, or a transaction's shm copy of its request).
-pub struct SipMsg {
+/// tm "faked" request, or a transaction's shm copy of its request), valid
+/// for `'k` (the call that received it). Its bytes never change during that
+/// time (edits become lumps), so views of them (`buf`) live for `'k` too and
+/// do not hold the message borrowed.
+pub struct SipMsg<'k> {
     raw: NonNull<sip_msg>,
     /// Edits not yet turned into lumps (see `commit`).
     pending: Vec<Edit>,
+    _valid: PhantomData<&'k sip_msg>,
 }
 
 /// The `;received=` / `;rport=` texts the core would write into a request's
@@ -61,14 +66,15 @@ unsafe fn take_pkg_text(p: *mut c_char, len: c_uint) -> Option<Vec<u8>> {
     Some(v)
 }
 
-impl SipMsg {
+impl<'k> SipMsg<'k> {
     /// # Safety
-    /// `p` is null or points to a `sip_msg` that stays valid, and is not
-    /// accessed by anyone else, while the returned value is used.
-    pub unsafe fn from_raw(p: *mut sip_msg) -> Option<SipMsg> {
+    /// `p` is null or points to a `sip_msg` that stays valid, is not
+    /// accessed by anyone else, and whose `buf` is not replaced, for `'k`.
+    pub unsafe fn from_raw(p: *mut sip_msg) -> Option<SipMsg<'k>> {
         NonNull::new(p).map(|raw| SipMsg {
             raw,
             pending: Vec::new(),
+            _valid: PhantomData,
         })
     }
 
@@ -88,7 +94,7 @@ impl SipMsg {
     }
 
     /// The message as received (lumps not applied).
-    pub fn buf(&self) -> &[u8] {
+    pub fn buf(&self) -> &'k [u8] {
         let m = self.get();
         if m.buf.is_null() || m.len == 0 {
             return &[];

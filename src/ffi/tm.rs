@@ -82,7 +82,7 @@ impl Transaction {
     }
 
     /// The request as it arrived (shm copy tm keeps for the transaction).
-    pub fn request(&self) -> Option<SipMsg> {
+    pub fn request(&self) -> Option<SipMsg<'_>> {
         // SAFETY: uas.request lives as long as the transaction.
         unsafe { SipMsg::from_raw(self.get().uas.request) }
     }

@@ -3,6 +3,7 @@
 
 use super::headers::{scan_headers, Headers, ScanError};
 use super::name_addr::entry_uri;
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,17 +33,28 @@ impl From<ScanError> for DialogError {
 
 /// From or To: the URI's user part and the tag parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Party {
-    pub user: String,
-    pub tag: Option<String>,
+pub struct Party<'a> {
+    pub user: Cow<'a, str>,
+    pub tag: Option<Cow<'a, str>>,
 }
 
+impl Party<'_> {
+    pub fn into_owned(self) -> Party<'static> {
+        Party {
+            user: Cow::Owned(self.user.into_owned()),
+            tag: self.tag.map(|t| Cow::Owned(t.into_owned())),
+        }
+    }
+}
+
+/// The dialog identifiers of a message, borrowed from its text (no copy
+/// unless a value was not UTF-8); `into_owned` keeps them longer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DialogIds {
-    pub call_id: String,
-    pub from: Party,
-    pub to: Party,
-    pub cseq_method: String,
+pub struct DialogIds<'a> {
+    pub call_id: Cow<'a, str>,
+    pub from: Party<'a>,
+    pub to: Party<'a>,
+    pub cseq_method: Cow<'a, str>,
 }
 
 fn header_is(name: &[u8], long: &str, compact: Option<&str>) -> bool {
@@ -50,15 +62,38 @@ fn header_is(name: &[u8], long: &str, compact: Option<&str>) -> bool {
         || compact.is_some_and(|c| name.eq_ignore_ascii_case(c.as_bytes()))
 }
 
-impl DialogIds {
+/// `f(text)` with the result borrowed from `text` when `text` is, owned
+/// otherwise.
+fn map_cow<'a>(
+    text: Cow<'a, str>,
+    f: impl for<'t> Fn(&'t str) -> Option<&'t str>,
+) -> Option<Cow<'a, str>> {
+    match text {
+        Cow::Borrowed(t) => f(t).map(Cow::Borrowed),
+        Cow::Owned(t) => f(&t).map(|v| Cow::Owned(v.to_string())),
+    }
+}
+
+impl DialogIds<'_> {
     /// Scans `msg` and reads its dialog ids (for a message read once).
-    pub fn from_message(msg: &[u8]) -> Result<DialogIds, DialogError> {
+    pub fn from_message(msg: &[u8]) -> Result<DialogIds<'static>, DialogError> {
         let fields = scan_headers(msg)?;
-        Self::from_headers(Headers::new(msg, &fields))
+        Ok(DialogIds::from_headers(Headers::new(msg, &fields))?.into_owned())
     }
 
+    pub fn into_owned(self) -> DialogIds<'static> {
+        DialogIds {
+            call_id: Cow::Owned(self.call_id.into_owned()),
+            from: self.from.into_owned(),
+            to: self.to.into_owned(),
+            cseq_method: Cow::Owned(self.cseq_method.into_owned()),
+        }
+    }
+}
+
+impl<'a> DialogIds<'a> {
     /// The dialog ids of an already scanned message.
-    pub fn from_headers(h: Headers<'_>) -> Result<DialogIds, DialogError> {
+    pub fn from_headers(h: Headers<'a>) -> Result<DialogIds<'a>, DialogError> {
         let mut call_id = None;
         let mut from = None;
         let mut to = None;
@@ -67,26 +102,22 @@ impl DialogIds {
             let name = h.name(f);
             // Each name is compared once; only the first field of each of
             // the four headers is decoded, every other value never is.
-            let value = || h.value(f);
             if header_is(name, "call-id", Some("i")) {
                 if call_id.is_none() {
-                    call_id = Some(value().trim().to_string());
+                    call_id = map_cow(h.value(f), |v| Some(v.trim()));
                 }
             } else if header_is(name, "from", Some("f")) {
                 if from.is_none() {
-                    from = Some(parse_party(&value()).ok_or(DialogError::Malformed("From"))?);
+                    from = Some(parse_party(h.value(f)).ok_or(DialogError::Malformed("From"))?);
                 }
             } else if header_is(name, "to", Some("t")) {
                 if to.is_none() {
-                    to = Some(parse_party(&value()).ok_or(DialogError::Malformed("To"))?);
+                    to = Some(parse_party(h.value(f)).ok_or(DialogError::Malformed("To"))?);
                 }
             } else if header_is(name, "cseq", None) && cseq.is_none() {
-                let value = value();
-                let method = value
-                    .split_whitespace()
-                    .nth(1)
+                let method = map_cow(h.value(f), |v| v.split_whitespace().nth(1))
                     .ok_or(DialogError::Malformed("CSeq"))?;
-                cseq = Some(method.to_string());
+                cseq = Some(method);
             }
         }
         let call_id = call_id.ok_or(DialogError::Missing("Call-ID"))?;
@@ -103,7 +134,14 @@ impl DialogIds {
 }
 
 /// `"Name" <sip:user@host;uri-params>;tag=x` or `sip:user@host;tag=x`.
-fn parse_party(value: &str) -> Option<Party> {
+fn parse_party(value: Cow<'_, str>) -> Option<Party<'_>> {
+    match value {
+        Cow::Borrowed(v) => parse_party_str(v),
+        Cow::Owned(v) => parse_party_str(&v).map(Party::into_owned),
+    }
+}
+
+fn parse_party_str(value: &str) -> Option<Party<'_>> {
     let value = value.trim();
     let uri = entry_uri(value);
     // Header parameters follow the URI: after `>` for a name-addr, after
@@ -121,10 +159,11 @@ fn parse_party(value: &str) -> Option<Party> {
         .split(';')
         .filter_map(|p| p.split_once('='))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("tag"))
-        .map(|(_, v)| v.trim().to_string())
-        .filter(|t| !t.is_empty());
+        .map(|(_, v)| v.trim())
+        .filter(|t| !t.is_empty())
+        .map(Cow::Borrowed);
     Some(Party {
-        user: uri_user(uri).to_string(),
+        user: Cow::Borrowed(uri_user(uri)),
         tag,
     })
 }
@@ -156,7 +195,7 @@ fn uri_user(uri: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn ids(headers: &str) -> Result<DialogIds, DialogError> {
+    fn ids(headers: &str) -> Result<DialogIds<'static>, DialogError> {
         DialogIds::from_message(format!("BYE sip:x SIP/2.0\r\n{headers}\r\n").as_bytes())
     }
 
@@ -196,6 +235,20 @@ mod tests {
         assert_eq!(d.from.user, "+8613545769997");
         assert_eq!(d.from.tag.as_deref(), Some("q"));
         assert_eq!(d.to.user, "");
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_still_yield_ids() {
+        let msg = b"BYE sip:x SIP/2.0\r\nFrom: \"\xff\" <sip:alice@h>;tag=a1\r\n\
+To: <sip:bob@h>;tag=b1\r\nCall-ID: c\xfe1\r\nCSeq: 2 BYE\r\n\r\n";
+        let d = DialogIds::from_message(msg).unwrap();
+        assert_eq!(d.from.user, "alice");
+        assert_eq!(d.from.tag.as_deref(), Some("a1"));
+        assert_eq!(d.call_id, "c\u{fffd}1");
+        let fields = scan_headers(msg).unwrap();
+        let borrowed = DialogIds::from_headers(Headers::new(msg, &fields)).unwrap();
+        assert!(matches!(borrowed.to.tag, Some(Cow::Borrowed("b1"))));
+        assert!(matches!(borrowed.from.user, Cow::Owned(_)));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::sip::headers::{HeaderField, Headers};
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
 use crate::stats;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// An early dialog's records live this long without news (a call rings at
@@ -96,7 +97,7 @@ pub fn hide_initial(msg: &mut SipMsg, fields: &[HeaderField]) -> Result<NewTxSta
 /// What the reply steps read besides the reply: its transaction's request,
 /// and both messages' header fields (scanned once by the caller).
 pub struct ReplyParts<'a> {
-    pub request: &'a SipMsg,
+    pub request: &'a SipMsg<'a>,
     pub request_fields: &'a [HeaderField],
     pub reply_fields: &'a [HeaderField],
 }
@@ -151,8 +152,8 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     let record = DialogRecord {
         callee_call_id: st.callee_call_id().unwrap_or(&caller_call_id).to_string(),
         call_id: caller_call_id,
-        caller_tag: ids.from.tag.unwrap_or_default(),
-        callee_tag,
+        caller_tag: ids.from.tag.map(Cow::into_owned).unwrap_or_default(),
+        callee_tag: callee_tag.into_owned(),
         caller_contact: caller.contact,
         caller_route: caller.route,
         callee_contact,

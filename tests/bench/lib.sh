@@ -6,6 +6,14 @@
 
 track_cleanup() {
 	: >"$WORK/pids"
+	# Kamailio's runtime directory (-Y, which holds the LMDB store) goes on
+	# tmpfs, as Debian's /run/kamailio is; BENCH_RUNTIME_DIR overrides.
+	local base=${BENCH_RUNTIME_DIR:-}
+	if [ -z "$base" ]; then
+		base=$WORK
+		[ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && base=/dev/shm
+	fi
+	RUNTIME=$(mktemp -d "$base/topos-rs-runtime.XXXXXX")
 	trap cleanup EXIT
 }
 
@@ -16,6 +24,7 @@ cleanup() {
 	for p in $(cat "$WORK/pids" 2>/dev/null); do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
 	sleep 0.5
 	for p in $(cat "$WORK/pids" 2>/dev/null); do kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+	[ -n "${RUNTIME:-}" ] && rm -rf "$RUNTIME"
 }
 
 free_port() { # a loopback port nothing listens on (UDP and TCP)
@@ -62,9 +71,9 @@ start_kamailio() { # $1 config name, then extra kamailio arguments; prints "pid 
 	shift
 	port=$(free_port)
 	dir="$WORK/k-$name-$port"
-	mkdir -p "$dir"
-	local args=(-DD -E -m 1024 -M 16 -Y "$dir" -L "$ROOT/target/release:$MODS"
-		-A "LISTEN=udp:127.0.0.1:$port")
+	mkdir -p "$dir" "$RUNTIME/k-$name-$port"
+	local args=(-DD -E -m 1024 -M 16 -Y "$RUNTIME/k-$name-$port" -L "$ROOT/target/release:$MODS"
+		-A "LISTEN=udp:127.0.0.1:$port" -A SHM_PREFAULT)
 	case $name in
 	plain) args+=(-f "$ROOT/tests/cfg/routing.cfg" -A WITHOUT_TOPOS) ;;
 	native-topos) args+=(-f "$ROOT/tests/bench/native-topos.cfg"

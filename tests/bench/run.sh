@@ -12,7 +12,7 @@
 # target/bench/cpu_per_call.png.
 #
 # Knobs (environment): BENCH_CALLS (per run, default 3000), BENCH_RATE
-# (calls/s of the CPU runs, default 500), BENCH_REPS (default 2),
+# (calls/s of the CPU runs, default 500), BENCH_REPS (default 5),
 # BENCH_SWEEP (rates of the sweep, default "500 1000 2000 3000"),
 # BENCH_SWEEP_SECONDS (length of each sweep step, default 4), BENCH_CONFIGS
 # (which of the four to run, default all), BENCH_KAMAILIO_ARGS (extra
@@ -24,7 +24,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT="$ROOT/target/bench"
 CALLS=${BENCH_CALLS:-3000}
 RATE=${BENCH_RATE:-500}
-REPS=${BENCH_REPS:-2}
+REPS=${BENCH_REPS:-5}
 SWEEP=${BENCH_SWEEP-"500 1000 2000 3000"}
 SWEEP_SECONDS=${BENCH_SWEEP_SECONDS:-4}
 MODS=$(dirname "$(dpkg -L kamailio | grep '/modules/tm\.so$' | head -n1)")
@@ -89,9 +89,17 @@ for name in $CONFIGS; do
 	done
 done
 
-# Summary: averages per configuration, ratios to plain, highest clean rate.
+# Summary: medians over the repetitions per configuration (one disturbed
+# run on a shared machine moves a median, not a mean, little), the spread
+# of the Kamailio figure, ratios to plain, highest clean rate.
 awk -F';' -v sweepfile="$OUT/sweep.csv" '
-	NR > 1 { n[$1]++; ok[$1] += $3; fl[$1] += $4; k[$1] += $5; r[$1] += $6; c[$1] += $7 }
+	function median(a, c0, m,    i, j, t, v) {
+		for (i = 1; i <= m; i++) v[i] = a[c0, i];
+		for (i = 2; i <= m; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t; }
+		lo = v[1]; hi = v[m];
+		return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2;
+	}
+	NR > 1 { i = ++n[$1]; ok[$1] += $3; fl[$1] += $4; k[$1, i] = $5; r[$1, i] = $6; c[$1, i] = $7 }
 	END {
 		while ((getline line < sweepfile) > 0) {
 			split(line, f, ";");
@@ -99,19 +107,20 @@ awk -F';' -v sweepfile="$OUT/sweep.csv" '
 			if (f[4] == 0 && f[3] > 0 && f[2] > best[f[1]]) best[f[1]] = f[2];
 		}
 		split("plain native-topos topos_rs-lmdb topos_rs-redis", order, " ");
-		base = n["plain"] ? k["plain"] / n["plain"] : 1;
-		nat = n["native-topos"] ? (k["native-topos"] + r["native-topos"]) / n["native-topos"] : 1;
-		printf "%-15s %9s %7s %12s %9s %11s %11s %9s %10s\n", "config", "calls_ok", "failed",
-			"kam_ms/call", "x_plain", "redis_ms", "redis_cmds", "total_ms", "max_cps";
-		print "config;calls_ok;calls_failed;kamailio_ms_per_call;ratio_to_plain;redis_ms_per_call;redis_cmds_per_call;total_ms_per_call;ratio_total_to_native_topos;max_clean_cps" > "'"$OUT"'/results.csv";
+		base = n["plain"] ? median(k, "plain", n["plain"]) : 1;
+		nat = n["native-topos"] ? median(k, "native-topos", n["native-topos"]) + median(r, "native-topos", n["native-topos"]) : 1;
+		printf "%-15s %9s %7s %12s %15s %9s %11s %11s %9s %10s\n", "config", "calls_ok", "failed",
+			"kam_ms/call", "kam_min-max", "x_plain", "redis_ms", "redis_cmds", "total_ms", "max_cps";
+		print "config;calls_ok;calls_failed;kamailio_ms_per_call;kamailio_ms_min;kamailio_ms_max;ratio_to_plain;redis_ms_per_call;redis_cmds_per_call;total_ms_per_call;ratio_total_to_native_topos;max_clean_cps" > "'"$OUT"'/results.csv";
 		for (i = 1; i <= 4; i++) {
 			c0 = order[i]; m = n[c0];
 			if (!m) continue;
-			km = k[c0] / m; rm = r[c0] / m; cm = c[c0] / m; tot = km + rm;
-			printf "%-15s %9d %7d %12.4f %9.2f %11.4f %11.2f %9.4f %10s\n", c0, ok[c0], fl[c0], km, km / base,
-				rm, cm, tot, (best[c0] ? best[c0] : "-");
-			printf "%s;%d;%d;%.4f;%.3f;%.4f;%.2f;%.4f;%.3f;%s\n", c0, ok[c0], fl[c0], km, km / base, rm, cm, tot,
-				tot / nat, (best[c0] ? best[c0] : 0) >> "'"$OUT"'/results.csv";
+			km = median(k, c0, m); kmin = lo; kmax = hi;
+			rm = median(r, c0, m); cm = median(c, c0, m); tot = km + rm;
+			printf "%-15s %9d %7d %12.4f %7.3f-%-7.3f %9.2f %11.4f %11.2f %9.4f %10s\n", c0, ok[c0], fl[c0], km,
+				kmin, kmax, km / base, rm, cm, tot, (best[c0] ? best[c0] : "-");
+			printf "%s;%d;%d;%.4f;%.4f;%.4f;%.3f;%.4f;%.2f;%.4f;%.3f;%s\n", c0, ok[c0], fl[c0], km, kmin, kmax,
+				km / base, rm, cm, tot, tot / nat, (best[c0] ? best[c0] : 0) >> "'"$OUT"'/results.csv";
 		}
 	}' "$OUT/runs.csv"
 
@@ -127,7 +136,7 @@ set style fill solid 0.8 border -1
 set boxwidth 0.6
 set ylabel "ms per call"
 set key top left
-plot "$OUT/results.csv" every ::1 using 4:xtic(1) title "Kamailio", "" every ::1 using 6 title "Redis"
+plot "$OUT/results.csv" every ::1 using 4:xtic(1) title "Kamailio", "" every ::1 using 8 title "Redis"
 EOF
 	echo "chart: $OUT/cpu_per_call.png"
 fi
