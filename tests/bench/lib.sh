@@ -38,18 +38,24 @@ free_port() { # a loopback port nothing listens on (UDP and TCP)
 	done
 }
 
-# CPU seconds x CLK_TCK of every process in process group $1.
-# A process may exit between the glob and the read: cat skips it (awk
-# would stop at it and fail the script).
-group_ticks() {
-	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" '{
+# CPU time in nanoseconds of every thread of every process in process
+# group $1, from /proc/<pid>/task/*/schedstat (the scheduler's exact run
+# time). utime/stime in /proc/<pid>/stat are charged per clock tick (10 ms),
+# a sample that wobbles by several percent over a run of a few CPU seconds.
+# A process may exit between the glob and the read: cat skips it.
+group_ns() {
+	local p
+	for p in $({ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" '{
 		s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " ");
-		if (f[3] == g) t += f[12] + f[13];
-	} END { print t + 0 }'
+		if (f[3] == g) print $1;
+	}'); do
+		cat /proc/"$p"/task/*/schedstat 2>/dev/null || true
+	done | awk '{ t += $1 } END { printf "%.0f\n", t }'
 }
 
-proc_ticks() {
-	awk '{ s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
+# CPU time in nanoseconds of every thread of process $1.
+proc_ns() {
+	{ cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{ t += $1 } END { printf "%.0f\n", t }'
 }
 
 redis_commands() {
@@ -85,8 +91,23 @@ start_kamailio() { # $1 config name, then extra kamailio arguments; prints "pid 
 	setsid kamailio "${args[@]}" "$@" >"$dir/kamailio.log" 2>&1 &
 	local pid=$!
 	track_pid "$pid"
-	sleep 1.5
+	sleep 1
+	wait_idle "$pid"
 	echo "$pid $port"
+}
+
+# Waits (at most 10 s) until process group $1 is idle: start-up work
+# (touching 1 GB of shared memory, forking the workers) must not count
+# in the first measurement.
+wait_idle() {
+	local a b
+	a=$(group_ns "$1")
+	for _ in $(seq 50); do
+		sleep 0.2
+		b=$(group_ns "$1")
+		[ $((b - a)) -lt 4000000 ] && return # under 2% of a core
+		a=$b
+	done
 }
 
 stop_kamailio() {

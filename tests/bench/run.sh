@@ -28,7 +28,6 @@ REPS=${BENCH_REPS:-5}
 SWEEP=${BENCH_SWEEP-"500 1000 2000 3000"}
 SWEEP_SECONDS=${BENCH_SWEEP_SECONDS:-4}
 MODS=$(dirname "$(dpkg -L kamailio | grep '/modules/tm\.so$' | head -n1)")
-CLK_TCK=$(getconf CLK_TCK)
 CONFIGS=${BENCH_CONFIGS:-"plain native-topos topos_rs-lmdb topos_rs-redis"}
 
 mkdir -p "$OUT"
@@ -54,19 +53,19 @@ for rep in $(seq "$REPS"); do
 		read -r kpid kport < <(start_kamailio "$name" $(bench_defines "$name"))
 		dir="$WORK/$name-$rep"
 		mkdir -p "$dir"
-		k0=$(group_ticks "$kpid")
-		r0=$(proc_ticks "$REDIS_PID")
+		k0=$(group_ns "$kpid")
+		r0=$(proc_ns "$REDIS_PID")
 		c0=$(redis_commands "$REDIS_PORT")
 		read -r ok failed < <(sipp_run "$name" "$RATE" "$CALLS" "$kport" "$dir")
 		sleep 6 # tm's wait timer: transactions freed, their work counted
-		k1=$(group_ticks "$kpid")
-		r1=$(proc_ticks "$REDIS_PID")
+		k1=$(group_ns "$kpid")
+		r1=$(proc_ns "$REDIS_PID")
 		c1=$(redis_commands "$REDIS_PORT")
 		stop_kamailio "$kpid"
 		awk -v n="$name" -v r="$rep" -v ok="$ok" -v f="$failed" -v k="$((k1 - k0))" \
-			-v rd="$((r1 - r0))" -v c="$((c1 - c0))" -v hz="$CLK_TCK" 'BEGIN {
+			-v rd="$((r1 - r0))" -v c="$((c1 - c0))" 'BEGIN {
 			d = (ok > 0 ? ok : 1);
-			printf "%s;%d;%d;%d;%.4f;%.4f;%.2f\n", n, r, ok, f, k * 1000 / hz / d, rd * 1000 / hz / d, c / d
+			printf "%s;%d;%d;%d;%.4f;%.4f;%.2f\n", n, r, ok, f, k / 1e6 / d, rd / 1e6 / d, c / d
 		}' >>"$OUT/runs.csv"
 		tail -n1 "$OUT/runs.csv"
 	done
@@ -79,12 +78,12 @@ for name in $CONFIGS; do
 		read -r kpid kport < <(start_kamailio "$name" $(bench_defines "$name"))
 		dir="$WORK/sweep-$name-$rate"
 		mkdir -p "$dir"
-		k0=$(group_ticks "$kpid")
+		k0=$(group_ns "$kpid")
 		read -r ok failed < <(sipp_run "$name" "$rate" "$((rate * SWEEP_SECONDS))" "$kport" "$dir")
-		k1=$(group_ticks "$kpid")
+		k1=$(group_ns "$kpid")
 		stop_kamailio "$kpid"
 		sipp_cpu=$(cat "$dir/uac.cpu" "$dir/uas.cpu" 2>/dev/null | awk '{ t += $1 + $2 } END { printf "%.1f", t }')
-		kam_cpu=$(awk -v k="$((k1 - k0))" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", k / hz }')
+		kam_cpu=$(awk -v k="$((k1 - k0))" 'BEGIN { printf "%.1f", k / 1e9 }')
 		echo "$name;$rate;$ok;$failed;$kam_cpu;$sipp_cpu" | tee -a "$OUT/sweep.csv"
 	done
 done
