@@ -103,8 +103,8 @@ fn start(msg: &SipMsg, ids: DialogIds) -> Result<bool> {
     let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
     let record = AnswerRecord {
         answer_ms: now_ms(),
-        from_user: ids.from.user.to_string(),
-        to_user: ids.to.user.to_string(),
+        from_user: ids.from.user().to_string(),
+        to_user: ids.to.user().to_string(),
     }
     .encode();
     match with_store("billing_start", |s| s.put_new(&key, &record, RECORD_TTL)) {

@@ -53,6 +53,12 @@ impl OwnedTopViaUpdate {
     }
 }
 
+thread_local! {
+    // `local_hostport` per listening socket (a handful per server).
+    static HOSTPORTS: std::cell::RefCell<Vec<(usize, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Copies a NUL-terminated pkg string built by the core, then frees it.
 ///
 /// # Safety
@@ -241,6 +247,14 @@ impl<'k> SipMsg<'k> {
                 |s: &str_| std::slice::from_raw_parts(s.s as *const u8, s.len.max(0) as usize);
             (text(&addr), text(&port))
         };
+        // Sockets live for the whole run: their text is built once per
+        // socket and process (keyed by the address text's location).
+        let key = addr.s as usize;
+        let cached =
+            HOSTPORTS.with_borrow(|c| c.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
+        if cached.is_some() {
+            return cached;
+        }
         // PROTO_UDP is 1 (core/ip_addr.h); others name their transport.
         let transport = match proto {
             2 => ";transport=tcp",
@@ -260,6 +274,7 @@ impl<'k> SipMsg<'k> {
         out.push(':');
         out.push_str(&String::from_utf8_lossy(port));
         out.push_str(transport);
+        HOSTPORTS.with_borrow_mut(|c| c.push((key, out.clone())));
         Some(out)
     }
 

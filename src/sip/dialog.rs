@@ -31,19 +31,25 @@ impl From<ScanError> for DialogError {
     }
 }
 
-/// From or To: the URI's user part and the tag parameter.
+/// From or To: the header value and its tag parameter. The URI's user
+/// part is read on demand (`user`): billing needs it, hiding does not.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Party<'a> {
-    pub user: Cow<'a, str>,
+    value: Cow<'a, str>,
     pub tag: Option<Cow<'a, str>>,
 }
 
 impl Party<'_> {
     pub fn into_owned(self) -> Party<'static> {
         Party {
-            user: Cow::Owned(self.user.into_owned()),
+            value: Cow::Owned(self.value.into_owned()),
             tag: self.tag.map(|t| Cow::Owned(t.into_owned())),
         }
+    }
+
+    /// The user part of the URI ("" if it has none).
+    pub fn user(&self) -> &str {
+        uri_user(entry_uri(&self.value))
     }
 }
 
@@ -143,7 +149,6 @@ fn parse_party(value: Cow<'_, str>) -> Option<Party<'_>> {
 
 fn parse_party_str(value: &str) -> Option<Party<'_>> {
     let value = value.trim();
-    let uri = entry_uri(value);
     // Header parameters follow the URI: after `>` for a name-addr, after
     // the first ';' for an addr-spec (RFC 3261 20.10).
     let params = if value.contains('<') {
@@ -163,7 +168,7 @@ fn parse_party_str(value: &str) -> Option<Party<'_>> {
         .filter(|t| !t.is_empty())
         .map(Cow::Borrowed);
     Some(Party {
-        user: Cow::Borrowed(uri_user(uri)),
+        value: Cow::Borrowed(value),
         tag,
     })
 }
@@ -206,9 +211,9 @@ mod tests {
                      Call-ID: c12345abcd\r\nCSeq: 2 BYE\r\n")
         .unwrap();
         assert_eq!(d.call_id, "c12345abcd");
-        assert_eq!(d.from.user, "01089672389");
+        assert_eq!(d.from.user(), "01089672389");
         assert_eq!(d.from.tag.as_deref(), Some("abc"));
-        assert_eq!(d.to.user, "13545769997");
+        assert_eq!(d.to.user(), "13545769997");
         assert_eq!(d.to.tag.as_deref(), Some("xyz"));
         assert_eq!(d.cseq_method, "BYE");
     }
@@ -217,9 +222,9 @@ mod tests {
     fn compact_forms_addr_spec_and_odd_spacing() {
         let d = ids("f: sip:alice@h ; TAG = t1\r\nt:<sips:bob:secret@h>\r\ni:  id-1@h \r\ncseq: 1   INVITE\r\n")
             .unwrap();
-        assert_eq!(d.from.user, "alice");
+        assert_eq!(d.from.user(), "alice");
         assert_eq!(d.from.tag.as_deref(), Some("t1"));
-        assert_eq!(d.to.user, "bob");
+        assert_eq!(d.to.user(), "bob");
         assert_eq!(d.to.tag, None);
         assert_eq!(d.call_id, "id-1@h");
         assert_eq!(d.cseq_method, "INVITE");
@@ -232,9 +237,9 @@ mod tests {
                      To: <sip:host.only>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n",
         )
         .unwrap();
-        assert_eq!(d.from.user, "+8613545769997");
+        assert_eq!(d.from.user(), "+8613545769997");
         assert_eq!(d.from.tag.as_deref(), Some("q"));
-        assert_eq!(d.to.user, "");
+        assert_eq!(d.to.user(), "");
     }
 
     #[test]
@@ -242,13 +247,13 @@ mod tests {
         let msg = b"BYE sip:x SIP/2.0\r\nFrom: \"\xff\" <sip:alice@h>;tag=a1\r\n\
 To: <sip:bob@h>;tag=b1\r\nCall-ID: c\xfe1\r\nCSeq: 2 BYE\r\n\r\n";
         let d = DialogIds::from_message(msg).unwrap();
-        assert_eq!(d.from.user, "alice");
+        assert_eq!(d.from.user(), "alice");
         assert_eq!(d.from.tag.as_deref(), Some("a1"));
         assert_eq!(d.call_id, "c\u{fffd}1");
         let fields = scan_headers(msg).unwrap();
         let borrowed = DialogIds::from_headers(Headers::new(msg, &fields)).unwrap();
         assert!(matches!(borrowed.to.tag, Some(Cow::Borrowed("b1"))));
-        assert!(matches!(borrowed.from.user, Cow::Owned(_)));
+        assert!(matches!(borrowed.from.value, Cow::Owned(_)));
     }
 
     #[test]
