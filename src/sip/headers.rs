@@ -227,7 +227,7 @@ body: not a header\r\n";
     }
 
     #[test]
-    fn via_fields_match_every_spelling_and_skip_the_body() {
+    fn vias_match_every_spelling_and_skip_the_body() {
         let v: Vec<_> = Scanned::new(MSG).h().vias().cloned().collect();
         assert_eq!(v.len(), 3);
         assert_eq!(v[0].line.start, 24);

@@ -13,7 +13,8 @@ track_cleanup() {
 		base=$WORK
 		[ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && base=/dev/shm
 	fi
-	RUNTIME=$(mktemp -d "$base/topos-rs-runtime.XXXXXX")
+	RUNTIME="$base/topos-rs-runtime-$$-$(date +%s%N)"
+	mkdir -p "$RUNTIME"
 	trap cleanup EXIT
 }
 
