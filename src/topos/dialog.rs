@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 use crate::sip::dialog::DialogIds;
-use crate::sip::headers::{HeaderField, Headers};
+use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
 use crate::stats;
@@ -69,7 +69,7 @@ fn contact_hostport(msg: &SipMsg) -> Result<String> {
 
 /// A dialog-creating request: a new dialog id, the Contact masked, the
 /// caller side's Record-Routes removed (and the Call-ID with mask_callid).
-pub fn hide_initial(msg: &mut SipMsg, fields: &[HeaderField]) -> Result<NewTxState> {
+pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
     let cfg = state::config()?;
     let id = DialogId::from_random(random_id()?);
     let masked = MaskedContact {
@@ -85,27 +85,17 @@ pub fn hide_initial(msg: &mut SipMsg, fields: &[HeaderField]) -> Result<NewTxSta
     } else {
         None
     };
-    let edits = plan::initial_request(
-        Headers::new(msg.buf(), fields),
-        &masked,
-        callee_call_id.as_deref(),
-    );
+    let edits = plan::initial_request(h, &masked, callee_call_id.as_deref());
     msg.apply(edits)?;
     Ok(st)
 }
 
-/// What the reply steps read besides the reply: its transaction's request,
-/// and both messages' header fields (scanned once by the caller).
+/// What the reply steps read: the transaction's request, and both
+/// messages' header sections (each scanned once, by `hide_reply`).
 pub struct ReplyParts<'a> {
     pub request: &'a SipMsg<'a>,
-    pub request_fields: &'a [HeaderField],
-    pub reply_fields: &'a [HeaderField],
-}
-
-impl ReplyParts<'_> {
-    fn request_headers(&self) -> Headers<'_> {
-        Headers::new(self.request.buf(), self.request_fields)
-    }
+    pub request_headers: Headers<'a>,
+    pub reply_headers: Headers<'a>,
 }
 
 /// A reply to a dialog-creating request, on its way to the caller.
@@ -114,11 +104,11 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     if !(101..300).contains(&status) {
         return Ok(());
     }
-    let ids = DialogIds::from_headers(Headers::new(reply.buf(), parts.reply_fields))?;
+    let ids = DialogIds::from_headers(parts.reply_headers)?;
     let Some(callee_tag) = ids.to.tag.clone() else {
         return Ok(()); // no dialog without a To-tag
     };
-    let caller = plan::caller_side(parts.request_headers())?;
+    let caller = plan::caller_side(parts.request_headers)?;
     let caller_call_id = caller.call_id;
     let id = st.dialog_id();
     let masked = MaskedContact {
@@ -127,7 +117,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     };
     let masking = st.callee_call_id().is_some();
     let (edits, callee) = plan::reply_to_caller(
-        Headers::new(reply.buf(), parts.reply_fields),
+        parts.reply_headers,
         &caller.route,
         &masked,
         masking.then_some(caller_call_id.as_str()),
@@ -198,7 +188,7 @@ pub enum InDialog {
 /// to; it is sent there through that side's route set.
 pub fn route_in_dialog(
     msg: &mut SipMsg,
-    fields: &[HeaderField],
+    headers: Headers<'_>,
     ids: &DialogIds,
 ) -> Result<InDialog> {
     let ruri = request_line(msg.buf())
@@ -268,8 +258,7 @@ pub fn route_in_dialog(
         hostport: contact_hostport(msg)?,
     };
     let new_call_id = (expected_call_id != other_call_id).then_some(other_call_id.as_str());
-    let (edits, _) =
-        plan::in_dialog_request(Headers::new(msg.buf(), fields), route, &masked, new_call_id);
+    let (edits, _) = plan::in_dialog_request(headers, route, &masked, new_call_id);
     msg.apply(edits)?;
     msg.retarget(target_uri, route.first().map(|r| entry_uri(r)))?;
     state::set_caller_call_id(msg.identity(), &rec.call_id);
@@ -293,8 +282,8 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
         token: id.token(target),
         hostport: contact_hostport(parts.request)?,
     };
-    let reply_headers = Headers::new(reply.buf(), parts.reply_fields);
-    let sender_call_id = plan::call_id(parts.request_headers())?;
+    let reply_headers = parts.reply_headers;
+    let sender_call_id = plan::call_id(parts.request_headers)?;
     let restore = (plan::call_id(reply_headers)? != sender_call_id).then_some(&*sender_call_id);
     let (edits, replier_contact) = plan::in_dialog_reply(reply_headers, &masked, restore);
     let replier_contact = replier_contact.map(|c| c.into_owned());
@@ -303,7 +292,7 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     if !st.is_target_refresh() || !(200..300).contains(&reply.status()) {
         return Ok(());
     }
-    let sender_contact = plan::caller_side(parts.request_headers())
+    let sender_contact = plan::caller_side(parts.request_headers)
         .ok()
         .map(|c| c.contact)
         .filter(|c| !c.is_empty());

@@ -48,9 +48,10 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     }
     // One scan of the header section serves every step below.
     let fields = scan_headers(msg.buf())?;
-    let ids = DialogIds::from_headers(Headers::new(msg.buf(), &fields))?;
+    let h = Headers::new(msg.buf(), &fields);
+    let ids = DialogIds::from_headers(h)?;
     let state = if ids.to.tag.is_some() {
-        match dialog::route_in_dialog(msg, &fields, &ids)? {
+        match dialog::route_in_dialog(msg, h, &ids)? {
             dialog::InDialog::Routed(state) => state,
             dialog::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
@@ -68,11 +69,11 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
             );
             return Ok(false);
         }
-        Some(dialog::hide_initial(msg, &fields)?)
+        Some(dialog::hide_initial(msg, h)?)
     } else {
         Some(NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16])).ok_or_else(out_of_shm)?)
     };
-    via::hide_request_vias(msg, &fields)?;
+    via::hide_request_vias(msg, h)?;
     msg.commit()?;
     if msg.is_ack() {
         // An ACK for a 2xx is relayed statelessly, without tm.
@@ -131,13 +132,13 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     // dialog steps.
     let request_fields = scan_headers(request.buf())?;
     let reply_fields = scan_headers(reply.buf())?;
-    via::restore_reply_vias(&request, &request_fields, reply, &reply_fields)?;
-    stats::bump(|s| &s.replies_restored);
     let parts = dialog::ReplyParts {
         request: &request,
-        request_fields: &request_fields,
-        reply_fields: &reply_fields,
+        request_headers: Headers::new(request.buf(), &request_fields),
+        reply_headers: Headers::new(reply.buf(), &reply_fields),
     };
+    via::restore_reply_vias(&parts, reply)?;
+    stats::bump(|s| &s.replies_restored);
     let result = match state.kind() {
         Kind::Initial => dialog::initial_reply(state, &parts, reply),
         Kind::InDialog => dialog::in_dialog_reply(state, &parts, reply),

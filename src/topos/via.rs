@@ -4,38 +4,28 @@
 use crate::dialog::plan::Edit;
 use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
-use crate::sip::headers::{HeaderField, Headers};
+use crate::sip::headers::Headers;
 use crate::sip::restore::restored_via_block;
 use crate::sip::via::parse_via_value;
+use crate::topos::dialog::ReplyParts;
 
 /// Deletes every Via header of a request (Kamailio adds its own on relay).
-pub fn hide_request_vias(msg: &mut SipMsg, fields: &[HeaderField]) -> Result<()> {
-    let edits: Vec<Edit> = Headers::new(msg.buf(), fields)
-        .vias()
-        .map(|v| Edit::Delete(v.line.clone()))
-        .collect();
+pub fn hide_request_vias(msg: &mut SipMsg, h: Headers<'_>) -> Result<()> {
+    let edits: Vec<Edit> = h.vias().map(|v| Edit::Delete(v.line.clone())).collect();
     if edits.is_empty() {
         return Err(Error::new("request has no Via header"));
     }
     msg.apply(edits)
 }
 
-/// Puts the original Via stack of `request` (the transaction's, scanned
-/// into `request_fields`) under Kamailio's own Via in `reply` (tm removes
-/// Kamailio's Via when it relays the reply upstream).
-pub fn restore_reply_vias(
-    request: &SipMsg,
-    request_fields: &[HeaderField],
-    reply: &mut SipMsg,
-    reply_fields: &[HeaderField],
-) -> Result<()> {
-    let update = request.top_via_update()?;
-    let block = restored_via_block(
-        Headers::new(request.buf(), request_fields),
-        update.as_update(),
-    )?;
+/// Puts the original Via stack of the transaction's request under
+/// Kamailio's own Via in `reply` (tm removes Kamailio's Via when it relays
+/// the reply upstream).
+pub fn restore_reply_vias(parts: &ReplyParts, reply: &mut SipMsg) -> Result<()> {
+    let update = parts.request.top_via_update()?;
+    let block = restored_via_block(parts.request_headers, update.as_update())?;
 
-    let h = Headers::new(reply.buf(), reply_fields);
+    let h = parts.reply_headers;
     let mut vias = h.vias();
     let first = vias
         .next()
