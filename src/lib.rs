@@ -17,6 +17,7 @@ pub mod diagnostics;
 pub mod dialog;
 #[cfg(not(any(test, fuzzing)))]
 pub mod ffi;
+pub mod hex;
 pub mod sip;
 pub mod state;
 pub mod stats;

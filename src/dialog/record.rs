@@ -3,7 +3,8 @@
 //! can be routed to the other. Stored under the dialog id and the callee's
 //! tag, so each early dialog of a forked call has its own record.
 
-use crate::store::key::{dialog_key_with, push_hex_u64};
+use crate::hex::hex_digits;
+use crate::store::key::dialog_key_with;
 use crate::store::record::{Record, RecordError, RecordWriter};
 
 const CALL_ID: u8 = 1;
@@ -49,9 +50,13 @@ pub fn tag_hash(tag: &str) -> u64 {
 /// `topos_rs:{<tag of the dialog id>}:dlg:<dialog id hex> <tag hash hex>`.
 pub fn record_key(dialog_hex: &str, callee_tag_hash: u64) -> Vec<u8> {
     // The id is `<dialog hex> <tag hash as 16 hex digits>`.
-    let mut suffix = Vec::with_capacity(17);
-    suffix.push(b' ');
-    push_hex_u64(&mut suffix, callee_tag_hash);
+    let mut suffix = [b' '; 17];
+    for (d, h) in suffix[1..]
+        .iter_mut()
+        .zip(hex_digits(&callee_tag_hash.to_be_bytes()))
+    {
+        *d = h;
+    }
     dialog_key_with("dlg", dialog_hex.as_bytes(), dialog_hex.as_bytes(), &suffix)
 }
 

@@ -5,6 +5,7 @@
 //! one it shows the caller `<id><'b'>` (requests go to the callee side).
 //! Tokens are lowercase hex plus the side letter: 33 characters.
 
+use crate::hex::hex_digits;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,12 +35,9 @@ impl DialogId {
     }
 
     pub fn hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        // Room for the side letter a token adds.
         let mut out = String::with_capacity(33);
-        for &b in &self.0 {
-            out.push(DIGITS[(b >> 4) as usize] as char);
-            out.push(DIGITS[(b & 15) as usize] as char);
-        }
+        out.extend(hex_digits(&self.0).map(char::from));
         out
     }
 

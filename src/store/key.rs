@@ -2,6 +2,8 @@
 //! hash tag derived from the dialog, so all records of one dialog live in
 //! one hash slot (and one node) of a cluster.
 
+use crate::hex::hex_digits;
+
 pub const PREFIX: &str = "topos_rs:";
 
 /// FNV-1a, 64 bit: a stable hash (same on every node and version) used only
@@ -26,23 +28,13 @@ pub fn dialog_key_with(kind: &str, call_id: &[u8], id: &[u8], suffix: &[u8]) -> 
     let mut k = Vec::with_capacity(PREFIX.len() + 20 + kind.len() + 1 + id.len() + suffix.len());
     k.extend_from_slice(PREFIX.as_bytes());
     k.push(b'{');
-    push_hex_u64(&mut k, fnv1a64(call_id));
+    k.extend(hex_digits(&fnv1a64(call_id).to_be_bytes()));
     k.extend_from_slice(b"}:");
     k.extend_from_slice(kind.as_bytes());
     k.push(b':');
     k.extend_from_slice(id);
     k.extend_from_slice(suffix);
     k
-}
-
-/// Appends `v` as 16 lower-case hex digits (what `{:016x}` prints).
-pub fn push_hex_u64(out: &mut Vec<u8>, v: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.extend(
-        (0..16)
-            .rev()
-            .map(|i| DIGITS[((v >> (i * 4)) & 15) as usize]),
-    );
 }
 
 /// The Redis Cluster hash tag of a key (the bytes between the first `{`
