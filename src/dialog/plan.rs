@@ -10,7 +10,7 @@
 //! - Route: the route set toward the receiving side only.
 //! - Call-ID: with mask_callid, the callee side sees a different one.
 
-use crate::sip::headers::Headers;
+use crate::sip::headers::{map_cow, Headers};
 use crate::sip::name_addr::{entry_uri, split_entries};
 use std::borrow::Cow;
 use std::fmt;
@@ -59,14 +59,6 @@ impl MaskedContact {
     }
 }
 
-/// `text` trimmed, still borrowed if it was.
-fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
-    match text {
-        Cow::Borrowed(t) => Cow::Borrowed(t.trim()),
-        Cow::Owned(t) => Cow::Owned(t.trim().to_string()),
-    }
-}
-
 /// Every entry of every field called `long`, in message order; borrowed
 /// from the message unless a value was not UTF-8.
 fn entries<'a>(
@@ -90,11 +82,10 @@ fn entries<'a>(
 
 /// The first Contact URI.
 fn contact_uri(h: Headers<'_>) -> Option<Cow<'_, str>> {
-    let uri = match entries(h, "contact", Some("m")).into_iter().next()? {
-        Cow::Borrowed(e) => Cow::Borrowed(entry_uri(e)),
-        Cow::Owned(e) => Cow::Owned(entry_uri(&e).to_string()),
-    };
-    (!uri.is_empty() && uri != "*").then_some(uri)
+    let first = entries(h, "contact", Some("m")).into_iter().next()?;
+    map_cow(first, |e| {
+        Some(entry_uri(e)).filter(|u| !u.is_empty() && *u != "*")
+    })
 }
 
 /// Replaces every field called `long` with `replacement` (one block at the
@@ -139,7 +130,7 @@ fn call_id_line(call_id: &str) -> Vec<u8> {
 pub fn call_id(h: Headers<'_>) -> Result<Cow<'_, str>, PlanError> {
     h.named("call-id", Some("i"))
         .next()
-        .map(|f| trimmed(h.value(f)))
+        .and_then(|f| map_cow(h.value(f), |v| Some(v.trim())))
         .ok_or(PlanError::NoCallId)
 }
 

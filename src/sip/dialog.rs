@@ -1,7 +1,7 @@
 //! The identifiers of a dialog as a message carries them: Call-ID, the
 //! From and To tags and users, the CSeq method (RFC 3261 8.1.1, 12).
 
-use super::headers::{scan_headers, Headers, ScanError};
+use super::headers::{map_cow, scan_headers, Headers, ScanError};
 use super::name_addr::entry_uri;
 use std::borrow::Cow;
 use std::fmt;
@@ -66,18 +66,6 @@ pub struct DialogIds<'a> {
 fn header_is(name: &[u8], long: &str, compact: Option<&str>) -> bool {
     name.eq_ignore_ascii_case(long.as_bytes())
         || compact.is_some_and(|c| name.eq_ignore_ascii_case(c.as_bytes()))
-}
-
-/// `f(text)` with the result borrowed from `text` when `text` is, owned
-/// otherwise.
-fn map_cow<'a>(
-    text: Cow<'a, str>,
-    f: impl for<'t> Fn(&'t str) -> Option<&'t str>,
-) -> Option<Cow<'a, str>> {
-    match text {
-        Cow::Borrowed(t) => f(t).map(Cow::Borrowed),
-        Cow::Owned(t) => f(&t).map(|v| Cow::Owned(v.to_string())),
-    }
 }
 
 impl DialogIds<'_> {

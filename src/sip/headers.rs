@@ -124,6 +124,18 @@ pub fn is_via_name(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v")
 }
 
+/// `f(text)`, borrowed from `text` when `text` is (header values are
+/// borrowed from the message unless they were not UTF-8), owned otherwise.
+pub fn map_cow<'a>(
+    text: Cow<'a, str>,
+    f: impl for<'t> Fn(&'t str) -> Option<&'t str>,
+) -> Option<Cow<'a, str>> {
+    match text {
+        Cow::Borrowed(t) => f(t).map(Cow::Borrowed),
+        Cow::Owned(t) => f(&t).map(|v| Cow::Owned(v.to_string())),
+    }
+}
+
 /// A message with its header fields found once (`scan_headers`): every step
 /// that reads the message (Via hiding, dialog plans, dialog ids) works on the
 /// same index instead of scanning the message again.
