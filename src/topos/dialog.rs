@@ -18,6 +18,7 @@ use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
 use crate::stats;
+use crate::topos::ReplyParts;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -88,14 +89,6 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
     let edits = plan::initial_request(h, &masked, callee_call_id.as_deref());
     msg.apply(edits)?;
     Ok(st)
-}
-
-/// What the reply steps read: the transaction's request, and both
-/// messages' header sections (each scanned once, by `hide_reply`).
-pub struct ReplyParts<'a> {
-    pub request: &'a SipMsg<'a>,
-    pub request_headers: Headers<'a>,
-    pub reply_headers: Headers<'a>,
 }
 
 /// A reply to a dialog-creating request, on its way to the caller.

@@ -112,6 +112,15 @@ pub fn topos_reply(msg: &mut SipMsg) -> Result<bool> {
     Ok(true)
 }
 
+/// What the reply steps (Via restoration, dialog hiding) read: the
+/// transaction's request, and both messages' header sections, each scanned
+/// once by `hide_reply`.
+pub struct ReplyParts<'a> {
+    pub request: &'a SipMsg<'a>,
+    pub request_headers: Headers<'a>,
+    pub reply_headers: Headers<'a>,
+}
+
 /// Hides a reply of a hidden transaction (once per reply).
 pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     // tm never relays a 100 Trying.
@@ -132,7 +141,7 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     // dialog steps.
     let request_fields = scan_headers(request.buf())?;
     let reply_fields = scan_headers(reply.buf())?;
-    let parts = dialog::ReplyParts {
+    let parts = ReplyParts {
         request: &request,
         request_headers: Headers::new(request.buf(), &request_fields),
         reply_headers: Headers::new(reply.buf(), &reply_fields),

@@ -7,7 +7,7 @@ use crate::ffi::msg::SipMsg;
 use crate::sip::headers::Headers;
 use crate::sip::restore::restored_via_block;
 use crate::sip::via::parse_via_value;
-use crate::topos::dialog::ReplyParts;
+use crate::topos::ReplyParts;
 
 /// Deletes every Via header of a request (Kamailio adds its own on relay).
 pub fn hide_request_vias(msg: &mut SipMsg, h: Headers<'_>) -> Result<()> {
