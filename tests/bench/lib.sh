@@ -39,24 +39,25 @@ free_port() { # a loopback port nothing listens on (UDP and TCP)
 	done
 }
 
-# CPU time in nanoseconds of every thread of every process in process
-# group $1, from /proc/<pid>/task/*/schedstat (the scheduler's exact run
-# time). utime/stime in /proc/<pid>/stat are charged per clock tick (10 ms),
-# a sample that wobbles by several percent over a run of a few CPU seconds.
-# A process may exit between the glob and the read: cat skips it.
+# CPU time in nanoseconds of every thread of process $1, from
+# /proc/<pid>/task/*/schedstat (the scheduler's exact run time). utime/stime
+# in /proc/<pid>/stat are charged per clock tick (10 ms), a sample that
+# wobbles by several percent over a run of a few CPU seconds. A process
+# that has exited counts 0.
+proc_ns() {
+	{ cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{ t += $1 } END { printf "%.0f\n", t }'
+}
+
+# The same, summed over every process in process group $1. A process may
+# exit between the glob and the read: cat skips it.
 group_ns() {
 	local p
 	for p in $({ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" '{
 		s = $0; sub(/^[^)]*\) /, "", s); split(s, f, " ");
 		if (f[3] == g) print $1;
 	}'); do
-		cat /proc/"$p"/task/*/schedstat 2>/dev/null || true
+		proc_ns "$p"
 	done | awk '{ t += $1 } END { printf "%.0f\n", t }'
-}
-
-# CPU time in nanoseconds of every thread of process $1.
-proc_ns() {
-	{ cat /proc/"$1"/task/*/schedstat 2>/dev/null || true; } | awk '{ t += $1 } END { printf "%.0f\n", t }'
 }
 
 redis_commands() {
