@@ -17,6 +17,7 @@
 #include "core/globals.h"
 #include "core/trim.h"
 #include "core/parser/parse_cseq.h"
+#include "core/parser/parse_to.h"
 #include "core/mod_fix.h"
 #include "core/pvar.h"
 #include "core/timer.h"
@@ -46,6 +47,7 @@ const char *topos_shim_runtime_dir(void);
 void *topos_shim_t_undefined(void);
 int topos_shim_parse_headers_eoh(struct sip_msg *msg);
 int topos_shim_callid_cseq(struct sip_msg *msg, str *callid, str *cseq_num);
+int topos_shim_to_tag(struct sip_msg *msg, str *tag);
 int topos_shim_fixup_str_pv(void **param, int param_no);
 int topos_shim_fixup_free_str_pv(void **param, int param_no);
 int topos_shim_fixup_str_str(void **param, int param_no);

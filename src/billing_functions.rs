@@ -2,12 +2,15 @@
 //! on the safe `SipMsg` wrapper, the per-process store and the pure
 //! `billing` module.
 
-use crate::billing::call::{billing_key, AnswerRecord, Bill, Side};
+use crate::billing::call::{billing_key, bounded_user, AnswerRecord, Bill, Side};
 use crate::billing::rates::RateTable;
 use crate::billing::{BillingConfig, CdrSink};
 use crate::error::{Error, Result};
 use crate::ffi::guard::Ret;
 use crate::ffi::msg::SipMsg;
+use crate::ffi::route::{current_route, Route};
+use crate::ffi::tm::Transaction;
+use crate::ffi::tx_state::Kind;
 use crate::sip::dialog::DialogIds;
 use crate::state::{self, with_store};
 use crate::stats;
@@ -44,54 +47,64 @@ thread_local! {
 /// Names of the `$billing(name)` fields, in index order.
 pub const BILLING_FIELDS: [&str; 6] = ["duration", "billed", "cost", "currency", "rate", "hangup"];
 
-/// `billing_start()`: on the first 2xx to an INVITE, remember when the call
-/// was answered (once per dialog: a retransmitted 2xx keeps the first time).
+/// `billing_start()`: on the first 2xx to a dialog-creating INVITE that
+/// topos_request() hid, remember when the call was answered (once per
+/// dialog: a retransmitted 2xx keeps the first time).
+///
+/// Only a reply that tm matched to such a transaction counts, so a stray
+/// or forged 2xx (no transaction behind it), a 2xx to a re-INVITE, or a
+/// 2xx after the call already failed creates no state. In a named reply
+/// route tm has matched the reply already; in the core `onreply_route` it
+/// has not, so the start is noted and done when tm matches the reply (true
+/// is returned then: "will be recorded if it belongs to a hidden call").
 pub fn billing_start(msg: &mut SipMsg) -> Result<bool> {
     if !msg.is_reply() {
         return Err(Error::new("billing_start() is for replies (onreply_route)"));
     }
-    let mut ids = DialogIds::from_message(msg.buf())?;
-    // Bills are keyed by the Call-ID the caller's side knows. With
-    // mask_callid the callee's 2xx carries another one; the caller's is
-    // known once tm has matched the reply to its transaction, which has not
-    // happened yet in the core onreply_route: then start when it has.
-    match state::caller_call_id(msg.identity()) {
-        Some(id) => ids.call_id = id.into(),
-        None if state::config()?.mask_callid => {
-            DEFERRED_START.with(|d| d.set(msg.identity()));
-            return Ok(true);
-        }
-        None => {}
+    if current_route() == Route::TmOnReply {
+        return match Transaction::current() {
+            Some(t) => start_for(msg, &t),
+            None => Ok(false),
+        };
     }
-    start(msg, ids)
+    DEFERRED_START.with(|d| d.set(msg.identity()));
+    Ok(true)
 }
 
-/// Runs a billing_start() that the core onreply_route deferred, now that
-/// the reply's transaction (and so the caller side's Call-ID) is known.
-pub fn run_deferred_start(msg: &mut SipMsg) {
+/// Runs a billing_start() that the core onreply_route noted, now that tm
+/// matched the reply to hidden transaction `t`.
+pub fn run_deferred_start(msg: &mut SipMsg, t: &Transaction) {
     if DEFERRED_START.with(|d| d.get()) != msg.identity() {
         return;
     }
     DEFERRED_START.with(|d| d.set((0, 0, 0)));
-    let result = DialogIds::from_message(msg.buf())
-        .map_err(Error::from)
-        .and_then(|mut ids| {
-            if let Some(id) = state::caller_call_id(msg.identity()) {
-                ids.call_id = id.into();
-            }
-            start(msg, ids)
-        });
-    if let Err(e) = result {
+    if let Err(e) = start_for(msg, t) {
         log::error!("billing_start: {e}");
     }
 }
 
-fn start(msg: &SipMsg, ids: DialogIds) -> Result<bool> {
+/// Starts the bill if `msg` is a 2xx of hidden dialog-creating INVITE `t`
+/// that has not failed yet. From, To, Call-ID and the caller's tag come
+/// from the INVITE as the caller sent it (the original direction).
+fn start_for(msg: &SipMsg, t: &Transaction) -> Result<bool> {
     let status = msg.status();
-    if !(200..300).contains(&status) || !ids.cseq_method.eq_ignore_ascii_case("INVITE") {
-        log::debug!(
-            "billing_start: {status} to {} is not a 2xx to an INVITE; nothing recorded",
-            ids.cseq_method
+    let initial = t.hiding_state().is_some_and(|s| s.kind() == Kind::Initial);
+    if !initial || !(200..300).contains(&status) {
+        log::debug!("billing_start: not a 2xx of a hidden dialog-creating request");
+        return Ok(false);
+    }
+    let request = t
+        .request()
+        .ok_or_else(|| Error::new("billing_start: the transaction has no request"))?;
+    let ids = DialogIds::from_message(request.buf())?;
+    if !ids.cseq_method.eq_ignore_ascii_case("INVITE") {
+        return Ok(false);
+    }
+    if t.uas_status() >= 300 {
+        log::warn!(
+            "billing_start: a {status} after the call was answered {} (Call-ID {}); not billed",
+            t.uas_status(),
+            printable(&ids.call_id)
         );
         return Ok(false);
     }
@@ -103,8 +116,8 @@ fn start(msg: &SipMsg, ids: DialogIds) -> Result<bool> {
     let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
     let record = AnswerRecord {
         answer_ms: now_ms(),
-        from_user: ids.from.user().to_string(),
-        to_user: ids.to.user().to_string(),
+        from_user: bounded_user(ids.from.user()),
+        to_user: bounded_user(ids.to.user()),
     }
     .encode();
     match with_store("billing_start", |s| s.put_new(&key, &record, RECORD_TTL)) {
@@ -119,8 +132,22 @@ fn start(msg: &SipMsg, ids: DialogIds) -> Result<bool> {
             }
             Ok(true)
         }
-        None => Ok(false),
+        None => {
+            log::error!(
+                "billing_start: storage failed; call {} will not be billed",
+                printable(&ids.call_id)
+            );
+            Ok(false)
+        }
     }
+}
+
+/// Log text of peer-supplied bytes: one line, bounded.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(128)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// `billing_stop()`: on a BYE from either side, take the call's record
@@ -149,7 +176,15 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
                 break;
             }
             Some(None) => {}
-            None => return Ok(Ret::False),
+            None => {
+                // Never lost without a line: the record stays for a
+                // retransmitted BYE, but say so now.
+                log::error!(
+                    "billing_stop: storage failed; call {} not billed by this BYE",
+                    printable(&ids.call_id)
+                );
+                return Ok(Ret::False);
+            }
         }
     }
     let Some((raw, side)) = found else {

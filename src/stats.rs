@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 pub struct Stats {
     pub requests_hidden: AtomicU64,
     pub replies_restored: AtomicU64,
+    /// Replies of hidden transactions that could not be hidden and went
+    /// out reduced (fail closed).
+    pub replies_reduced: AtomicU64,
     pub dialogs_created: AtomicU64,
     pub dialogs_ended: AtomicU64,
     pub dialogs_expired: AtomicU64,

@@ -3,6 +3,7 @@
 
 use super::tariff::{format_money, Charge, Tariff};
 use super::BillingConfig;
+use crate::hex::hex_digits;
 use crate::store::key::dialog_key;
 use crate::store::record::{Record, RecordError, RecordWriter};
 
@@ -39,15 +40,33 @@ impl AnswerRecord {
     }
 }
 
-/// The store key of a call's billing record: Call-ID plus the caller's tag
-/// (the From-tag of the INVITE). A space separates them: it cannot occur in
-/// a Call-ID or a tag.
+/// The store key of a call's billing record: a digest of the Call-ID and
+/// the caller's tag (the From-tag of the INVITE), so the key has the same
+/// size whatever a peer sends (a 2,000-byte Call-ID is billed like any
+/// other; LMDB keys are bounded). SHA-256 keeps two calls from sharing a
+/// key: a peer cannot choose a Call-ID that lands on another call's bill.
 pub fn billing_key(call_id: &[u8], caller_tag: &[u8]) -> Vec<u8> {
-    let mut dialog = Vec::with_capacity(call_id.len() + 1 + caller_tag.len());
-    dialog.extend_from_slice(call_id);
-    dialog.push(b' ');
-    dialog.extend_from_slice(caller_tag);
-    dialog_key("bill", call_id, &dialog)
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((call_id.len() as u64).to_be_bytes());
+    h.update(call_id);
+    h.update(caller_tag);
+    let digest = h.finalize();
+    let id: Vec<u8> = hex_digits(&digest[..16]).collect();
+    dialog_key("bill", call_id, &id)
+}
+
+/// Longest From / To user kept in a billing record (longer ones are cut on
+/// a character boundary): a record's size does not depend on a peer.
+pub const MAX_USER: usize = 128;
+
+/// `user` cut to at most `MAX_USER` bytes.
+pub fn bounded_user(user: &str) -> String {
+    let mut end = user.len().min(MAX_USER);
+    while !user.is_char_boundary(end) {
+        end -= 1;
+    }
+    user[..end].to_string()
 }
 
 /// Who sent the BYE.
@@ -248,6 +267,17 @@ mod tests {
             crate::store::key::hash_tag(&a),
             crate::store::key::hash_tag(&dialog_key("dlg", b"c1", b"c1"))
         );
+    }
+
+    #[test]
+    fn keys_have_one_size_whatever_the_call_id() {
+        let short = billing_key(b"c1", b"t");
+        let long = billing_key(&[b'x'; 2000], b"t");
+        assert_eq!(short.len(), long.len());
+        assert!(long.len() < 100);
+        assert_ne!(billing_key(b"ab", b"c"), billing_key(b"a", b"bc"));
+        assert_eq!(bounded_user(&"9".repeat(30_000)).len(), MAX_USER);
+        assert_eq!(bounded_user(&"元".repeat(100)).len(), 126);
     }
 
     #[test]

@@ -194,14 +194,19 @@ pub struct CalleeSide {
 
 /// A reply to the dialog-creating request, going back to the caller: the
 /// Record-Route list becomes Kamailio's entries plus the caller side's (as
-/// they were in the request); the callee's Contact is masked; the Call-ID is
-/// the caller's. `is_kamailio(uri)` says whether a URI is this server.
+/// they were in the request); the callee's Contact is masked when the reply
+/// sets up a dialog (`creates_dialog`: 101-299) and removed otherwise (a
+/// 3xx's redirect targets and any Contact of a failure name the callee
+/// side); every Contact field goes, whatever it holds (`<>`, `*`, a list),
+/// so nothing of it can pass; the Call-ID is the caller's. `is_kamailio(uri)`
+/// says whether a URI is this server.
 pub fn reply_to_caller(
     reply: Headers<'_>,
     caller_route: &[String],
     masked: &MaskedContact,
     caller_call_id: Option<&str>,
     is_kamailio: &dyn Fn(&str) -> bool,
+    creates_dialog: bool,
 ) -> (Vec<Edit>, CalleeSide) {
     let rr = entries(reply, "record-route", None);
     // The list is the callee side's entries, then Kamailio's (it was the
@@ -227,9 +232,12 @@ pub fn reply_to_caller(
         header_lines("Record-Route", shown),
         &mut edits,
     );
-    if contact.is_some() {
-        replace_fields(reply, "contact", Some("m"), masked.header(), &mut edits);
-    }
+    let shown_contact = if creates_dialog && contact.is_some() {
+        masked.header()
+    } else {
+        Vec::new()
+    };
+    replace_fields(reply, "contact", Some("m"), shown_contact, &mut edits);
     if let Some(id) = caller_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -240,6 +248,27 @@ pub fn reply_to_caller(
             route: callee_route,
         },
     )
+}
+
+/// A request outside any dialog that creates none (OPTIONS, MESSAGE,
+/// REGISTER, ...): Record-Route means nothing there, so the sender side's
+/// entries go.
+pub fn outside_dialog_request(request: Headers<'_>) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    edits
+}
+
+/// A reply to such a request, going back to its sender: no Record-Route
+/// and no Contact of the far side. `keep_contact` (REGISTER): the 200
+/// lists the sender's own bindings, which the sender needs.
+pub fn outside_dialog_reply(reply: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
+    if !keep_contact {
+        replace_fields(reply, "contact", Some("m"), Vec::new(), &mut edits);
+    }
+    edits
 }
 
 /// An in-dialog request from one side to the other: its Route and
@@ -262,15 +291,11 @@ pub fn in_dialog_request<'a>(
         &mut edits,
     );
     replace_fields(request, "record-route", None, Vec::new(), &mut edits);
-    if contact.is_some() {
-        replace_fields(
-            request,
-            "contact",
-            Some("m"),
-            sender_masked.header(),
-            &mut edits,
-        );
-    }
+    // Every Contact field goes; the masked one comes in for a usable URI.
+    let shown = contact
+        .as_ref()
+        .map_or_else(Vec::new, |_| sender_masked.header());
+    replace_fields(request, "contact", Some("m"), shown, &mut edits);
     if let Some(id) = target_call_id {
         replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -288,15 +313,10 @@ pub fn in_dialog_reply<'a>(
     let contact = contact_uri(reply);
     let mut edits = Vec::new();
     replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
-    if contact.is_some() {
-        replace_fields(
-            reply,
-            "contact",
-            Some("m"),
-            replier_masked.header(),
-            &mut edits,
-        );
-    }
+    let shown = contact
+        .as_ref()
+        .map_or_else(Vec::new, |_| replier_masked.header());
+    replace_fields(reply, "contact", Some("m"), shown, &mut edits);
     if let Some(id) = sender_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -455,6 +475,7 @@ Content-Length: 0\r\n\r\n";
             &masked("TOKb"),
             Some("secret-call@caller.net"),
             &is_k,
+            true,
         );
         assert_eq!(callee.contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
         // Nearest to Kamailio first.
@@ -485,7 +506,14 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
     #[test]
     fn reply_without_kamailio_record_route() {
         let reply = REPLY.replace("Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n", "");
-        let (e, callee) = reply_to_caller(Scanned::new(&reply).h(), &[], &masked("T"), None, &is_k);
+        let (e, callee) = reply_to_caller(
+            Scanned::new(&reply).h(),
+            &[],
+            &masked("T"),
+            None,
+            &is_k,
+            true,
+        );
         assert_eq!(callee.route.len(), 2);
         let out = text(&reply, &e);
         assert!(!out.contains("Record-Route"), "{out}");
@@ -494,9 +522,79 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
     #[test]
     fn provisional_reply_without_contact_keeps_no_contact() {
         let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>\r\n", "");
-        let (e, callee) = reply_to_caller(Scanned::new(&reply).h(), &[], &masked("T"), None, &is_k);
+        let (e, callee) = reply_to_caller(
+            Scanned::new(&reply).h(),
+            &[],
+            &masked("T"),
+            None,
+            &is_k,
+            true,
+        );
         assert_eq!(callee.contact, None);
         assert!(!text(&reply, &e).contains("Contact"));
+    }
+
+    #[test]
+    fn unusable_contacts_and_failures_leave_no_contact_at_all() {
+        for contact in [
+            "m: <>, <sip:bob@10.2.2.2:5080>",
+            "m: *, <sip:bob@10.2.2.2:5080>",
+        ] {
+            let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>", contact);
+            let (e, callee) = reply_to_caller(
+                Scanned::new(&reply).h(),
+                &[],
+                &masked("T"),
+                None,
+                &is_k,
+                true,
+            );
+            assert_eq!(callee.contact, None);
+            let out = text(&reply, &e);
+            assert!(
+                !out.contains("10.2.2.2") && !out.contains("\r\nm:"),
+                "{out}"
+            );
+        }
+        // A 302's redirect target and a failure's Contact go; no masked one.
+        let redirect = REPLY.replace("200 OK", "302 Moved");
+        let (e, _) = reply_to_caller(
+            Scanned::new(&redirect).h(),
+            &[],
+            &masked("T"),
+            None,
+            &is_k,
+            false,
+        );
+        let out = text(&redirect, &e);
+        assert!(
+            !out.contains("10.2.2.2") && !out.contains("Contact"),
+            "{out}"
+        );
+        assert!(!out.contains("callee.net;lr"), "{out}");
+    }
+
+    #[test]
+    fn outside_dialogs_no_record_route_and_no_contact_but_register_bindings() {
+        let reply = REPLY.replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+        let out = text(
+            &reply,
+            &outside_dialog_reply(Scanned::new(&reply).h(), false),
+        );
+        assert!(
+            !out.contains("Record-Route") && !out.contains("10.2.2.2"),
+            "{out}"
+        );
+        let out = text(
+            &reply,
+            &outside_dialog_reply(Scanned::new(&reply).h(), true),
+        );
+        assert!(
+            !out.contains("Record-Route") && out.contains("m: <sip:bob@10.2.2.2:5080>"),
+            "{out}"
+        );
+        let out = text(INVITE, &outside_dialog_request(Scanned::new(INVITE).h()));
+        assert!(!out.contains("caller.net;lr"), "{out}");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use super::bindings::{
     anchor_lump, check_self, del_lump, global_req_flags, insert_new_lump_after, received_builder,
     received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri, rport_builder,
     set_dst_uri, sip_msg, str_, topos_shim_callid_cseq, topos_shim_param_str, topos_shim_pkg_free,
-    topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, FL_FORCE_RPORT, SIP_REPLY,
-    SIP_REQUEST,
+    topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
+    FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
 };
 use crate::dialog::plan::{coalesce, Edit};
 use crate::error::{Error, Result};
@@ -354,6 +354,23 @@ impl<'k> SipMsg<'k> {
         Ok(())
     }
 
+    /// The To-tag as Kamailio's own parser read it (None if it has none or
+    /// the To header cannot be parsed).
+    pub fn parsed_to_tag(&mut self) -> Option<&'k [u8]> {
+        let mut tag = str_::default();
+        // SAFETY: the shim parses this message's To header; the tag points
+        // into the message buffer, which lives for 'k.
+        unsafe {
+            if topos_shim_to_tag(self.as_ptr(), &mut tag) < 0 || tag.s.is_null() || tag.len <= 0 {
+                return None;
+            }
+            Some(std::slice::from_raw_parts(
+                tag.s as *const u8,
+                tag.len as usize,
+            ))
+        }
+    }
+
     /// The Call-ID body and the CSeq number, as Kamailio parsed them.
     pub fn callid_and_cseq(&mut self) -> Result<(str_, str_)> {
         let mut callid = str_::default();
@@ -371,6 +388,11 @@ pub fn is_kamailio_uri(uri: &str) -> bool {
     let Some((host, port)) = uri_host_port(uri) else {
         return false;
     };
+    // No host name is longer (RFC 1035); the core's socket lookup never
+    // sees attacker-sized text.
+    if host.is_empty() || host.len() > 255 {
+        return false;
+    }
     let mut h = str_ {
         s: host.as_ptr() as *mut c_char,
         len: host.len() as c_int,

@@ -110,6 +110,7 @@ fn stats_reply(r: &Reply) {
     r.fields(&[
         (c"requests_hidden", count(&s.requests_hidden)),
         (c"replies_restored", count(&s.replies_restored)),
+        (c"replies_reduced", count(&s.replies_reduced)),
         (c"dialogs_created", count(&s.dialogs_created)),
         (
             c"dialogs_active",

@@ -64,6 +64,18 @@ int topos_shim_callid_cseq(struct sip_msg *msg, str *callid, str *cseq_num)
 	return 0;
 }
 
+/* The To-tag of a message as Kamailio parsed it (empty if none). */
+int topos_shim_to_tag(struct sip_msg *msg, str *tag)
+{
+	tag->s = NULL;
+	tag->len = 0;
+	if(parse_headers(msg, HDR_TO_F, 0) < 0 || msg->to == NULL
+			|| msg->to->parsed == NULL)
+		return -1;
+	*tag = get_to(msg)->tag_value;
+	return 0;
+}
+
 /* Fixup for (string with pseudo-variables, writable pseudo-variable). */
 int topos_shim_fixup_str_pv(void **param, int param_no)
 {

@@ -11,7 +11,7 @@ use super::msg::SipMsg;
 use super::tx_state::{self, NewTxState, TxState};
 use super::via_swap;
 use crate::error::{Error, Result};
-use crate::topos;
+use crate::{stats, topos};
 use std::os::raw::c_int;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
@@ -106,6 +106,11 @@ impl Transaction {
         None
     }
 
+    /// The final status tm sent upstream so far (0: none yet).
+    pub fn uas_status(&self) -> u32 {
+        self.get().uas.status
+    }
+
     /// True if topos_request() hid this transaction's requests.
     pub fn is_hidden(&self) -> bool {
         self.hiding_state().is_some()
@@ -157,6 +162,11 @@ pub fn hide_transaction_of(msg: &SipMsg, state: NewTxState) -> Result<()> {
     Ok(())
 }
 
+/// Longest Call-ID / CSeq number handed to `t_lookup_callid()`: it prints
+/// `Call-ID: <id>\r\n` and `CSeq: <n> INVITE\r\n` into 1024-byte buffers.
+const MAX_LOOKUP_CALLID: usize = 1024 - 32;
+const MAX_LOOKUP_CSEQ: usize = 1024 - 32;
+
 /// True if tm will absorb this ACK: it acknowledges a negative final reply
 /// of an INVITE transaction that is still there (hop-by-hop ACK, RFC 3261
 /// 17.2.1). Such an ACK must keep its real Via for tm's matching.
@@ -173,6 +183,20 @@ pub fn ack_is_absorbed(msg: &mut SipMsg) -> Result<bool> {
         _ => return Err(Error::new("tm API lacks transaction lookup")),
     };
     let (callid, cseq): (str_, str_) = msg.callid_and_cseq()?;
+    // t_lookup_callid() prints both into fixed 1024-byte stack buffers
+    // (tm's MAX_HEADER) without a length check: an attacker's 3 KB Call-ID
+    // smashed the stack. No transaction can be looked up with longer ones.
+    if callid.len < 0
+        || cseq.len < 0
+        || callid.len as usize > MAX_LOOKUP_CALLID
+        || cseq.len as usize > MAX_LOOKUP_CSEQ
+    {
+        return Err(Error::new(format!(
+            "ACK with a {}-byte Call-ID and a {}-byte CSeq number: too long for a \
+             transaction lookup",
+            callid.len, cseq.len
+        )));
+    }
     let mut found: *mut cell = std::ptr::null_mut();
     // SAFETY: t_lookup_callid sets tm's current transaction as a side
     // effect; it is saved and put back so t_relay() sees tm's own state.
@@ -213,9 +237,26 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
                 };
                 let trans = Transaction { raw };
                 // SAFETY: the reply tm is processing, valid for this call.
-                if let Some(mut reply) = unsafe { SipMsg::from_raw(p.rpl) } {
-                    if let Err(e) = topos::hide_reply(&trans, &mut reply) {
-                        log::error!("hiding a {} reply: {e}", reply.status());
+                let failed = unsafe { SipMsg::from_raw(p.rpl) }.and_then(|mut reply| {
+                    let status = reply.status();
+                    topos::hide_reply(&trans, &mut reply)
+                        .err()
+                        .map(|e| (status, e))
+                });
+                if let Some((status, e)) = failed {
+                    // Fail closed: the reply never goes out as it came.
+                    stats::bump(|s| &s.replies_reduced);
+                    log::error!(
+                        "a {status} reply of a hidden transaction could not be hidden ({e}); \
+                         relayed reduced to its status line, the caller's Via stack, From, \
+                         To, Call-ID and CSeq"
+                    );
+                    // SAFETY: as above; a fresh wrapper (the failed attempt's
+                    // queued edits were dropped with the first one).
+                    if let Some(mut reply) = unsafe { SipMsg::from_raw(p.rpl) } {
+                        if let Err(e) = topos::reduce_reply(&trans, &mut reply) {
+                            log::error!("reducing a {status} reply: {e}");
+                        }
                     }
                 }
             }

@@ -29,6 +29,12 @@ pub enum ScanError {
     BadName(usize),
     /// The header section is not terminated by an empty line.
     Unterminated,
+    /// A control byte (NUL, a CR not followed by LF, ...) in the header
+    /// section, at this byte offset. Parsers disagree on what such a byte
+    /// means (Kamailio may end a line where this scanner would not), so a
+    /// message that carries one is never hidden "as far as we understood
+    /// it": it is refused.
+    ControlByte(usize),
 }
 
 impl std::fmt::Display for ScanError {
@@ -38,6 +44,9 @@ impl std::fmt::Display for ScanError {
             ScanError::MissingColon(at) => write!(f, "header line without ':' at byte {at}"),
             ScanError::BadName(at) => write!(f, "invalid header name at byte {at}"),
             ScanError::Unterminated => write!(f, "header section not terminated"),
+            ScanError::ControlByte(at) => {
+                write!(f, "control byte in the header section at byte {at}")
+            }
         }
     }
 }
@@ -65,18 +74,47 @@ fn is_token_byte(b: u8) -> bool {
     TOKEN_BYTES[b as usize]
 }
 
+/// True if `text` is a non-empty RFC 3261 token (a tag, a method).
+pub fn is_token(text: &[u8]) -> bool {
+    !text.is_empty() && text.iter().all(|&b| is_token_byte(b))
+}
+
 /// Offset just past the line break that ends the line starting at `from`,
 /// or None if there is none.
 fn line_end(buf: &[u8], from: usize) -> Option<usize> {
     memchr::memchr(b'\n', &buf[from..]).map(|p| from + p + 1)
 }
 
+/// Bytes that may not appear in a header section: C0 controls other than
+/// HTAB, LF and CR (checked separately: only as part of CRLF), and DEL.
+const CONTROL_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 32 {
+        t[b] = b != 9 && b != 10 && b != 13;
+        b += 1;
+    }
+    t[127] = true;
+    t
+};
+
+/// The first control byte of `head` (a CR counts unless an LF follows it).
+fn first_control_byte(head: &[u8]) -> Option<usize> {
+    head.iter().enumerate().position(|(i, &b)| {
+        CONTROL_BYTES[b as usize] || (b == b'\r' && head.get(i + 1) != Some(&b'\n'))
+    })
+}
+
 /// Every header field of `msg` in order. Stops at the empty line that ends the
-/// header section; the body is never looked at.
+/// header section; the body is never looked at. The start line and the
+/// header section must be free of control bytes (see `ScanError::ControlByte`).
 pub fn scan_headers(msg: &[u8]) -> Result<Vec<HeaderField>, ScanError> {
     // Room for a typical message's header count: no regrowth per field.
     let mut fields = Vec::with_capacity(24);
     let mut pos = line_end(msg, 0).ok_or(ScanError::NoStartLine)?;
+    if let Some(at) = first_control_byte(&msg[..pos]) {
+        return Err(ScanError::ControlByte(at));
+    }
     loop {
         if pos >= msg.len() {
             return Err(ScanError::Unterminated);
@@ -92,6 +130,9 @@ pub fn scan_headers(msg: &[u8]) -> Result<Vec<HeaderField>, ScanError> {
             end = line_end(msg, end).ok_or(ScanError::Unterminated)?;
         }
         let line = &msg[start..end];
+        if let Some(at) = first_control_byte(line) {
+            return Err(ScanError::ControlByte(start + at));
+        }
         let colon = memchr::memchr(b':', line).ok_or(ScanError::MissingColon(start))?;
         let name_end = start
             + line[..colon]
@@ -272,11 +313,34 @@ body: not a header\r\n";
             scan_headers(b"INVITE x SIP/2.0\r\nVi a: b\r\n\r\n"),
             Err(ScanError::BadName(18))
         );
+        // A bare CR could end a line for another parser: refused, as are
+        // NUL and other control bytes; HTAB and CRLF are fine.
+        assert_eq!(
+            scan_headers(b"SIP/2.0 200 OK\r\nContact: <sip:a>\rRecord-Route: <sip:b>\r\n\r\n"),
+            Err(ScanError::ControlByte(32))
+        );
+        assert_eq!(
+            scan_headers(b"SIP/2.0 200 OK\r\nX: a\0b\r\n\r\n"),
+            Err(ScanError::ControlByte(20))
+        );
+        assert_eq!(
+            scan_headers(b"SIP/2.0 200\r OK\r\nX: a\r\n\r\n"),
+            Err(ScanError::ControlByte(11))
+        );
+        assert!(scan_headers(b"SIP/2.0 200 OK\r\nX:\ta\r\n\r\n\0\rbody").is_ok());
         // Arbitrary bytes never panic.
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
             let _ = scan_headers(&junk);
         }
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(is_token(b"a1-b.c~"));
+        assert!(!is_token(b""));
+        assert!(!is_token(b"a;b"));
+        assert!(!is_token(b"a\r\nVia: x"));
     }
 
     #[test]

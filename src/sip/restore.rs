@@ -8,8 +8,8 @@
 //! stack must carry exactly what the core would have written, where it would
 //! have written it.
 
-use super::headers::Headers;
-use super::via::{parse_via_value, ViaError};
+use super::headers::{HeaderField, Headers};
+use super::via::{parse_via_value, ViaBody, ViaError};
 
 /// What the core would change in the top Via of the forwarded request: the
 /// full parameter texts it builds, e.g. `;received=127.0.0.1` and `;rport=5062`.
@@ -50,6 +50,20 @@ struct Edit<'a> {
     ins: &'a [u8],
 }
 
+/// The top via-parm of a request, as the reply path reads it.
+fn top_via(headers: Headers<'_>) -> Result<(&HeaderField, ViaBody), RestoreError> {
+    let first = headers.vias().next().ok_or(RestoreError::NoVia)?;
+    let mut bodies = parse_via_value(headers.msg, first.value.clone())?;
+    Ok((first, bodies.swap_remove(0)))
+}
+
+/// Fails if `restored_via_block` could not give this request's Via stack
+/// back to its replies. Checked before a request is hidden: a request whose
+/// stack could not be restored is never relayed without it (fail closed).
+pub fn check_restorable(headers: Headers<'_>) -> Result<(), RestoreError> {
+    top_via(headers).map(|_| ())
+}
+
 /// Every Via header field of `request`, in order, as complete header lines,
 /// with the top via-parm updated the way the core updates it on relay.
 pub fn restored_via_block<'a>(
@@ -57,10 +71,9 @@ pub fn restored_via_block<'a>(
     update: TopViaUpdate<'a>,
 ) -> Result<Vec<u8>, RestoreError> {
     let request = headers.msg;
-    let mut vias = headers.vias();
-    let first = vias.next().ok_or(RestoreError::NoVia)?;
-    let bodies = parse_via_value(request, first.value.clone())?;
-    let top = &bodies[0];
+    let (first, top) = top_via(headers)?;
+    let top = &top;
+    let vias = headers.vias().skip(1);
 
     // The core inserts new parameters right after host[:port] (before the
     // first parameter) and replaces existing ones in place; rport ends up

@@ -215,6 +215,11 @@ fn parse_host(c: &mut Cursor) -> Result<Range<usize>, ViaError> {
     let start = c.pos;
     if c.eat(b'[') {
         let inner = c.take_while(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        // An IPv6 zone id (RFC 6874: `%25` then unreserved characters),
+        // which Kamailio's parser accepts too.
+        if c.peek() == Some(b'%') {
+            c.take_while(|b| b == b'%' || b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        }
         if inner.is_empty() || !c.eat(b']') {
             return Err(ViaError::BadHost(start));
         }
@@ -265,7 +270,10 @@ fn parse_param_value(c: &mut Cursor) -> Result<Range<usize>, ViaError> {
         }
         return Ok(start..c.pos);
     }
-    let v = c.take_while(|b| is_token(b) || b == b':' || b == b'[' || b == b']');
+    // Any other value runs to the next separator. Kamailio's parser takes
+    // more than RFC 3261's token (`>` or a byte above 0x7f in a branch):
+    // such a value is kept as it is, so the stack can still be given back.
+    let v = c.take_while(|b| !matches!(b, b';' | b',' | b'"' | b'=') && !is_blank(b) && b > b' ');
     if v.is_empty() {
         return Err(ViaError::BadParam(start));
     }
@@ -360,6 +368,17 @@ mod tests {
         let rc = v.param(s.as_bytes(), "received").unwrap();
         assert_eq!(text(s, &rc.span), "received=127.0.0.1");
         assert_eq!(v.sent_by_end, 20);
+    }
+
+    #[test]
+    fn what_kamailio_accepts_is_parsed_too() {
+        // A zone id in an IPv6 reference, `>` and 0xff in a branch.
+        let s = b"SIP/2.0/UDP [fe80::1%25lo]:5060;branch=z9hG4bK>\xff1;rport";
+        let v = &parse_via_value(s, 0..s.len()).unwrap()[0];
+        assert_eq!(&s[v.host.clone()], b"[fe80::1%25lo]");
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.params.len(), 2);
+        assert_eq!(&s[v.params[0].value.clone().unwrap()], b"z9hG4bK>\xff1");
     }
 
     #[test]

@@ -72,6 +72,20 @@ fn contact_hostport(msg: &SipMsg) -> Result<String> {
 /// caller side's Record-Routes removed (and the Call-ID with mask_callid).
 pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
     let cfg = state::config()?;
+    // The caller side's part of the dialog record (its Contact and route
+    // set) must leave room for the callee side's: a request that could
+    // only make an oversized record is refused now, not half set up.
+    let caller_side: usize = h
+        .named("record-route", None)
+        .chain(h.named("contact", Some("m")))
+        .map(|f| f.value.len())
+        .sum();
+    if caller_side > MAX_RECORD / 2 {
+        return Err(Error::new(format!(
+            "the caller side's Contact and Record-Route take {caller_side} bytes (at most {})",
+            MAX_RECORD / 2
+        )));
+    }
     let id = DialogId::from_random(random_id()?);
     let masked = MaskedContact {
         token: id.token(Side::Caller),
@@ -91,16 +105,17 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
     Ok(st)
 }
 
-/// A reply to a dialog-creating request, on its way to the caller.
+/// Largest dialog record stored (both Contacts and route sets): a peer
+/// cannot make one record fill the store.
+pub const MAX_RECORD: usize = 8192;
+
+/// A reply to a dialog-creating request, on its way to the caller. Every
+/// reply is hidden, final failures included; only a 101-299 with a To-tag
+/// and a usable Contact stores the dialog.
 pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Result<()> {
     let status = reply.status();
-    if !(101..300).contains(&status) {
-        return Ok(());
-    }
+    let creates_dialog = (101..300).contains(&status);
     let ids = DialogIds::from_headers(parts.reply_headers)?;
-    let Some(callee_tag) = ids.to.tag.clone() else {
-        return Ok(()); // no dialog without a To-tag
-    };
     let caller = plan::caller_side(parts.request_headers)?;
     let caller_call_id = caller.call_id;
     let id = st.dialog_id();
@@ -115,13 +130,15 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         &masked,
         masking.then_some(caller_call_id.as_str()),
         &is_kamailio_uri,
+        creates_dialog,
     );
     reply.apply(edits)?;
-    state::set_caller_call_id(reply.identity(), &caller_call_id);
 
     // Store the dialog once per callee tag, and again when a 2xx confirms it.
-    let Some(callee_contact) = callee.contact else {
-        return Ok(()); // nothing to route to yet
+    let (Some(callee_tag), Some(callee_contact), true) =
+        (ids.to.tag.clone(), callee.contact, creates_dialog)
+    else {
+        return Ok(()); // no dialog (yet): nothing to route to
     };
     let h = tag_hash(&callee_tag);
     let confirmed = (200..300).contains(&status);
@@ -148,11 +165,29 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     } else {
         EARLY_TTL
     };
+    let value = record.encode();
+    if value.len() > MAX_RECORD {
+        log::error!(
+            "dialog of Call-ID {} not stored: its record would take {} bytes (at most {MAX_RECORD}); \
+             its in-dialog requests will be refused",
+            printable(&record.call_id),
+            value.len()
+        );
+        return Ok(());
+    }
     let key = record_key(&id.hex(), h);
-    if with_store("topos_reply", |s| s.put(&key, &record.encode(), ttl)).is_some() && confirmed {
+    if with_store("topos_reply", |s| s.put(&key, &value, ttl)).is_some() && confirmed {
         stats::bump(|s| &s.dialogs_created);
     }
     Ok(())
+}
+
+/// Log text of peer-supplied bytes: one line, bounded.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(128)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// A final reply to a dialog-creating request went to the caller: early

@@ -7,8 +7,12 @@
 //! transaction's `TxState` (shared memory) links its replies to the dialog.
 
 mod dialog;
+mod reduce;
 mod via;
 
+pub use reduce::reduce_reply;
+
+use crate::dialog::plan;
 use crate::dialog::token::DialogId;
 use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
@@ -18,6 +22,7 @@ use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 use crate::ffi::via_swap;
 use crate::sip::dialog::DialogIds;
 use crate::sip::headers::{scan_headers, Headers};
+use crate::sip::restore::check_restorable;
 use crate::stats;
 use std::cell::Cell;
 
@@ -49,6 +54,9 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     // One scan of the header section serves every step below.
     let fields = scan_headers(msg.buf())?;
     let h = Headers::new(msg.buf(), &fields);
+    // Fail closed, before anything changes: a request whose Via stack its
+    // replies could not get back is refused, never relayed unhidden.
+    check_restorable(h)?;
     let ids = DialogIds::from_headers(h)?;
     let state = if ids.to.tag.is_some() {
         match dialog::route_in_dialog(msg, h, &ids)? {
@@ -71,6 +79,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
         }
         Some(dialog::hide_initial(msg, h)?)
     } else {
+        msg.apply(plan::outside_dialog_request(h))?;
         Some(NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16])).ok_or_else(out_of_shm)?)
     };
     via::hide_request_vias(msg, h)?;
@@ -121,7 +130,9 @@ pub struct ReplyParts<'a> {
     pub reply_headers: Headers<'a>,
 }
 
-/// Hides a reply of a hidden transaction (once per reply).
+/// Hides a reply of a hidden transaction (once per reply). On error nothing
+/// is applied: the caller reduces the reply (`reduce_reply`), it never goes
+/// out as it came.
 pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     // tm never relays a 100 Trying.
     if reply.status() == 100 {
@@ -147,17 +158,31 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
         reply_headers: Headers::new(reply.buf(), &reply_fields),
     };
     via::restore_reply_vias(&parts, reply)?;
-    stats::bump(|s| &s.replies_restored);
-    let result = match state.kind() {
-        Kind::Initial => dialog::initial_reply(state, &parts, reply),
-        Kind::InDialog => dialog::in_dialog_reply(state, &parts, reply),
-        Kind::ViaOnly => Ok(()),
-    };
-    // The Via stack goes back even if hiding the dialog part failed.
-    let committed = reply.commit();
+    match state.kind() {
+        Kind::Initial => dialog::initial_reply(state, &parts, reply)?,
+        Kind::InDialog => dialog::in_dialog_reply(state, &parts, reply)?,
+        Kind::ViaOnly => {
+            let register = request_method_is(parts.request_headers, "REGISTER");
+            reply.apply(plan::outside_dialog_reply(parts.reply_headers, register))?
+        }
+    }
+    reply.commit()?;
     LAST_RESTORED.set(id);
-    crate::billing_functions::run_deferred_start(reply);
-    result.and(committed)
+    stats::bump(|s| &s.replies_restored);
+    if state.kind() == Kind::Initial {
+        crate::billing_functions::run_deferred_start(reply, t);
+    }
+    Ok(())
+}
+
+/// True if the request's CSeq method is `method`.
+fn request_method_is(h: Headers<'_>, method: &str) -> bool {
+    h.named("cseq", None).next().is_some_and(|f| {
+        h.value(f)
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|m| m.eq_ignore_ascii_case(method))
+    })
 }
 
 /// A reply of a hidden transaction went out (tm TMCB_RESPONSE_OUT).

@@ -10,6 +10,8 @@ use crate::sip::via::parse_via_value;
 use crate::topos::ReplyParts;
 
 /// Deletes every Via header of a request (Kamailio adds its own on relay).
+/// The caller checked first that the replies can get the stack back
+/// (`check_restorable`).
 pub fn hide_request_vias(msg: &mut SipMsg, h: Headers<'_>) -> Result<()> {
     let edits: Vec<Edit> = h.vias().map(|v| Edit::Delete(v.line.clone())).collect();
     if edits.is_empty() {
