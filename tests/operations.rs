@@ -119,7 +119,7 @@ fn kamcmd_stats_dialog_and_rates_reload() {
     let (ok, d) = kamcmd(&socket, &["topos_rs.dialog", "rpc-call-1"]);
     assert!(ok, "{d}");
     assert_eq!(field(&d, "call_id"), "rpc-call-1");
-    assert_eq!(field(&d, "state"), "confirmed");
+    assert_eq!(field(&d, "state"), "ended");
     assert_eq!(
         field(&d, "caller_contact"),
         format!("sip:01089672389@{}", caller.addr)

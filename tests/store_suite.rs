@@ -10,11 +10,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use topos_rs::store::lmdb::LmdbStore;
 use topos_rs::store::redis::RedisStore;
-use topos_rs::store::{Store, StoreError};
+use topos_rs::store::{Lifecycle, Lived, Store, StoreError};
 
 const LONG: Duration = Duration::from_secs(60);
 
 fn suite(s: &mut dyn Store) {
+    lifecycle(s);
     // put / get / replace
     s.put(b"k1", b"v1", LONG).unwrap();
     assert_eq!(s.get(b"k1").unwrap().as_deref(), Some(&b"v1"[..]));
@@ -95,6 +96,37 @@ fn suite(s: &mut dyn Store) {
 
 /// Forks `n` processes that each open their own store and run `op` at the
 /// same instant; returns how many reported success.
+/// A dialog-style record: refreshed while live, ended exactly once, never
+/// renewed once ended (the grace time is the last lifetime it gets).
+fn lifecycle(s: &mut dyn Store) {
+    let grace = Duration::from_millis(400);
+    assert_eq!(
+        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG)).unwrap(),
+        Lived::Missing
+    );
+    s.put(b"d1", b"Apayload", LONG).unwrap();
+    assert_eq!(
+        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG)).unwrap(),
+        Lived::Live(b"Apayload".to_vec())
+    );
+    assert_eq!(
+        s.get_lifecycle(b"d1", Lifecycle::End(grace)).unwrap(),
+        Lived::EndedNow(b"Apayload".to_vec())
+    );
+    for op in [Lifecycle::End(LONG), Lifecycle::Refresh(LONG)] {
+        assert_eq!(
+            s.get_lifecycle(b"d1", op).unwrap(),
+            Lived::Ended(b"Epayload".to_vec())
+        );
+    }
+    // Neither the second BYE nor a request after it renewed the record.
+    std::thread::sleep(grace + Duration::from_millis(300));
+    assert_eq!(
+        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG)).unwrap(),
+        Lived::Missing
+    );
+}
+
 fn race(n: usize, open: &dyn Fn() -> Box<dyn Store>, op: &dyn Fn(&mut dyn Store) -> bool) -> usize {
     let start = Instant::now() + Duration::from_millis(300);
     let mut pids = Vec::new();
@@ -218,13 +250,15 @@ fn lmdb_sweep_removes_expired_records() {
     let dir = lmdb_dir("lmdb-sweep");
     let mut s = LmdbStore::open(&dir, 16).unwrap();
     for i in 0..50 {
-        // Ten of them are dialog records: the sweep counts those apart.
-        let key = if i < 10 {
-            format!("topos_rs:{{t}}:dlg:{i}")
-        } else {
-            format!("old{i}")
+        // Fifteen are dialog records: the sweep counts apart those that
+        // expired while active ('A'); early ('P') and ended ('E') ones
+        // were never counted as active or were counted when they ended.
+        let (key, value) = match i {
+            0..10 => (format!("topos_rs:{{t}}:dlg:{i}"), &b"Ax"[..]),
+            10..15 => (format!("topos_rs:{{t}}:dlg:{i}"), &b"Ex"[..]),
+            _ => (format!("old{i}"), &b"x"[..]),
         };
-        s.put(key.as_bytes(), b"x", Duration::from_millis(10))
+        s.put(key.as_bytes(), value, Duration::from_millis(10))
             .unwrap();
     }
     s.put(b"live", b"x", LONG).unwrap();

@@ -13,7 +13,7 @@
 //! and, on file systems that reorder writes, damage the file (delete it: it
 //! holds only the state of calls in progress).
 
-use super::{ttl_ms, Store, StoreError, StoreResult, Sweep};
+use super::{state, ttl_ms, Lifecycle, Lived, Store, StoreError, StoreResult, Sweep};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
 use std::path::Path;
@@ -208,6 +208,54 @@ impl Store for LmdbStore {
         })
     }
 
+    fn get_lifecycle(&mut self, key: &[u8], op: Lifecycle) -> StoreResult<Lived> {
+        let now = now_ms();
+        // As in get_touch: a refresh that would barely move the expiry, or
+        // any request to an ended record, is answered by a read
+        // transaction.
+        {
+            let rtxn = self.env.read_txn().map_err(map_err)?;
+            let Some(raw) = self.db.get(&rtxn, key).map_err(map_err)? else {
+                return Ok(Lived::Missing);
+            };
+            let Some(payload) = live(raw, now) else {
+                return Ok(Lived::Missing);
+            };
+            if payload.first() == Some(&state::ENDED) {
+                return Ok(Lived::Ended(payload.to_vec()));
+            }
+            if let Lifecycle::Refresh(ttl) = op {
+                if fresh_enough(raw, now, ttl) {
+                    return Ok(Lived::Live(payload.to_vec()));
+                }
+            }
+        }
+        self.write(|txn, db| {
+            let Some(payload) = db
+                .get(txn, key)?
+                .and_then(|r| live(r, now))
+                .map(<[u8]>::to_vec)
+            else {
+                return Ok(Lived::Missing);
+            };
+            match op {
+                _ if payload.first() == Some(&state::ENDED) => Ok(Lived::Ended(payload)),
+                Lifecycle::Refresh(ttl) => {
+                    db.put(txn, key, &encode(&payload, ttl))?;
+                    Ok(Lived::Live(payload))
+                }
+                Lifecycle::End(grace) => {
+                    let mut ended = payload.clone();
+                    if let Some(first) = ended.first_mut() {
+                        *first = state::ENDED;
+                    }
+                    db.put(txn, key, &encode(&ended, grace))?;
+                    Ok(Lived::EndedNow(payload))
+                }
+            }
+        })
+    }
+
     fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool> {
         Ok(self.get_touch(key, ttl)?.is_some())
     }
@@ -247,7 +295,10 @@ impl Store for LmdbStore {
             while let Some(entry) = it.next() {
                 let (key, raw) = entry?;
                 if live(raw, now).is_none() {
-                    let dialog = contains(key, b":dlg:");
+                    // A dialog that expired while active (an ended one
+                    // was counted when it ended, an early one never was).
+                    let dialog = contains(key, b":dlg:")
+                        && raw.get(HEADER) == Some(&state::ACTIVE);
                     // SAFETY: heed requires that no reference into the
                     // database is held across del_current; `raw` is not
                     // used after this call.

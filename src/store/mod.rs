@@ -48,6 +48,39 @@ pub struct Sweep {
     pub dialogs: usize,
 }
 
+/// Records with a lifecycle (dialogs) start with one state byte.
+pub mod state {
+    /// An early dialog (no 2xx yet).
+    pub const EARLY: u8 = b'P';
+    /// A confirmed dialog.
+    pub const ACTIVE: u8 = b'A';
+    /// Ended by a BYE: it stays for the grace time, then expires; nothing
+    /// renews it.
+    pub const ENDED: u8 = b'E';
+}
+
+/// What `get_lifecycle` does to a live record that has not ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Renew its lifetime (an in-dialog request).
+    Refresh(Duration),
+    /// Mark it ended and let it live this much longer (a BYE).
+    End(Duration),
+}
+
+/// The outcome of `get_lifecycle`; each carries the value as it was read
+/// (state byte included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lived {
+    Missing,
+    /// Refreshed.
+    Live(Vec<u8>),
+    /// This call ended it (exactly one caller sees this per record).
+    EndedNow(Vec<u8>),
+    /// It had ended before: nothing was changed.
+    Ended(Vec<u8>),
+}
+
 /// Key-value storage with expiry. Keys and values are bytes; every record
 /// has a time to live (whole milliseconds, at least 1).
 pub trait Store {
@@ -64,6 +97,10 @@ pub trait Store {
     /// The live record, if any, with a new time to live set in the same
     /// operation (Redis GETEX).
     fn get_touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<Option<Vec<u8>>>;
+    /// Reads a lifecycle record (first byte: `state::*`) and, in the same
+    /// atomic step, refreshes or ends it as `op` says, unless it has ended
+    /// already: an ended record is never renewed and ends only once.
+    fn get_lifecycle(&mut self, key: &[u8], op: Lifecycle) -> StoreResult<Lived>;
     /// Sets a new time to live on a live record; false if there is none.
     fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool>;
     /// Deletes the record; false if there was none.

@@ -7,7 +7,7 @@
 //! (calls fail fast while Redis is down), and the first operation after that
 //! reconnects by itself.
 
-use super::{ttl_ms, Store, StoreError, StoreResult};
+use super::{ttl_ms, Lifecycle, Lived, Store, StoreError, StoreResult};
 use redis::{Client, Connection, RedisError};
 use std::time::{Duration, Instant};
 
@@ -116,7 +116,48 @@ impl RedisStore {
     }
 }
 
+/// `get_lifecycle` in one atomic round trip. The first byte of the value
+/// is the record's state ('E' = ended). Returns {0} (missing), {1, v}
+/// (refreshed), {2, v} (ended by this call) or {3, v} (ended before).
+const LIFECYCLE_SCRIPT: &str = "\
+local v = redis.call('GET', KEYS[1]) \
+if not v then return {0} end \
+if string.sub(v, 1, 1) == 'E' then return {3, v} end \
+if ARGV[1] == 'end' then redis.call('SETRANGE', KEYS[1], 0, 'E') end \
+redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+if ARGV[1] == 'end' then return {2, v} end \
+return {1, v}";
+
 impl Store for RedisStore {
+    fn get_lifecycle(&mut self, key: &[u8], op: Lifecycle) -> StoreResult<Lived> {
+        let (what, ttl) = match op {
+            Lifecycle::Refresh(t) => ("refresh", t),
+            Lifecycle::End(t) => ("end", t),
+        };
+        let mut c = redis::cmd("EVAL");
+        c.arg(LIFECYCLE_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(what)
+            .arg(ttl_ms(ttl));
+        let (code, value): (i64, Option<Vec<u8>>) = match self.run::<Vec<redis::Value>>(&c)?.as_slice() {
+            [redis::Value::Int(c)] => (*c, None),
+            [redis::Value::Int(c), v] => (*c, redis::from_redis_value(v.clone()).ok()),
+            other => {
+                return Err(StoreError::Backend(format!(
+                    "Redis: unexpected lifecycle reply {other:?}"
+                )))
+            }
+        };
+        Ok(match (code, value) {
+            (1, Some(v)) => Lived::Live(v),
+            (2, Some(v)) => Lived::EndedNow(v),
+            (3, Some(v)) => Lived::Ended(v),
+            _ => Lived::Missing,
+        })
+    }
+
+
     fn ensure_available(&mut self) -> StoreResult<()> {
         self.connection().map(|_| ())
     }

@@ -18,6 +18,7 @@ use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
 use crate::stats;
+use crate::store::{state as store_state, Lifecycle, Lived};
 use crate::topos::ReplyParts;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -165,7 +166,12 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     } else {
         EARLY_TTL
     };
-    let value = record.encode();
+    let mut value = vec![if confirmed {
+        store_state::ACTIVE
+    } else {
+        store_state::EARLY
+    }];
+    value.extend_from_slice(&record.encode());
     if value.len() > MAX_RECORD {
         log::error!(
             "dialog of Call-ID {} not stored: its record would take {} bytes (at most {MAX_RECORD}); \
@@ -238,26 +244,43 @@ pub fn route_in_dialog(
     };
     let h = tag_hash(callee_tag);
     let cfg = state::config()?;
-    let ttl = if method_is(msg, &["BYE"]) {
-        BYE_GRACE
+    let bye = method_is(msg, &["BYE"]);
+    // A BYE ends the dialog (it stays BYE_GRACE for retransmissions and a
+    // BYE re-sent with credentials); nothing renews an ended dialog, and
+    // only a BYE is still routed during the grace time.
+    let op = if bye {
+        Lifecycle::End(BYE_GRACE)
     } else {
-        cfg.dialog_expire
+        Lifecycle::Refresh(cfg.dialog_expire)
     };
     let key = record_key(&id.hex(), h);
-    let raw = match with_store("topos_request", |s| s.get_touch(&key, ttl)) {
+    let (raw, ended_now) = match with_store("topos_request", |s| s.get_lifecycle(&key, op)) {
         None => return Err(Error::new("dialog storage unavailable")),
-        Some(None) => {
+        Some(Lived::Missing) => {
             return Ok(InDialog::Refused(format!(
                 "unknown or expired dialog token {} (Call-ID {})",
                 id.token(target),
-                ids.call_id
+                printable(&ids.call_id)
             )))
         }
-        Some(Some(raw)) => raw,
+        Some(Lived::Live(raw)) => (raw, false),
+        Some(Lived::EndedNow(raw)) => (raw, true),
+        Some(Lived::Ended(raw)) if bye => (raw, false),
+        Some(Lived::Ended(_)) => {
+            return Ok(InDialog::Refused(format!(
+                "dialog of token {} has ended (Call-ID {})",
+                id.token(target),
+                printable(&ids.call_id)
+            )))
+        }
     };
-    let rec = DialogRecord::decode(&raw)
+    let (&record_state, body) = raw
+        .split_first()
+        .ok_or_else(|| Error::new("empty dialog record"))?;
+    let rec = DialogRecord::decode(body)
         .map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
-    if ttl == BYE_GRACE && rec.confirmed {
+    // Counted once, by the request that ended a confirmed dialog.
+    if ended_now && record_state == store_state::ACTIVE {
         stats::bump(|s| &s.dialogs_ended);
     }
     if rec.callee_tag != callee_tag {
@@ -331,7 +354,10 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let Some(Some(raw)) = with_store("target refresh", |s| s.get(&key)) else {
         return Ok(());
     };
-    let mut rec = DialogRecord::decode(&raw)
+    let (&record_state, body) = raw
+        .split_first()
+        .ok_or_else(|| Error::new("empty dialog record"))?;
+    let mut rec = DialogRecord::decode(body)
         .map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
     let before = rec.clone();
     let (sender, replier) = match target {
@@ -344,9 +370,11 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     if let Some(c) = replier_contact {
         *replier = c;
     }
-    if rec != before {
+    if rec != before && record_state != store_state::ENDED {
         let ttl = state::config()?.dialog_expire;
-        with_store("target refresh", |s| s.put(&key, &rec.encode(), ttl));
+        let mut value = vec![record_state];
+        value.extend_from_slice(&rec.encode());
+        with_store("target refresh", |s| s.put(&key, &value, ttl));
     }
     Ok(())
 }
