@@ -297,8 +297,7 @@ impl Store for LmdbStore {
                 if live(raw, now).is_none() {
                     // A dialog that expired while active (an ended one
                     // was counted when it ended, an early one never was).
-                    let dialog = contains(key, b":dlg:")
-                        && raw.get(HEADER) == Some(&state::ACTIVE);
+                    let dialog = contains(key, b":dlg:") && raw.get(HEADER) == Some(&state::ACTIVE);
                     // SAFETY: heed requires that no reference into the
                     // database is held across del_current; `raw` is not
                     // used after this call.

@@ -140,15 +140,16 @@ impl Store for RedisStore {
             .arg(key)
             .arg(what)
             .arg(ttl_ms(ttl));
-        let (code, value): (i64, Option<Vec<u8>>) = match self.run::<Vec<redis::Value>>(&c)?.as_slice() {
-            [redis::Value::Int(c)] => (*c, None),
-            [redis::Value::Int(c), v] => (*c, redis::from_redis_value(v.clone()).ok()),
-            other => {
-                return Err(StoreError::Backend(format!(
-                    "Redis: unexpected lifecycle reply {other:?}"
-                )))
-            }
-        };
+        let (code, value): (i64, Option<Vec<u8>>) =
+            match self.run::<Vec<redis::Value>>(&c)?.as_slice() {
+                [redis::Value::Int(c)] => (*c, None),
+                [redis::Value::Int(c), v] => (*c, redis::from_redis_value(v.clone()).ok()),
+                other => {
+                    return Err(StoreError::Backend(format!(
+                        "Redis: unexpected lifecycle reply {other:?}"
+                    )))
+                }
+            };
         Ok(match (code, value) {
             (1, Some(v)) => Lived::Live(v),
             (2, Some(v)) => Lived::EndedNow(v),
@@ -156,7 +157,6 @@ impl Store for RedisStore {
             _ => Lived::Missing,
         })
     }
-
 
     fn ensure_available(&mut self) -> StoreResult<()> {
         self.connection().map(|_| ())

@@ -1,0 +1,340 @@
+//! Issue 13, end to end against the real Kamailio: hostile input never
+//! stops the server, never makes a message leave unhidden, and never
+//! creates state for what Kamailio did not create itself. Every peer sends
+//! IP literals on 127.0.0.1 only. Each test failed on the code before the
+//! fixes it covers.
+
+mod common;
+
+use common::calls::{answer, Parties};
+use common::kamailio::{scratch_dir, Kamailio};
+use common::sip::{requirement_vias, Call, Msg, Peer};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const EXAMPLE: &str = "cfg-examples/kamailio.cfg";
+const ROUTING: &str = "tests/cfg/routing.cfg";
+/// A callee-side proxy that must never be shown to the caller side.
+const CALLEE_PROXY: &str = "10.88.0.1";
+
+fn still_alive(k: &Kamailio) {
+    let p = Peer::new();
+    p.send(
+        k.addr,
+        &format!(
+            "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKalive\r\nMax-Forwards: 70\r\n\
+             From: <sip:p@example.com>;tag=p\r\nTo: <sip:{}>\r\nCall-ID: alive\r\nCSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n",
+            k.addr, p.addr, k.addr
+        ),
+    );
+    p.expect_reply(200, "OPTIONS");
+    let log = k.log_text();
+    assert!(!log.contains("stack smashing"), "{log}");
+    assert!(!log.contains("internal error"), "{log}");
+}
+
+/// Nothing of the callee side (its address, its proxy) in what the caller got.
+fn assert_callee_hidden(m: &Msg, callee: &Peer) {
+    assert!(
+        !m.text.contains(&callee.addr.to_string()) && !m.text.contains(CALLEE_PROXY),
+        "the caller saw the callee side:\n{}",
+        m.text
+    );
+}
+
+/// A reply of the callee to `req` with its real Contact and its proxy's
+/// Record-Route, built from `headers_after_vias` (which may be broken).
+fn callee_reply(
+    req: &Msg,
+    status: &str,
+    to_tag: Option<&str>,
+    extra: &str,
+    callee: &Peer,
+) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for v in req.headers("via") {
+        out += &format!("Via: {v}\r\n");
+    }
+    out += &format!("Record-Route: <sip:{CALLEE_PROXY};lr>\r\n");
+    for rr in req.headers("record-route") {
+        out += &format!("Record-Route: {rr}\r\n");
+    }
+    out += &format!("From: {}\r\n", req.header("from").unwrap());
+    match to_tag {
+        Some(t) => out += &format!("To: {};tag={t}\r\n", req.header("to").unwrap()),
+        None => out += &format!("To: {}\r\n", req.header("to").unwrap()),
+    }
+    out += &format!("Call-ID: {}\r\n", req.header("call-id").unwrap());
+    out += &format!("CSeq: {}\r\n", req.header("cseq").unwrap());
+    out += extra;
+    out
+}
+
+#[test]
+fn an_ack_with_a_3kb_call_id_or_cseq_does_not_stop_kamailio() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let a = Peer::new();
+    let long_id = "c".repeat(3000);
+    let long_cseq = "9".repeat(3000);
+    for (call_id, cseq) in [(long_id.as_str(), "1"), ("short", long_cseq.as_str())] {
+        for to in ["<sip:b@127.0.0.1>;tag=t1", "<sip:b@127.0.0.1>"] {
+            a.send(
+                k.addr,
+                &format!(
+                    "ACK sip:b@127.0.0.1:9 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKack\r\n\
+                     Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=f1\r\nTo: {to}\r\n\
+                     Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
+                    a.addr
+                ),
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    still_alive(&k);
+}
+
+#[test]
+fn a_request_whose_vias_kamailio_accepts_gets_its_stack_back_and_sees_no_callee() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let p = Parties::new();
+    let branches: [&[u8]; 2] = [b"z9hG4bK-gt>1", b"z9hG4bK-ff\xff1"];
+    for (i, branch) in branches.iter().enumerate() {
+        let mut call = Call::new(
+            &format!("odd-via-{i}"),
+            &format!("sip:13545769997@{}", p.callee.addr),
+        );
+        call.upstream_vias = requirement_vias();
+        let text = call.invite(&p.caller);
+        let mut bytes = text
+            .replacen(&call.invite_branch(), "BRANCH", 1)
+            .into_bytes();
+        let at = bytes.windows(6).position(|w| w == b"BRANCH").unwrap();
+        bytes.splice(at..at + 6, branch.iter().copied());
+        p.caller.sock.send_to(&bytes, k.addr).unwrap();
+        let inv = p.callee.expect_request("INVITE");
+        assert_eq!(inv.vias().len(), 1, "{}", inv.text);
+        let ok = callee_reply(
+            &inv,
+            "200 OK",
+            Some("t1"),
+            &format!(
+                "Contact: <sip:callee@{}>\r\nContent-Length: 0\r\n\r\n",
+                p.callee.addr
+            ),
+            &p.callee,
+        );
+        p.callee.send(k.addr, &ok);
+        let got = p.caller.expect_reply(200, "INVITE");
+        assert_callee_hidden(&got, &p.callee);
+        assert_eq!(
+            got.vias().len(),
+            4,
+            "the caller's own stack came back:\n{}",
+            got.text
+        );
+    }
+}
+
+#[test]
+fn malformed_replies_never_reach_the_caller_unhidden() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let p = Parties::new();
+    let contact = format!("<sip:callee@{}>", p.callee.addr);
+    let cases: Vec<(&str, Option<&str>, String)> = vec![
+        ("no-colon", Some("t1"), format!("Contact: {contact}\r\nThis line has no colon\r\nContent-Length: 0\r\n\r\n")),
+        ("bare-cr", Some("t1"), format!("Contact: {contact}\rRecord-Route: <sip:{CALLEE_PROXY};lr>\r\nContent-Length: 0\r\n\r\n")),
+        ("no-to-tag", None, format!("Contact: {contact}\r\nContent-Length: 0\r\n\r\n")),
+        ("empty-contact", Some("t1"), format!("Contact: <>, {contact}\r\nContent-Length: 0\r\n\r\n")),
+        ("star-contact", Some("t1"), format!("Contact: *, {contact}\r\nContent-Length: 0\r\n\r\n")),
+        ("no-blank-line", Some("t1"), format!("Contact: {contact}\r\nContent-Length: 0\r\n")),
+    ];
+    for (name, tag, extra) in &cases {
+        let mut call = Call::new(
+            &format!("bad-reply-{name}"),
+            &format!("sip:13545769997@{}", p.callee.addr),
+        );
+        call.upstream_vias = requirement_vias();
+        p.caller.send(k.addr, &call.invite(&p.caller));
+        let inv = p.callee.expect_request("INVITE");
+        p.callee.send(
+            k.addr,
+            &callee_reply(&inv, "200 OK", *tag, extra, &p.callee),
+        );
+        // Whatever reaches the caller (a hidden or reduced 200, or nothing)
+        // carries nothing of the callee side.
+        while let Some(m) = p.caller.recv_within(Duration::from_millis(500)) {
+            assert_callee_hidden(&m, &p.callee);
+        }
+    }
+    still_alive(&k);
+}
+
+#[test]
+fn final_failures_and_replies_outside_dialogs_show_nothing_of_the_callee_side() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let p = Parties::new();
+    let contact = format!(
+        "Contact: <sip:callee@{}>\r\nContent-Length: 0\r\n\r\n",
+        p.callee.addr
+    );
+    for status in ["302 Moved Temporarily", "486 Busy Here", "603 Decline"] {
+        let mut call = Call::new(
+            &format!("fail-{}", &status[..3]),
+            &format!("sip:13545769997@{}", p.callee.addr),
+        );
+        call.upstream_vias = requirement_vias();
+        p.caller.send(k.addr, &call.invite(&p.caller));
+        let inv = p.callee.expect_request("INVITE");
+        p.callee.send(
+            k.addr,
+            &callee_reply(&inv, status, Some("t1"), &contact, &p.callee),
+        );
+        let got = p.caller.expect(&format!("a {status}"), |m| {
+            m.status() == status[..3].parse().ok()
+        });
+        assert_callee_hidden(&got, &p.callee);
+        assert!(got.header("contact").is_none(), "{}", got.text);
+        p.caller.send(k.addr, &call.ack_negative(&p.caller));
+    }
+    // 487 after CANCEL.
+    let mut call = Call::new("fail-487", &format!("sip:13545769997@{}", p.callee.addr));
+    call.upstream_vias = requirement_vias();
+    p.caller.send(k.addr, &call.invite(&p.caller));
+    let inv = p.callee.expect_request("INVITE");
+    // tm sends CANCEL downstream only after a provisional reply.
+    p.callee.send(
+        k.addr,
+        &callee_reply(&inv, "180 Ringing", Some("t1"), &contact, &p.callee),
+    );
+    let ringing = p.caller.expect_reply(180, "INVITE");
+    assert_callee_hidden(&ringing, &p.callee);
+    p.caller.send(k.addr, &call.cancel(&p.caller));
+    let cancel = p.callee.expect_request("CANCEL");
+    p.callee.reply(&cancel, 200, "OK", "t1");
+    p.callee.send(
+        k.addr,
+        &callee_reply(
+            &inv,
+            "487 Request Terminated",
+            Some("t1"),
+            &contact,
+            &p.callee,
+        ),
+    );
+    let got = p.caller.expect_reply(487, "INVITE");
+    assert_callee_hidden(&got, &p.callee);
+    // OPTIONS outside a dialog: the reply shows no Record-Route or Contact
+    // of the callee side.
+    let options = format!(
+        "OPTIONS sip:bob@{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKopt1\r\nMax-Forwards: 70\r\n\
+         From: <sip:a@example.com>;tag=o1\r\nTo: <sip:bob@example.com>\r\nCall-ID: opt-1\r\n\
+         CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        p.callee.addr, p.caller.addr
+    );
+    p.caller.send(k.addr, &options);
+    let req = p.callee.expect_request("OPTIONS");
+    p.callee.send(
+        k.addr,
+        &callee_reply(&req, "200 OK", Some("o2"), &contact, &p.callee),
+    );
+    let got = p.caller.expect_reply(200, "OPTIONS");
+    assert_callee_hidden(&got, &p.callee);
+}
+
+fn kamcmd(socket: &Path, args: &[&str]) -> String {
+    let out = Command::new("kamcmd")
+        .arg("-s")
+        .arg(format!("unix:{}", socket.display()))
+        .args(args)
+        .output()
+        .expect("running kamcmd");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn field(reply: &str, name: &str) -> String {
+    reply
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in:\n{reply}"))
+        .trim()
+        .to_string()
+}
+
+fn with_ctl(tag: &str, extra: &[&str]) -> (Kamailio, std::path::PathBuf) {
+    let socket = scratch_dir(tag).join("ctl.sock");
+    let mut defines = vec![format!("CTL_SOCKET=\"unix:{}\"", socket.display())];
+    defines.extend(extra.iter().map(|d| d.to_string()));
+    let refs: Vec<&str> = defines.iter().map(String::as_str).collect();
+    (Kamailio::start(ROUTING, &refs), socket)
+}
+
+#[test]
+fn stray_and_forged_200s_create_no_record() {
+    let (k, socket) = with_ctl("strays", &[]);
+    let attacker = Peer::new();
+    let big_from = format!("<sip:{}@example.com>;tag=f", "9".repeat(30_000));
+    for i in 0..300 {
+        let from = if i % 10 == 0 {
+            big_from.clone()
+        } else {
+            format!("<sip:a{i}@example.com>;tag=f{i}")
+        };
+        attacker.send(
+            k.addr,
+            &format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKstray{i}\r\nFrom: {from}\r\n\
+                 To: <sip:b@example.com>;tag=t{i}\r\nCall-ID: stray-{i}\r\nCSeq: 1 INVITE\r\n\
+                 Contact: <sip:b@127.0.0.1:9>\r\nContent-Length: 0\r\n\r\n",
+                k.addr
+            ),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let records = kamcmd(&socket, &["topos_rs.records"]);
+    assert_eq!(field(&records, "bills"), "0", "{records}");
+    assert_eq!(field(&records, "dialogs"), "0", "{records}");
+    // A real call is still answered and billed.
+    let p = Parties::new();
+    let (call, _, _) = answer(&k, &p, "after-strays");
+    let records = kamcmd(&socket, &["topos_rs.records"]);
+    assert_eq!(field(&records, "bills"), "1", "{records}");
+    drop(call);
+}
+
+/// An in-dialog request of the caller along the dialog it learned.
+fn caller_sends(k: &Kamailio, p: &Parties, call: &Call, method: &str, cseq: u32) {
+    p.caller
+        .send(k.addr, &call.in_dialog(&p.caller, method, cseq));
+}
+
+#[test]
+fn an_ended_dialog_stays_ended_and_is_counted_once() {
+    let (k, socket) = with_ctl("ended", &["NO_BILLING"]);
+    let p = Parties::new();
+    let (call, _, _) = answer(&k, &p, "ends-once");
+    caller_sends(&k, &p, &call, "BYE", 2);
+    let bye = p.callee.expect_request("BYE");
+    p.callee.reply(&bye, 200, "OK", "callee-tag");
+    p.caller.expect_reply(200, "BYE");
+    // Another BYE in the grace time (re-sent, e.g. with credentials) still
+    // reaches the callee ...
+    for cseq in 3..8 {
+        caller_sends(&k, &p, &call, "BYE", cseq);
+        let again = p.callee.expect_request("BYE");
+        p.callee.reply(&again, 200, "OK", "callee-tag");
+        p.caller.expect_reply(200, "BYE");
+    }
+    // ... but nothing else does: the dialog is over.
+    let started = Instant::now();
+    caller_sends(&k, &p, &call, "INFO", 9);
+    p.caller.expect_reply(404, "INFO");
+    p.callee.expect_silence(Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(k.log_text().contains("has ended"), "{}", k.log_text());
+    let stats = kamcmd(&socket, &["topos_rs.stats"]);
+    assert_eq!(field(&stats, "dialogs_created"), "1", "{stats}");
+    assert_eq!(field(&stats, "dialogs_ended"), "1", "{stats}");
+    assert_eq!(field(&stats, "dialogs_active"), "0", "{stats}");
+}
