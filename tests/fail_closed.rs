@@ -45,14 +45,8 @@ fn assert_callee_hidden(m: &Msg, callee: &Peer) {
 }
 
 /// A reply of the callee to `req` with its real Contact and its proxy's
-/// Record-Route, built from `headers_after_vias` (which may be broken).
-fn callee_reply(
-    req: &Msg,
-    status: &str,
-    to_tag: Option<&str>,
-    extra: &str,
-    callee: &Peer,
-) -> String {
+/// Record-Route; `extra` (which may be broken) ends the header section.
+fn callee_reply(req: &Msg, status: &str, to_tag: Option<&str>, extra: &str) -> String {
     let mut out = format!("SIP/2.0 {status}\r\n");
     for v in req.headers("via") {
         out += &format!("Via: {v}\r\n");
@@ -123,7 +117,6 @@ fn a_request_whose_vias_kamailio_accepts_gets_its_stack_back_and_sees_no_callee(
                 "Contact: <sip:callee@{}>\r\nContent-Length: 0\r\n\r\n",
                 p.callee.addr
             ),
-            &p.callee,
         );
         p.callee.send(k.addr, &ok);
         let got = p.caller.expect_reply(200, "INVITE");
@@ -158,10 +151,8 @@ fn malformed_replies_never_reach_the_caller_unhidden() {
         call.upstream_vias = requirement_vias();
         p.caller.send(k.addr, &call.invite(&p.caller));
         let inv = p.callee.expect_request("INVITE");
-        p.callee.send(
-            k.addr,
-            &callee_reply(&inv, "200 OK", *tag, extra, &p.callee),
-        );
+        p.callee
+            .send(k.addr, &callee_reply(&inv, "200 OK", *tag, extra));
         // Whatever reaches the caller (a hidden or reduced 200, or nothing)
         // carries nothing of the callee side.
         while let Some(m) = p.caller.recv_within(Duration::from_millis(500)) {
@@ -187,10 +178,8 @@ fn final_failures_and_replies_outside_dialogs_show_nothing_of_the_callee_side() 
         call.upstream_vias = requirement_vias();
         p.caller.send(k.addr, &call.invite(&p.caller));
         let inv = p.callee.expect_request("INVITE");
-        p.callee.send(
-            k.addr,
-            &callee_reply(&inv, status, Some("t1"), &contact, &p.callee),
-        );
+        p.callee
+            .send(k.addr, &callee_reply(&inv, status, Some("t1"), &contact));
         let got = p.caller.expect(&format!("a {status}"), |m| {
             m.status() == status[..3].parse().ok()
         });
@@ -206,7 +195,7 @@ fn final_failures_and_replies_outside_dialogs_show_nothing_of_the_callee_side() 
     // tm sends CANCEL downstream only after a provisional reply.
     p.callee.send(
         k.addr,
-        &callee_reply(&inv, "180 Ringing", Some("t1"), &contact, &p.callee),
+        &callee_reply(&inv, "180 Ringing", Some("t1"), &contact),
     );
     let ringing = p.caller.expect_reply(180, "INVITE");
     assert_callee_hidden(&ringing, &p.callee);
@@ -215,13 +204,7 @@ fn final_failures_and_replies_outside_dialogs_show_nothing_of_the_callee_side() 
     p.callee.reply(&cancel, 200, "OK", "t1");
     p.callee.send(
         k.addr,
-        &callee_reply(
-            &inv,
-            "487 Request Terminated",
-            Some("t1"),
-            &contact,
-            &p.callee,
-        ),
+        &callee_reply(&inv, "487 Request Terminated", Some("t1"), &contact),
     );
     let got = p.caller.expect_reply(487, "INVITE");
     assert_callee_hidden(&got, &p.callee);
@@ -235,10 +218,8 @@ fn final_failures_and_replies_outside_dialogs_show_nothing_of_the_callee_side() 
     );
     p.caller.send(k.addr, &options);
     let req = p.callee.expect_request("OPTIONS");
-    p.callee.send(
-        k.addr,
-        &callee_reply(&req, "200 OK", Some("o2"), &contact, &p.callee),
-    );
+    p.callee
+        .send(k.addr, &callee_reply(&req, "200 OK", Some("o2"), &contact));
     let got = p.caller.expect_reply(200, "OPTIONS");
     assert_callee_hidden(&got, &p.callee);
 }
