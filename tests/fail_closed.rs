@@ -319,3 +319,54 @@ fn an_ended_dialog_stays_ended_and_is_counted_once() {
     assert_eq!(field(&stats, "dialogs_ended"), "1", "{stats}");
     assert_eq!(field(&stats, "dialogs_active"), "0", "{stats}");
 }
+
+#[test]
+fn a_full_store_refuses_new_dialogs_and_keeps_routing_the_others() {
+    let k = Kamailio::start(ROUTING, &["LMDB_MAP_SIZE=1", "FILL_STORE", "NO_BILLING"]);
+    let p = Parties::new();
+    let (call, _, _) = answer(&k, &p, "before-full");
+    // Fill the 1 MiB map with diagnostic records until a write fails.
+    let filler = Peer::new();
+    let value = "v".repeat(4000);
+    let mut stored = 0;
+    for i in 0..600 {
+        filler.send(
+            k.addr,
+            &format!(
+                "MESSAGE sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKfill{i}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:f@example.com>;tag=f{i}\r\nTo: <sip:s@example.com>\r\n\
+                 Call-ID: fill-{i}\r\nCSeq: 1 MESSAGE\r\nX-Key: k{i}\r\nX-Fill: {value}\r\n\
+                 Content-Length: 0\r\n\r\n",
+                k.addr, filler.addr
+            ),
+        );
+        let reply = filler.expect("a reply to MESSAGE", |m| m.cseq_method() == "MESSAGE");
+        if reply.status() != Some(200) {
+            break;
+        }
+        stored += 1;
+    }
+    assert!(
+        stored > 10 && stored < 600,
+        "{stored} records filled the map"
+    );
+    // A new call is refused at once, with a clear line; nothing reaches the callee.
+    let mut new_call = Call::new("after-full", &format!("sip:13545769997@{}", p.callee.addr));
+    new_call.upstream_vias = requirement_vias();
+    p.caller.send(k.addr, &new_call.invite(&p.caller));
+    p.caller.expect_reply(500, "INVITE");
+    p.callee.expect_silence(Duration::from_millis(300));
+    let log = k.log_text();
+    assert!(log.contains("refused a new dialog"), "{log}");
+    assert!(log.contains("storage full"), "{log}");
+    // The call set up before still routes: an INFO, then the BYE.
+    caller_sends(&k, &p, &call, "INFO", 2);
+    let info = p.callee.expect_request("INFO");
+    p.callee.reply(&info, 200, "OK", "callee-tag");
+    p.caller.expect_reply(200, "INFO");
+    caller_sends(&k, &p, &call, "BYE", 3);
+    let bye = p.callee.expect_request("BYE");
+    p.callee.reply(&bye, 200, "OK", "callee-tag");
+    p.caller.expect_reply(200, "BYE");
+    still_alive(&k);
+}

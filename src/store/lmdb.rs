@@ -140,7 +140,30 @@ impl LmdbStore {
     }
 }
 
+/// Above this share of the map in use, new dialogs are refused
+/// (`ensure_available`): the rest stays for the dialogs already set up
+/// (their confirmations, refreshes and ends need pages too).
+const NEW_DIALOGS_UP_TO_PERCENT: u64 = 75;
+
 impl Store for LmdbStore {
+    fn ensure_available(&mut self) -> StoreResult<()> {
+        let rtxn = self.env.read_txn().map_err(map_err)?;
+        let st = self.db.stat(&rtxn).map_err(map_err)?;
+        let used =
+            (st.branch_pages + st.leaf_pages + st.overflow_pages) as u64 * st.page_size as u64;
+        let map = self.env.info().map_size as u64;
+        if used * 100 > map * NEW_DIALOGS_UP_TO_PERCENT {
+            return Err(StoreError::Full(format!(
+                "the LMDB map is {}% full ({} of {} KiB); new dialogs are refused above \
+                 {NEW_DIALOGS_UP_TO_PERCENT}% until records expire; raise modparam lmdb_map_size (MiB)",
+                used * 100 / map.max(1),
+                used / 1024,
+                map / 1024
+            )));
+        }
+        Ok(())
+    }
+
     fn put(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> StoreResult<()> {
         let v = encode(value, ttl);
         self.write(|txn, db| db.put(txn, key, &v))
@@ -230,7 +253,7 @@ impl Store for LmdbStore {
                 }
             }
         }
-        self.write(|txn, db| {
+        let written = self.write(|txn, db| {
             let Some(payload) = db
                 .get(txn, key)?
                 .and_then(|r| live(r, now))
@@ -253,7 +276,29 @@ impl Store for LmdbStore {
                     Ok(Lived::EndedNow(payload))
                 }
             }
-        })
+        });
+        match written {
+            // A full map must not stop the dialogs already set up: the
+            // request is routed on what was read; only the new lifetime
+            // or end mark is lost (the record expires as it was set).
+            Err(StoreError::Full(why)) => {
+                log::warn!("dialog record not updated ({why}); routed on the stored record");
+                let rtxn = self.env.read_txn().map_err(map_err)?;
+                let payload = self
+                    .db
+                    .get(&rtxn, key)
+                    .map_err(map_err)?
+                    .and_then(|r| live(r, now))
+                    .map(<[u8]>::to_vec);
+                Ok(match (payload, op) {
+                    (None, _) => Lived::Missing,
+                    (Some(p), _) if p.first() == Some(&state::ENDED) => Lived::Ended(p),
+                    (Some(p), Lifecycle::Refresh(_)) => Lived::Live(p),
+                    (Some(p), Lifecycle::End(_)) => Lived::EndedNow(p),
+                })
+            }
+            other => other,
+        }
     }
 
     fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool> {

@@ -73,7 +73,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
         // refused at once (the script answers) instead of failing mid-call.
         if crate::state::with_store("topos_request", |s| s.ensure_available()).is_none() {
             crate::state::log_refusal(
-                "topos_request: refused a new dialog: dialog storage unavailable",
+                "topos_request: refused a new dialog: dialog storage unavailable or full",
             );
             return Ok(false);
         }
