@@ -229,5 +229,5 @@ fn replayed_token_after_the_dialog_ended_and_stray_replies() {
     flight.finish(&k);
     assert!(k
         .log_text()
-        .contains("topos_request: refused: unknown or expired dialog token"));
+        .contains("topos_request: refused: unknown or expired dialog"));
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use topos_rs::store::lmdb::LmdbStore;
 use topos_rs::store::redis::RedisStore;
-use topos_rs::store::{Lifecycle, Lived, Store, StoreError};
+use topos_rs::store::{Guard, Lifecycle, Lived, Store, StoreError};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -101,28 +101,51 @@ fn suite(s: &mut dyn Store) {
 fn lifecycle(s: &mut dyn Store) {
     let grace = Duration::from_millis(400);
     assert_eq!(
-        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG)).unwrap(),
+        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG), None)
+            .unwrap(),
         Lived::Missing
     );
     s.put(b"d1", b"Apayload", LONG).unwrap();
+    // A guard that does not match changes nothing, whatever the op.
+    let wrong = Guard {
+        offset: 1,
+        expect: b"pay!",
+    };
+    for op in [Lifecycle::End(grace), Lifecycle::Refresh(LONG)] {
+        assert_eq!(
+            s.get_lifecycle(b"d1", op, Some(wrong)).unwrap(),
+            Lived::Mismatch
+        );
+    }
+    let right = Guard {
+        offset: 1,
+        expect: b"payl",
+    };
     assert_eq!(
-        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG)).unwrap(),
+        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG), Some(right))
+            .unwrap(),
         Lived::Live(b"Apayload".to_vec())
     );
     assert_eq!(
-        s.get_lifecycle(b"d1", Lifecycle::End(grace)).unwrap(),
+        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG), None)
+            .unwrap(),
+        Lived::Live(b"Apayload".to_vec())
+    );
+    assert_eq!(
+        s.get_lifecycle(b"d1", Lifecycle::End(grace), None).unwrap(),
         Lived::EndedNow(b"Apayload".to_vec())
     );
     for op in [Lifecycle::End(LONG), Lifecycle::Refresh(LONG)] {
         assert_eq!(
-            s.get_lifecycle(b"d1", op).unwrap(),
+            s.get_lifecycle(b"d1", op, None).unwrap(),
             Lived::Ended(b"Epayload".to_vec())
         );
     }
     // Neither the second BYE nor a request after it renewed the record.
     std::thread::sleep(grace + Duration::from_millis(300));
     assert_eq!(
-        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG)).unwrap(),
+        s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG), None)
+            .unwrap(),
         Lived::Missing
     );
 }

@@ -3,6 +3,7 @@
 //! can be routed to the other. Stored under the dialog id and the callee's
 //! tag, so each early dialog of a forked call has its own record.
 
+use crate::dialog::token::{binding, Secrets, Side};
 use crate::hex::hex_digits;
 use crate::store::key::dialog_key_with;
 use crate::store::record::{Record, RecordError, RecordWriter};
@@ -16,6 +17,38 @@ const CALLER_ROUTE: u8 = 6;
 const CALLEE_CONTACT: u8 = 7;
 const CALLEE_ROUTE: u8 = 8;
 const CONFIRMED: u8 = 9;
+const CALLER_SECRET: u8 = 10;
+const CALLEE_SECRET: u8 = 11;
+
+/// Where the stored value keeps each side's binding (after the state byte):
+/// the store compares the one of the side a request goes to before it
+/// changes anything (`Store::get_lifecycle`).
+pub fn binding_offset(side: Side) -> usize {
+    match side {
+        Side::Caller => 1,
+        Side::Callee => 17,
+    }
+}
+
+/// The stored value: the state byte (`store::state`), the bindings of the
+/// caller side and of the callee side, then the record.
+pub fn encode_stored(state: u8, record: &DialogRecord) -> Vec<u8> {
+    let body = record.encode();
+    let mut out = Vec::with_capacity(33 + body.len());
+    out.push(state);
+    out.extend_from_slice(&record.binding(Side::Caller));
+    out.extend_from_slice(&record.binding(Side::Callee));
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The state byte and the record of a stored value.
+pub fn decode_stored(raw: &[u8]) -> Result<(u8, DialogRecord), RecordError> {
+    if raw.len() < 33 {
+        return Err(RecordError::Truncated);
+    }
+    Ok((raw[0], DialogRecord::decode(&raw[33..])?))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DialogRecord {
@@ -35,6 +68,8 @@ pub struct DialogRecord {
     pub callee_route: Vec<String>,
     /// A 2xx confirmed this dialog (else it is early).
     pub confirmed: bool,
+    /// Each side's secret (in the token that addresses it).
+    pub secrets: Secrets,
 }
 
 /// FNV-1a of the callee tag: keys stay short whatever tag a peer sends, and
@@ -61,6 +96,26 @@ pub fn record_key(dialog_hex: &str, callee_tag_hash: u64) -> Vec<u8> {
 }
 
 impl DialogRecord {
+    /// What a request to `side` must present (see `token::binding`): the
+    /// Call-ID and tags as the other side sends them.
+    pub fn binding(&self, side: Side) -> [u8; 16] {
+        let secret = self.secrets.of(side);
+        match side {
+            Side::Callee => binding(
+                secret,
+                self.call_id.as_bytes(),
+                self.caller_tag.as_bytes(),
+                self.callee_tag.as_bytes(),
+            ),
+            Side::Caller => binding(
+                secret,
+                self.callee_call_id.as_bytes(),
+                self.callee_tag.as_bytes(),
+                self.caller_tag.as_bytes(),
+            ),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = RecordWriter::new()
             .bytes(CALL_ID, self.call_id.as_bytes())
@@ -69,7 +124,9 @@ impl DialogRecord {
             .bytes(CALLEE_TAG, self.callee_tag.as_bytes())
             .bytes(CALLER_CONTACT, self.caller_contact.as_bytes())
             .bytes(CALLEE_CONTACT, self.callee_contact.as_bytes())
-            .u64(CONFIRMED, self.confirmed as u64);
+            .u64(CONFIRMED, self.confirmed as u64)
+            .bytes(CALLER_SECRET, &self.secrets.caller)
+            .bytes(CALLEE_SECRET, &self.secrets.callee);
         for r in &self.caller_route {
             w = w.bytes(CALLER_ROUTE, r.as_bytes());
         }
@@ -82,6 +139,13 @@ impl DialogRecord {
     pub fn decode(data: &[u8]) -> Result<DialogRecord, RecordError> {
         let r = Record::parse(data)?;
         let text = |tag| r.str(tag).map(str::to_string);
+        let secret = |tag| -> Result<[u8; 16], RecordError> {
+            r.all(tag)
+                .next()
+                .ok_or(RecordError::Missing(tag))?
+                .try_into()
+                .map_err(|_| RecordError::BadField(tag))
+        };
         let list = |tag| -> Result<Vec<String>, RecordError> {
             r.all(tag)
                 .map(|v| {
@@ -101,6 +165,10 @@ impl DialogRecord {
             callee_contact: text(CALLEE_CONTACT)?,
             callee_route: list(CALLEE_ROUTE)?,
             confirmed: r.u64(CONFIRMED)? != 0,
+            secrets: Secrets {
+                caller: secret(CALLER_SECRET)?,
+                callee: secret(CALLEE_SECRET)?,
+            },
         })
     }
 }
@@ -121,8 +189,20 @@ mod tests {
             callee_contact: "sip:bob@10.0.0.2".into(),
             callee_route: vec![],
             confirmed: true,
+            secrets: Secrets {
+                caller: [1; 16],
+                callee: [2; 16],
+            },
         };
         assert_eq!(DialogRecord::decode(&r.encode()).unwrap(), r);
+        let stored = encode_stored(b'A', &r);
+        assert_eq!(decode_stored(&stored).unwrap(), (b'A', r.clone()));
+        // Each side's binding sits where the store compares it.
+        let o = binding_offset(Side::Callee);
+        assert_eq!(stored[o..o + 16], r.binding(Side::Callee));
+        let o = binding_offset(Side::Caller);
+        assert_eq!(stored[o..o + 16], r.binding(Side::Caller));
+        assert_ne!(r.binding(Side::Caller), r.binding(Side::Callee));
     }
 
     #[test]

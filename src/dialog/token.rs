@@ -1,15 +1,28 @@
 //! Dialog tokens: what the masked Contacts carry instead of an address.
 //!
-//! A dialog gets 128 random bits (its id). The Contact Kamailio shows the
-//! callee carries `<id><'a'>` (requests to it go to the caller side), the
-//! one it shows the caller `<id><'b'>` (requests go to the callee side).
-//! Tokens are lowercase hex plus the side letter: 33 characters.
+//! A dialog gets 128 random bits (its id) and each of its two sides 128
+//! random bits of its own (its secret). The Contact Kamailio shows the
+//! callee carries `<id>a<caller secret>` (requests to it go to the caller
+//! side), the one it shows the caller `<id>b<callee secret>`. Both tokens
+//! name the same dialog, but neither can be derived from the other: a
+//! party that knows its own token cannot address its own side with the
+//! other one. Tokens are lowercase hex with the side letter: 65 characters.
+//!
+//! A request is bound to the side it goes to by `binding`: the secret of
+//! that side with the Call-ID and tags the other side's requests carry. The
+//! store compares it before it changes anything, so a forged token, a token
+//! used with another Call-ID or with the tags swapped (a party addressing
+//! its own side) is refused and changes nothing.
 
 use crate::hex::hex_digits;
+use sha2::{Digest, Sha256};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DialogId(pub [u8; 16]);
+
+/// A side's secret (in the token that addresses that side).
+pub type Secret = [u8; 16];
 
 /// The side a request is sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +40,37 @@ impl Side {
             Side::Callee => 'b',
         }
     }
+
+    /// The side the request comes from.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Caller => Side::Callee,
+            Side::Callee => Side::Caller,
+        }
+    }
+}
+
+/// Both sides' secrets of one dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Secrets {
+    pub caller: Secret,
+    pub callee: Secret,
+}
+
+impl Secrets {
+    pub fn from_random(bytes: [u8; 32]) -> Secrets {
+        let mut s = Secrets::default();
+        s.caller.copy_from_slice(&bytes[..16]);
+        s.callee.copy_from_slice(&bytes[16..]);
+        s
+    }
+
+    pub fn of(&self, side: Side) -> &Secret {
+        match side {
+            Side::Caller => &self.caller,
+            Side::Callee => &self.callee,
+        }
+    }
 }
 
 impl DialogId {
@@ -35,16 +79,17 @@ impl DialogId {
     }
 
     pub fn hex(&self) -> String {
-        // Room for the side letter a token adds.
-        let mut out = String::with_capacity(33);
+        // Room for the side letter and the secret a token adds.
+        let mut out = String::with_capacity(65);
         out.extend(hex_digits(&self.0).map(char::from));
         out
     }
 
     /// The token whose requests go to `side`.
-    pub fn token(&self, side: Side) -> String {
+    pub fn token(&self, side: Side, secrets: &Secrets) -> String {
         let mut t = self.hex();
         t.push(side.letter());
+        t.extend(hex_digits(secrets.of(side)).map(char::from));
         t
     }
 }
@@ -55,10 +100,22 @@ impl fmt::Display for DialogId {
     }
 }
 
+fn parse_hex(text: &[u8], out: &mut [u8]) -> Option<()> {
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = nibble(text[2 * i])? << 4 | nibble(text[2 * i + 1])?;
+    }
+    Some(())
+}
+
 /// Parses a token; None for anything that is not exactly one.
-pub fn parse_token(s: &str) -> Option<(DialogId, Side)> {
+pub fn parse_token(s: &str) -> Option<(DialogId, Side, Secret)> {
     let b = s.as_bytes();
-    if b.len() != 33 {
+    if b.len() != 65 {
         return None;
     }
     let side = match b[32] {
@@ -66,44 +123,87 @@ pub fn parse_token(s: &str) -> Option<(DialogId, Side)> {
         b'b' => Side::Callee,
         _ => return None,
     };
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
     let mut id = [0u8; 16];
-    for (i, out) in id.iter_mut().enumerate() {
-        *out = nibble(b[2 * i])? << 4 | nibble(b[2 * i + 1])?;
+    let mut secret = [0u8; 16];
+    parse_hex(&b[..32], &mut id)?;
+    parse_hex(&b[33..], &mut secret)?;
+    Some((DialogId(id), side, secret))
+}
+
+/// What a request to a side must present: that side's secret bound to the
+/// Call-ID, From-tag and To-tag of the request (as the other side sends
+/// them). Lengths are part of the input, so no two inputs collide by
+/// moving bytes from one field to the next.
+pub fn binding(secret: &Secret, call_id: &[u8], from_tag: &[u8], to_tag: &[u8]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(secret);
+    for part in [call_id, from_tag, to_tag] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
     }
-    Some((DialogId(id), side))
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn secrets() -> Secrets {
+        Secrets {
+            caller: [0x11; 16],
+            callee: [0x22; 16],
+        }
+    }
+
     #[test]
     fn round_trip() {
         let id = DialogId([0xab; 16]);
-        let t = id.token(Side::Callee);
-        assert_eq!(t.len(), 33);
-        assert_eq!(t, format!("{}b", "ab".repeat(16)));
-        assert_eq!(parse_token(&t), Some((id, Side::Callee)));
+        let t = id.token(Side::Callee, &secrets());
+        assert_eq!(t.len(), 65);
+        assert_eq!(t, format!("{}b{}", "ab".repeat(16), "22".repeat(16)));
+        assert_eq!(parse_token(&t), Some((id, Side::Callee, [0x22; 16])));
         assert_eq!(
-            parse_token(&id.token(Side::Caller)),
-            Some((id, Side::Caller))
+            parse_token(&id.token(Side::Caller, &secrets())),
+            Some((id, Side::Caller, [0x11; 16]))
         );
     }
 
     #[test]
+    fn the_two_sides_tokens_are_independent() {
+        let id = DialogId([7; 16]);
+        let a = id.token(Side::Caller, &secrets());
+        let b = id.token(Side::Callee, &secrets());
+        // Flipping the side letter does not give the other side's token.
+        let flipped = format!("{}b{}", &a[..32], &a[33..]);
+        assert_ne!(flipped, b);
+        let (_, side, secret) = parse_token(&flipped).unwrap();
+        assert_eq!(side, Side::Callee);
+        assert_ne!(&secret, secrets().of(Side::Callee));
+    }
+
+    #[test]
+    fn a_binding_changes_with_every_input() {
+        let s = [1u8; 16];
+        let b = binding(&s, b"call", b"ft", b"tt");
+        assert_ne!(b, binding(&[2u8; 16], b"call", b"ft", b"tt"));
+        assert_ne!(b, binding(&s, b"other", b"ft", b"tt"));
+        assert_ne!(b, binding(&s, b"call", b"tt", b"ft"));
+        assert_ne!(b, binding(&s, b"callf", b"t", b"tt"));
+        assert_eq!(b, binding(&s, b"call", b"ft", b"tt"));
+    }
+
+    #[test]
     fn anything_else_is_not_a_token() {
-        let good = DialogId([1; 16]).token(Side::Caller);
+        let good = DialogId([1; 16]).token(Side::Caller, &secrets());
         for bad in [
             "",
-            &good[..32],
+            &good[..33],
+            &good[..64],
             &format!("{good}0"),
             &good.to_uppercase(),
-            &format!("{}c", &good[..32]),
+            &format!("{}c{}", &good[..32], &good[33..]),
             &format!("g{}", &good[1..]),
             "alice",
         ] {

@@ -9,7 +9,7 @@ use super::bindings::{
 use super::guard::guard_void;
 use crate::billing_functions;
 use crate::config::Storage;
-use crate::dialog::record::DialogRecord;
+use crate::dialog::record::decode_stored;
 use crate::state::{self, with_store};
 use crate::stats;
 use std::ffi::{c_void, CStr};
@@ -150,10 +150,7 @@ fn dialog_reply(r: &Reply) {
     };
     let mut found = 0;
     for (key, raw) in records {
-        let Some((&record_state, body)) = raw.split_first() else {
-            continue;
-        };
-        let Ok(d) = DialogRecord::decode(body) else {
+        let Ok((record_state, d)) = decode_stored(&raw) else {
             continue;
         };
         if d.call_id != call_id && d.callee_call_id != call_id {

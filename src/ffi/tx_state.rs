@@ -5,7 +5,7 @@
 //! memory is the same physical memory in every process).
 
 use super::bindings::{topos_shim_shm_free, topos_shim_shm_malloc};
-use crate::dialog::token::{DialogId, Side};
+use crate::dialog::token::{DialogId, Secrets, Side};
 use std::os::raw::c_void;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -36,6 +36,10 @@ pub struct TxState {
     callee_call_id_len: u8,
     _pad: [u8; 4],
     dialog_id: [u8; 16],
+    /// Both sides' token secrets (Initial: made with the dialog; InDialog:
+    /// from its record).
+    caller_secret: [u8; 16],
+    callee_secret: [u8; 16],
     /// In-dialog: hash of the dialog's callee tag (its record key).
     callee_tag_hash: u64,
     /// Initial, with mask_callid: the Call-ID the callee side sees.
@@ -50,7 +54,7 @@ pub struct TxState {
 pub struct NewTxState(*mut TxState);
 
 impl NewTxState {
-    pub fn alloc(kind: Kind, id: DialogId) -> Option<NewTxState> {
+    pub fn alloc(kind: Kind, id: DialogId, secrets: Secrets) -> Option<NewTxState> {
         // SAFETY: plain shared-memory allocation, checked for null; the
         // struct is fully written before use.
         unsafe {
@@ -68,6 +72,8 @@ impl NewTxState {
                     callee_call_id_len: 0,
                     _pad: [0; 4],
                     dialog_id: id.0,
+                    caller_secret: secrets.caller,
+                    callee_secret: secrets.callee,
                     callee_tag_hash: 0,
                     callee_call_id: [0; MAX_CALL_ID],
                     early: Default::default(),
@@ -128,6 +134,13 @@ impl TxState {
 
     pub fn dialog_id(&self) -> DialogId {
         DialogId(self.dialog_id)
+    }
+
+    pub fn secrets(&self) -> Secrets {
+        Secrets {
+            caller: self.caller_secret,
+            callee: self.callee_secret,
+        }
     }
 
     pub fn set_in_dialog(&mut self, target: Side, callee_tag_hash: u64, target_refresh: bool) {

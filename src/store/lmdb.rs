@@ -13,7 +13,7 @@
 //! and, on file systems that reorder writes, damage the file (delete it: it
 //! holds only the state of calls in progress).
 
-use super::{state, ttl_ms, Lifecycle, Lived, Store, StoreError, StoreResult, Sweep};
+use super::{state, ttl_ms, Guard, Lifecycle, Lived, Store, StoreError, StoreResult, Sweep};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
 use std::path::Path;
@@ -231,7 +231,13 @@ impl Store for LmdbStore {
         })
     }
 
-    fn get_lifecycle(&mut self, key: &[u8], op: Lifecycle) -> StoreResult<Lived> {
+    fn get_lifecycle(
+        &mut self,
+        key: &[u8],
+        op: Lifecycle,
+        guard: Option<Guard<'_>>,
+    ) -> StoreResult<Lived> {
+        let refused = |payload: &[u8]| guard.is_some_and(|g| !g.admits(payload));
         let now = now_ms();
         // As in get_touch: a refresh that would barely move the expiry, or
         // any request to an ended record, is answered by a read
@@ -244,6 +250,9 @@ impl Store for LmdbStore {
             let Some(payload) = live(raw, now) else {
                 return Ok(Lived::Missing);
             };
+            if refused(payload) {
+                return Ok(Lived::Mismatch);
+            }
             if payload.first() == Some(&state::ENDED) {
                 return Ok(Lived::Ended(payload.to_vec()));
             }
@@ -262,6 +271,7 @@ impl Store for LmdbStore {
                 return Ok(Lived::Missing);
             };
             match op {
+                _ if refused(&payload) => Ok(Lived::Mismatch),
                 _ if payload.first() == Some(&state::ENDED) => Ok(Lived::Ended(payload)),
                 Lifecycle::Refresh(ttl) => {
                     db.put(txn, key, &encode(&payload, ttl))?;
@@ -292,6 +302,7 @@ impl Store for LmdbStore {
                     .map(<[u8]>::to_vec);
                 Ok(match (payload, op) {
                     (None, _) => Lived::Missing,
+                    (Some(p), _) if refused(&p) => Lived::Mismatch,
                     (Some(p), _) if p.first() == Some(&state::ENDED) => Lived::Ended(p),
                     (Some(p), Lifecycle::Refresh(_)) => Lived::Live(p),
                     (Some(p), Lifecycle::End(_)) => Lived::EndedNow(p),

@@ -68,11 +68,28 @@ pub enum Lifecycle {
     End(Duration),
 }
 
+/// Bytes a lifecycle record must hold at `offset` for `get_lifecycle` to
+/// change it (a request's proof that it may).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guard<'a> {
+    pub offset: usize,
+    pub expect: &'a [u8],
+}
+
+impl Guard<'_> {
+    /// True if `value` holds the expected bytes.
+    pub fn admits(&self, value: &[u8]) -> bool {
+        value.get(self.offset..self.offset + self.expect.len()) == Some(self.expect)
+    }
+}
+
 /// The outcome of `get_lifecycle`; each carries the value as it was read
 /// (state byte included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lived {
     Missing,
+    /// The guard did not match: nothing was changed.
+    Mismatch,
     /// Refreshed.
     Live(Vec<u8>),
     /// This call ended it (exactly one caller sees this per record).
@@ -98,9 +115,15 @@ pub trait Store {
     /// operation (Redis GETEX).
     fn get_touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<Option<Vec<u8>>>;
     /// Reads a lifecycle record (first byte: `state::*`) and, in the same
-    /// atomic step, refreshes or ends it as `op` says, unless it has ended
-    /// already: an ended record is never renewed and ends only once.
-    fn get_lifecycle(&mut self, key: &[u8], op: Lifecycle) -> StoreResult<Lived>;
+    /// atomic step, refreshes or ends it as `op` says, unless `guard` does
+    /// not admit it (nothing changes then) or it has ended already: an
+    /// ended record is never renewed and ends only once.
+    fn get_lifecycle(
+        &mut self,
+        key: &[u8],
+        op: Lifecycle,
+        guard: Option<Guard<'_>>,
+    ) -> StoreResult<Lived>;
     /// Sets a new time to live on a live record; false if there is none.
     fn touch(&mut self, key: &[u8], ttl: Duration) -> StoreResult<bool>;
     /// Deletes the record; false if there was none.

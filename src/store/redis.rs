@@ -7,7 +7,7 @@
 //! (calls fail fast while Redis is down), and the first operation after that
 //! reconnects by itself.
 
-use super::{ttl_ms, Lifecycle, Lived, Store, StoreError, StoreResult};
+use super::{ttl_ms, Guard, Lifecycle, Lived, Store, StoreError, StoreResult};
 use redis::{Client, Connection, RedisError};
 use std::time::{Duration, Instant};
 
@@ -117,11 +117,14 @@ impl RedisStore {
 }
 
 /// `get_lifecycle` in one atomic round trip. The first byte of the value
-/// is the record's state ('E' = ended). Returns {0} (missing), {1, v}
-/// (refreshed), {2, v} (ended by this call) or {3, v} (ended before).
+/// is the record's state ('E' = ended); ARGV[3] (if not empty) must be
+/// found at offset ARGV[4]. Returns {0} (missing), {4} (guard mismatch),
+/// {1, v} (refreshed), {2, v} (ended by this call) or {3, v} (ended before).
 const LIFECYCLE_SCRIPT: &str = "\
 local v = redis.call('GET', KEYS[1]) \
 if not v then return {0} end \
+local off = tonumber(ARGV[4]) \
+if #ARGV[3] > 0 and string.sub(v, off + 1, off + #ARGV[3]) ~= ARGV[3] then return {4} end \
 if string.sub(v, 1, 1) == 'E' then return {3, v} end \
 if ARGV[1] == 'end' then redis.call('SETRANGE', KEYS[1], 0, 'E') end \
 redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
@@ -129,7 +132,12 @@ if ARGV[1] == 'end' then return {2, v} end \
 return {1, v}";
 
 impl Store for RedisStore {
-    fn get_lifecycle(&mut self, key: &[u8], op: Lifecycle) -> StoreResult<Lived> {
+    fn get_lifecycle(
+        &mut self,
+        key: &[u8],
+        op: Lifecycle,
+        guard: Option<Guard<'_>>,
+    ) -> StoreResult<Lived> {
         let (what, ttl) = match op {
             Lifecycle::Refresh(t) => ("refresh", t),
             Lifecycle::End(t) => ("end", t),
@@ -139,7 +147,9 @@ impl Store for RedisStore {
             .arg(1)
             .arg(key)
             .arg(what)
-            .arg(ttl_ms(ttl));
+            .arg(ttl_ms(ttl))
+            .arg(guard.map_or(&[][..], |g| g.expect))
+            .arg(guard.map_or(0, |g| g.offset));
         let (code, value): (i64, Option<Vec<u8>>) =
             match self.run::<Vec<redis::Value>>(&c)?.as_slice() {
                 [redis::Value::Int(c)] => (*c, None),
@@ -154,6 +164,7 @@ impl Store for RedisStore {
             (1, Some(v)) => Lived::Live(v),
             (2, Some(v)) => Lived::EndedNow(v),
             (3, Some(v)) => Lived::Ended(v),
+            (4, _) => Lived::Mismatch,
             _ => Lived::Missing,
         })
     }

@@ -8,8 +8,10 @@
 //! time): 4 in all, 3 without a 180 that carries a Contact.
 
 use crate::dialog::plan::{self, MaskedContact};
-use crate::dialog::record::{record_key, tag_hash, DialogRecord};
-use crate::dialog::token::{parse_token, DialogId, Side};
+use crate::dialog::record::{
+    binding_offset, decode_stored, encode_stored, record_key, tag_hash, DialogRecord,
+};
+use crate::dialog::token::{binding, parse_token, DialogId, Secrets, Side};
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
@@ -18,7 +20,7 @@ use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
 use crate::stats;
-use crate::store::{state as store_state, Lifecycle, Lived};
+use crate::store::{state as store_state, Guard, Lifecycle, Lived};
 use crate::topos::ReplyParts;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -88,12 +90,16 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
         )));
     }
     let id = DialogId::from_random(random_id()?);
+    let mut both = [0u8; 32];
+    both[..16].copy_from_slice(&random_id()?);
+    both[16..].copy_from_slice(&random_id()?);
+    let secrets = Secrets::from_random(both);
     let masked = MaskedContact {
-        token: id.token(Side::Caller),
+        token: id.token(Side::Caller, &secrets),
         hostport: contact_hostport(msg)?,
     };
-    let mut st =
-        NewTxState::alloc(Kind::Initial, id).ok_or_else(|| Error::new("out of shared memory"))?;
+    let mut st = NewTxState::alloc(Kind::Initial, id, secrets)
+        .ok_or_else(|| Error::new("out of shared memory"))?;
     let callee_call_id = if cfg.mask_callid {
         let c = DialogId::from_random(random_id()?).hex();
         st.get_mut().set_callee_call_id(&c);
@@ -121,7 +127,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     let caller_call_id = caller.call_id;
     let id = st.dialog_id();
     let masked = MaskedContact {
-        token: id.token(Side::Callee),
+        token: id.token(Side::Callee, &st.secrets()),
         hostport: contact_hostport(parts.request)?,
     };
     let masking = st.callee_call_id().is_some();
@@ -160,18 +166,19 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         callee_contact,
         callee_route: callee.route,
         confirmed,
+        secrets: st.secrets(),
     };
     let ttl = if confirmed {
         state::config()?.dialog_expire
     } else {
         EARLY_TTL
     };
-    let mut value = vec![if confirmed {
+    let state = if confirmed {
         store_state::ACTIVE
     } else {
         store_state::EARLY
-    }];
-    value.extend_from_slice(&record.encode());
+    };
+    let value = encode_stored(state, &record);
     if value.len() > MAX_RECORD {
         log::error!(
             "dialog of Call-ID {} not stored: its record would take {} bytes (at most {MAX_RECORD}); \
@@ -228,19 +235,22 @@ pub fn route_in_dialog(
     let ruri = request_line(msg.buf())
         .map(|(_, uri)| String::from_utf8_lossy(uri).into_owned())
         .ok_or_else(|| Error::new("malformed request line"))?;
-    let Some((id, target)) = uri_user(&ruri).and_then(parse_token) else {
+    let Some((id, target, secret)) = uri_user(&ruri).and_then(parse_token) else {
         return Ok(InDialog::Refused(format!(
-            "in-dialog request without a topos_rs token (Request-URI {ruri})"
+            "in-dialog request without a topos_rs token (Request-URI {})",
+            printable(&ruri)
         )));
     };
-    let tag = match target {
-        Side::Callee => ids.to.tag.as_deref(),
-        Side::Caller => ids.from.tag.as_deref(),
-    };
-    let Some(callee_tag) = tag else {
+    let (Some(from_tag), Some(to_tag)) = (ids.from.tag.as_deref(), ids.to.tag.as_deref()) else {
         return Ok(InDialog::Refused(
-            "in-dialog request without the dialog's tag".into(),
+            "in-dialog request without the dialog's tags".into(),
         ));
+    };
+    // The record is the callee tag's: the To-tag of a request to the
+    // callee side, the From-tag of a request to the caller side.
+    let callee_tag = match target {
+        Side::Callee => to_tag,
+        Side::Caller => from_tag,
     };
     let h = tag_hash(callee_tag);
     let cfg = state::config()?;
@@ -253,13 +263,35 @@ pub fn route_in_dialog(
     } else {
         Lifecycle::Refresh(cfg.dialog_expire)
     };
+    // The request must prove, before anything changes, that it comes from
+    // the other side of this very dialog: the target side's secret (from
+    // the token), the Call-ID and the tags in that side's peer's order.
+    let proof = binding(
+        &secret,
+        ids.call_id.as_bytes(),
+        from_tag.as_bytes(),
+        to_tag.as_bytes(),
+    );
+    let guard = Guard {
+        offset: binding_offset(target),
+        expect: &proof,
+    };
     let key = record_key(&id.hex(), h);
-    let (raw, ended_now) = match with_store("topos_request", |s| s.get_lifecycle(&key, op)) {
+    let lived = with_store("topos_request", |s| s.get_lifecycle(&key, op, Some(guard)));
+    let (raw, ended_now) = match lived {
         None => return Err(Error::new("dialog storage unavailable")),
         Some(Lived::Missing) => {
             return Ok(InDialog::Refused(format!(
-                "unknown or expired dialog token {} (Call-ID {})",
-                id.token(target),
+                "unknown or expired dialog {} (Call-ID {})",
+                id.hex(),
+                printable(&ids.call_id)
+            )))
+        }
+        Some(Lived::Mismatch) => {
+            return Ok(InDialog::Refused(format!(
+                "token of dialog {} does not fit this request (forged, of the other side, \
+                 or with another Call-ID or tags; Call-ID {})",
+                id.hex(),
                 printable(&ids.call_id)
             )))
         }
@@ -268,44 +300,28 @@ pub fn route_in_dialog(
         Some(Lived::Ended(raw)) if bye => (raw, false),
         Some(Lived::Ended(_)) => {
             return Ok(InDialog::Refused(format!(
-                "dialog of token {} has ended (Call-ID {})",
-                id.token(target),
+                "dialog {} has ended (Call-ID {})",
+                id.hex(),
                 printable(&ids.call_id)
             )))
         }
     };
-    let (&record_state, body) = raw
-        .split_first()
-        .ok_or_else(|| Error::new("empty dialog record"))?;
-    let rec = DialogRecord::decode(body)
-        .map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
+    let (record_state, rec) =
+        decode_stored(&raw).map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
     // Counted once, by the request that ended a confirmed dialog.
     if ended_now && record_state == store_state::ACTIVE {
         stats::bump(|s| &s.dialogs_ended);
-    }
-    if rec.callee_tag != callee_tag {
-        return Ok(InDialog::Refused(format!(
-            "token {} does not belong to this dialog",
-            id.token(target)
-        )));
     }
     let (expected_call_id, other_call_id) = match target {
         Side::Callee => (&rec.call_id, &rec.callee_call_id),
         Side::Caller => (&rec.callee_call_id, &rec.call_id),
     };
-    if ids.call_id != *expected_call_id {
-        return Ok(InDialog::Refused(format!(
-            "token {} used with Call-ID {} of another call",
-            id.token(target),
-            ids.call_id
-        )));
-    }
     let (route, target_uri, sender_side) = match target {
         Side::Callee => (&rec.callee_route, &rec.callee_contact, Side::Caller),
         Side::Caller => (&rec.caller_route, &rec.caller_contact, Side::Callee),
     };
     let masked = MaskedContact {
-        token: id.token(sender_side),
+        token: id.token(sender_side, &rec.secrets),
         hostport: contact_hostport(msg)?,
     };
     let new_call_id = (expected_call_id != other_call_id).then_some(other_call_id.as_str());
@@ -316,8 +332,8 @@ pub fn route_in_dialog(
     if msg.is_ack() {
         return Ok(InDialog::Routed(None));
     }
-    let mut st =
-        NewTxState::alloc(Kind::InDialog, id).ok_or_else(|| Error::new("out of shared memory"))?;
+    let mut st = NewTxState::alloc(Kind::InDialog, id, rec.secrets)
+        .ok_or_else(|| Error::new("out of shared memory"))?;
     st.get_mut()
         .set_in_dialog(target, h, method_is(msg, &["INVITE", "UPDATE"]));
     Ok(InDialog::Routed(Some(st)))
@@ -330,7 +346,7 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let id = st.dialog_id();
     let target = st.target();
     let masked = MaskedContact {
-        token: id.token(target),
+        token: id.token(target, &st.secrets()),
         hostport: contact_hostport(parts.request)?,
     };
     let reply_headers = parts.reply_headers;
@@ -354,11 +370,8 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let Some(Some(raw)) = with_store("target refresh", |s| s.get(&key)) else {
         return Ok(());
     };
-    let (&record_state, body) = raw
-        .split_first()
-        .ok_or_else(|| Error::new("empty dialog record"))?;
-    let mut rec = DialogRecord::decode(body)
-        .map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
+    let (record_state, mut rec) =
+        decode_stored(&raw).map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
     let before = rec.clone();
     let (sender, replier) = match target {
         Side::Callee => (&mut rec.caller_contact, &mut rec.callee_contact),
@@ -372,8 +385,7 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     }
     if rec != before && record_state != store_state::ENDED {
         let ttl = state::config()?.dialog_expire;
-        let mut value = vec![record_state];
-        value.extend_from_slice(&rec.encode());
+        let value = encode_stored(record_state, &rec);
         with_store("target refresh", |s| s.put(&key, &value, ttl));
     }
     Ok(())

@@ -13,7 +13,7 @@ mod via;
 pub use reduce::reduce_reply;
 
 use crate::dialog::plan;
-use crate::dialog::token::DialogId;
+use crate::dialog::token::{DialogId, Secrets};
 use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
 use crate::ffi::route::{current_route, Route};
@@ -80,7 +80,10 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
         Some(dialog::hide_initial(msg, h)?)
     } else {
         msg.apply(plan::outside_dialog_request(h))?;
-        Some(NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16])).ok_or_else(out_of_shm)?)
+        Some(
+            NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16]), Secrets::default())
+                .ok_or_else(out_of_shm)?,
+        )
     };
     via::hide_request_vias(msg, h)?;
     msg.commit()?;
