@@ -300,6 +300,7 @@ fn generate_bindings(defs: &[String], includes: &[String]) {
         .allowlist_var("SIP_REPLY")
         .allowlist_var("METHOD_.*")
         .allowlist_var("REQUEST_ROUTE")
+        .allowlist_var("LOCAL_ROUTE")
         .allowlist_var("FAILURE_ROUTE")
         .allowlist_var("BRANCH_ROUTE")
         .allowlist_var("TM_ONREPLY_ROUTE")

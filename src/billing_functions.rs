@@ -13,6 +13,7 @@ use crate::ffi::tm::Transaction;
 use crate::ffi::tx_state::Kind;
 use crate::sip::dialog::DialogIds;
 use crate::state::{self, with_store};
+use crate::store::{state as store_state, Lifecycle, Lived};
 use crate::stats;
 use crate::store::lmdb::now_ms;
 use std::cell::{Cell, RefCell};
@@ -24,6 +25,10 @@ use std::time::Duration;
 /// A call's billing record lives at most this long: a call still up after
 /// a day is not billed (its record has expired).
 pub const RECORD_TTL: Duration = Duration::from_secs(86_400);
+
+/// A billed call's record stays this long as a tombstone: longer than tm
+/// keeps the INVITE transaction a late 2xx could still match.
+pub const BILL_GRACE: Duration = Duration::from_secs(300);
 
 /// `billing_stop()` return value for a BYE with nothing to bill (an
 /// unanswered call, a BYE already billed, or an unknown dialog).
@@ -114,12 +119,15 @@ fn start_for(msg: &SipMsg, t: &Transaction) -> Result<bool> {
         .as_deref()
         .ok_or_else(|| Error::new("billing_start: the From header has no tag"))?;
     let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
-    let record = AnswerRecord {
-        answer_ms: now_ms(),
-        from_user: bounded_user(ids.from.user()),
-        to_user: bounded_user(ids.to.user()),
-    }
-    .encode();
+    let mut record = vec![store_state::ACTIVE];
+    record.extend_from_slice(
+        &AnswerRecord {
+            answer_ms: now_ms(),
+            from_user: bounded_user(ids.from.user()),
+            to_user: bounded_user(ids.to.user()),
+        }
+        .encode(),
+    );
     match with_store("billing_start", |s| s.put_new(&key, &record, RECORD_TTL)) {
         Some(created) => {
             if created {
@@ -165,17 +173,27 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
     }
     // The record is keyed by the caller's tag: the From-tag of a BYE from
     // the caller, the To-tag of a BYE from the callee.
+    // A BYE Kamailio sends itself (dialog module, tm:local-request) bills
+    // like any other; the CDR says who hung up.
+    let local = current_route() == Route::Local;
     let candidates = [(&ids.from.tag, Side::Caller), (&ids.to.tag, Side::Callee)];
     let mut found = None;
     for (tag, side) in candidates {
         let Some(tag) = tag else { continue };
         let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
-        match with_store("billing_stop", |s| s.take(&key)) {
-            Some(Some(raw)) => {
+        // The record is ended, not deleted: it stays BILL_GRACE as a
+        // tombstone, so a late or forged 2xx cannot start the call again
+        // and a second BYE (either side, any node) bills nothing.
+        let side = if local { Side::Kamailio } else { side };
+        match with_store("billing_stop", |s| {
+            s.get_lifecycle(&key, Lifecycle::End(BILL_GRACE), None)
+        }) {
+            Some(Lived::EndedNow(raw)) => {
                 found = Some((raw, side));
                 break;
             }
-            Some(None) => {}
+            Some(Lived::Ended(_)) => break,
+            Some(_) => {}
             None => {
                 // Never lost without a line: the record stays for a
                 // retransmitted BYE, but say so now.
@@ -191,7 +209,7 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
         log::debug!("billing_stop: nothing to bill for Call-ID {}", ids.call_id);
         return Ok(Ret::Code(NOTHING_TO_BILL));
     };
-    let record = AnswerRecord::decode(&raw).map_err(|e| {
+    let record = AnswerRecord::decode(raw.get(1..).unwrap_or_default()).map_err(|e| {
         Error::new(format!(
             "billing_stop: the billing record of Call-ID {} is unreadable ({e}); not billed",
             ids.call_id

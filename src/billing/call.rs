@@ -69,11 +69,14 @@ pub fn bounded_user(user: &str) -> String {
     user[..end].to_string()
 }
 
-/// Who sent the BYE.
+/// Who ended the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Caller,
     Callee,
+    /// Kamailio itself (dialog module timeout, dlg.end_dlg, a BYE of
+    /// event_route[tm:local-request]).
+    Kamailio,
 }
 
 impl Side {
@@ -81,6 +84,7 @@ impl Side {
         match self {
             Side::Caller => "caller",
             Side::Callee => "callee",
+            Side::Kamailio => "kamailio",
         }
     }
 }

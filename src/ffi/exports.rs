@@ -5,7 +5,8 @@
 use super::bindings::{
     cmd_export_t, module_exports, param_export_t, register_script_cb, script_cb_flag_BRANCH_CB,
     script_cb_flag_FAILURE_CB, script_cb_flag_REQUEST_CB, sip_msg, topos_shim_runtime_dir,
-    BRANCH_ROUTE, CORE_ONREPLY_ROUTE, FAILURE_ROUTE, PARAM_STRING, POST_SCRIPT_CB, REQUEST_ROUTE,
+    BRANCH_ROUTE, CORE_ONREPLY_ROUTE, FAILURE_ROUTE, LOCAL_ROUTE, PARAM_STRING, POST_SCRIPT_CB,
+    REQUEST_ROUTE,
     TM_ONREPLY_ROUTE,
 };
 use super::bindings::{
@@ -228,7 +229,7 @@ static mut CMDS: [cmd_export_t; 7] = [
         w_billing_start,
         TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE,
     ),
-    cmd(c"billing_stop", w_billing_stop, REQUEST_ROUTE),
+    cmd(c"billing_stop", w_billing_stop, REQUEST_ROUTE | LOCAL_ROUTE),
     cmd2(
         c"topos_store_set",
         w_topos_store_set,

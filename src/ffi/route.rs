@@ -1,8 +1,8 @@
 //! Which routing block is running (Kamailio's per-process route type).
 
 use super::bindings::{
-    topos_shim_route_type, BRANCH_ROUTE, CORE_ONREPLY_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE,
-    TM_ONREPLY_ROUTE,
+    topos_shim_route_type, BRANCH_ROUTE, CORE_ONREPLY_ROUTE, FAILURE_ROUTE, LOCAL_ROUTE,
+    REQUEST_ROUTE, TM_ONREPLY_ROUTE,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +12,8 @@ pub enum Route {
     Branch,
     CoreOnReply,
     TmOnReply,
+    /// tm's event_route[tm:local-request] (requests Kamailio sends itself).
+    Local,
     Other,
 }
 
@@ -28,6 +30,8 @@ pub fn current_route() -> Route {
         Route::Branch
     } else if t & REQUEST_ROUTE != 0 {
         Route::Request
+    } else if t & LOCAL_ROUTE != 0 {
+        Route::Local
     } else {
         Route::Other
     }

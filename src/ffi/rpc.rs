@@ -9,6 +9,7 @@ use super::bindings::{
 use super::guard::guard_void;
 use crate::billing_functions;
 use crate::config::Storage;
+use crate::store::state::ENDED;
 use crate::dialog::record::decode_stored;
 use crate::state::{self, with_store};
 use crate::stats;
@@ -191,7 +192,14 @@ fn dialog_reply(r: &Reply) {
 fn records_reply(r: &Reply) {
     let mut fields = Vec::new();
     for (name, kind) in [(c"dialogs", &b":dlg:"[..]), (c"bills", &b":bill:"[..])] {
-        let count = |s: &mut dyn crate::store::Store| s.scan(kind, COUNT_LIMIT).map(|v| v.len());
+        // A billed call's record stays a while as a tombstone: it is not
+        // an open bill. (A dialog in its grace time is still counted: its
+        // record is there.)
+        let billed = |value: &[u8]| kind == b":bill:" && value.first() == Some(&ENDED);
+        let count = |s: &mut dyn crate::store::Store| {
+            s.scan(kind, COUNT_LIMIT)
+                .map(|v| v.iter().filter(|(_, value)| !billed(value)).count())
+        };
         let Some(n) = with_store("topos_rs.records", count) else {
             return r.fault(500, "storage unavailable");
         };
