@@ -6,8 +6,7 @@ use super::bindings::{
     cmd_export_t, module_exports, param_export_t, register_script_cb, script_cb_flag_BRANCH_CB,
     script_cb_flag_FAILURE_CB, script_cb_flag_REQUEST_CB, sip_msg, topos_shim_runtime_dir,
     BRANCH_ROUTE, CORE_ONREPLY_ROUTE, FAILURE_ROUTE, LOCAL_ROUTE, PARAM_STRING, POST_SCRIPT_CB,
-    REQUEST_ROUTE,
-    TM_ONREPLY_ROUTE,
+    REQUEST_ROUTE, TM_ONREPLY_ROUTE,
 };
 use super::bindings::{
     pv_export_t, register_timer, server_id, topos_shim_fixup_free_str_pv,

@@ -9,10 +9,10 @@ use super::bindings::{
 use super::guard::guard_void;
 use crate::billing_functions;
 use crate::config::Storage;
-use crate::store::state::ENDED;
 use crate::dialog::record::decode_stored;
 use crate::state::{self, with_store};
 use crate::stats;
+use crate::store::state::ENDED;
 use std::ffi::{c_void, CStr};
 use std::os::raw::{c_char, c_int};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
