@@ -49,6 +49,9 @@ pub struct ModuleConfig {
     pub billing: BillingConfig,
     /// The callee side sees a different Call-ID.
     pub mask_callid: bool,
+    /// In-dialog requests must also come from the address each side was
+    /// seen from (its INVITE's or its 2xx's source IP).
+    pub bind_source: bool,
     /// `host[:port]` for masked Contacts; None = the receiving socket.
     pub contact_host: Option<String>,
     /// Lifetime of a dialog's records without in-dialog traffic.
@@ -63,6 +66,7 @@ impl Default for ModuleConfig {
             redis_timeout: Duration::from_millis(250),
             billing: BillingConfig::default(),
             mask_callid: false,
+            bind_source: false,
             contact_host: None,
             dialog_expire: Duration::from_secs(10800),
         }
@@ -97,6 +101,11 @@ fn param_error(param: &'static str, message: impl Into<String>) -> ParamError {
 impl ModuleConfig {
     pub fn set_mask_callid(&mut self, v: i64) -> Result<(), ParamError> {
         self.mask_callid = int_param("mask_callid", v, 0, 1, "(0 or 1)")? == 1;
+        Ok(())
+    }
+
+    pub fn set_bind_source(&mut self, v: i64) -> Result<(), ParamError> {
+        self.bind_source = int_param("bind_source", v, 0, 1, "(0 or 1)")? == 1;
         Ok(())
     }
 
@@ -405,6 +414,10 @@ mod tests {
         assert!(c.mask_callid);
         assert_eq!(c.contact_host.as_deref(), Some("203.0.113.7:5060"));
         assert_eq!(c.set_mask_callid(2).unwrap_err().param, "mask_callid");
+        assert!(!c.bind_source);
+        c.set_bind_source(1).unwrap();
+        assert!(c.bind_source);
+        assert_eq!(c.set_bind_source(-1).unwrap_err().param, "bind_source");
         assert_eq!(c.set_dialog_expire(0).unwrap_err().param, "dialog_expire");
         assert_eq!(c.set_contact_host("a b").unwrap_err().param, "contact_host");
         assert_eq!(c.set_contact_host("x@y").unwrap_err().param, "contact_host");

@@ -328,7 +328,13 @@ fn a_call_ended_by_dlg_terminate_is_billed_once_in_its_direction() {
         let n = node(redis, &["DIALOG"]);
         let p = Parties::new();
         let id = format!("terminated-{redis}");
-        let (call, _, _) = answer(&n.k, &p, &id);
+        let (call, invite, _) = answer(&n.k, &p, &id);
+        // A target refresh from the callee first (it used to start a second
+        // bill, billed again by the BYE to the other side).
+        callee_request(&n.k, &p, &invite, "INVITE", 2);
+        let reinvite = p.caller.expect_request("INVITE");
+        p.caller.reply(&reinvite, 200, "OK", "unused");
+        p.callee.expect_reply(200, "INVITE");
         std::thread::sleep(Duration::from_millis(1100));
         let out = kamcmd(
             &n.ctl,
@@ -349,5 +355,30 @@ fn a_call_ended_by_dlg_terminate_is_billed_once_in_its_direction() {
             .send(n.k.addr, &call.in_dialog(&p.caller, "BYE", 5));
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(billing_lines(&n.k.log_text()).len(), 1);
+    });
+}
+
+#[test]
+fn with_bind_source_a_side_must_send_from_where_it_was_seen() {
+    both_backends(|redis| {
+        let n = node(redis, &["BIND_SOURCE"]);
+        let p = Parties::new();
+        let id = format!("bound-{redis}");
+        let (call, _, _) = answer(&n.k, &p, &id);
+        // Someone who learned the caller's token, tags and Call-ID, sending
+        // from another address, cannot hang the call up.
+        let elsewhere = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        elsewhere
+            .send_to(call.in_dialog(&p.caller, "BYE", 2).as_bytes(), n.k.addr)
+            .unwrap();
+        p.callee.expect_silence(Duration::from_millis(400));
+        assert!(n.k.log_text().contains("does not fit this request"));
+        assert_eq!(n.open_bills(), "1");
+        // The caller itself can.
+        std::thread::sleep(Duration::from_millis(700));
+        caller_bye(&n.k, &p, &call);
+        let lines = n.lines(1);
+        assert_eq!(lines, vec![line(&id, 1, "0.05")]);
+        n.cdrs_agree_with(&lines);
     });
 }

@@ -19,6 +19,8 @@ const CALLEE_ROUTE: u8 = 8;
 const CONFIRMED: u8 = 9;
 const CALLER_SECRET: u8 = 10;
 const CALLEE_SECRET: u8 = 11;
+const CALLER_SOURCE: u8 = 12;
+const CALLEE_SOURCE: u8 = 13;
 
 /// Where the stored value keeps each side's binding (after the state byte):
 /// the store compares the one of the side a request goes to before it
@@ -32,12 +34,14 @@ pub fn binding_offset(side: Side) -> usize {
 
 /// The stored value: the state byte (`store::state`), the bindings of the
 /// caller side and of the callee side, then the record.
-pub fn encode_stored(state: u8, record: &DialogRecord) -> Vec<u8> {
+/// `bind_source`: the bindings include the address each side was seen
+/// from (module parameter `bind_source`).
+pub fn encode_stored(state: u8, record: &DialogRecord, bind_source: bool) -> Vec<u8> {
     let body = record.encode();
     let mut out = Vec::with_capacity(33 + body.len());
     out.push(state);
-    out.extend_from_slice(&record.binding(Side::Caller));
-    out.extend_from_slice(&record.binding(Side::Callee));
+    out.extend_from_slice(&record.binding(Side::Caller, bind_source));
+    out.extend_from_slice(&record.binding(Side::Callee, bind_source));
     out.extend_from_slice(&body);
     out
 }
@@ -70,6 +74,9 @@ pub struct DialogRecord {
     pub confirmed: bool,
     /// Each side's secret (in the token that addresses it).
     pub secrets: Secrets,
+    /// The address the caller's INVITE came from, the callee's 2xx.
+    pub caller_source: String,
+    pub callee_source: String,
 }
 
 /// FNV-1a of the callee tag: keys stay short whatever tag a peer sends, and
@@ -97,21 +104,31 @@ pub fn record_key(dialog_hex: &str, callee_tag_hash: u64) -> Vec<u8> {
 
 impl DialogRecord {
     /// What a request to `side` must present (see `token::binding`): the
-    /// Call-ID and tags as the other side sends them.
-    pub fn binding(&self, side: Side) -> [u8; 16] {
+    /// Call-ID and tags as the other side sends them, and with
+    /// `bind_source` the address the other side was seen from.
+    pub fn binding(&self, side: Side, bind_source: bool) -> [u8; 16] {
         let secret = self.secrets.of(side);
+        fn source(s: &str, on: bool) -> &[u8] {
+            if on {
+                s.as_bytes()
+            } else {
+                &[]
+            }
+        }
         match side {
             Side::Callee => binding(
                 secret,
                 self.call_id.as_bytes(),
                 self.caller_tag.as_bytes(),
                 self.callee_tag.as_bytes(),
+                source(&self.caller_source, bind_source),
             ),
             Side::Caller => binding(
                 secret,
                 self.callee_call_id.as_bytes(),
                 self.callee_tag.as_bytes(),
                 self.caller_tag.as_bytes(),
+                source(&self.callee_source, bind_source),
             ),
         }
     }
@@ -126,7 +143,9 @@ impl DialogRecord {
             .bytes(CALLEE_CONTACT, self.callee_contact.as_bytes())
             .u64(CONFIRMED, self.confirmed as u64)
             .bytes(CALLER_SECRET, &self.secrets.caller)
-            .bytes(CALLEE_SECRET, &self.secrets.callee);
+            .bytes(CALLEE_SECRET, &self.secrets.callee)
+            .bytes(CALLER_SOURCE, self.caller_source.as_bytes())
+            .bytes(CALLEE_SOURCE, self.callee_source.as_bytes());
         for r in &self.caller_route {
             w = w.bytes(CALLER_ROUTE, r.as_bytes());
         }
@@ -169,6 +188,8 @@ impl DialogRecord {
                 caller: secret(CALLER_SECRET)?,
                 callee: secret(CALLEE_SECRET)?,
             },
+            caller_source: text(CALLER_SOURCE)?,
+            callee_source: text(CALLEE_SOURCE)?,
         })
     }
 }
@@ -193,16 +214,25 @@ mod tests {
                 caller: [1; 16],
                 callee: [2; 16],
             },
+            caller_source: "10.0.0.1".into(),
+            callee_source: "10.0.0.2".into(),
         };
         assert_eq!(DialogRecord::decode(&r.encode()).unwrap(), r);
-        let stored = encode_stored(b'A', &r);
+        let stored = encode_stored(b'A', &r, false);
         assert_eq!(decode_stored(&stored).unwrap(), (b'A', r.clone()));
         // Each side's binding sits where the store compares it.
         let o = binding_offset(Side::Callee);
-        assert_eq!(stored[o..o + 16], r.binding(Side::Callee));
+        assert_eq!(stored[o..o + 16], r.binding(Side::Callee, false));
         let o = binding_offset(Side::Caller);
-        assert_eq!(stored[o..o + 16], r.binding(Side::Caller));
-        assert_ne!(r.binding(Side::Caller), r.binding(Side::Callee));
+        assert_eq!(stored[o..o + 16], r.binding(Side::Caller, false));
+        assert_ne!(
+            r.binding(Side::Caller, false),
+            r.binding(Side::Callee, false)
+        );
+        assert_ne!(
+            r.binding(Side::Callee, false),
+            r.binding(Side::Callee, true)
+        );
     }
 
     #[test]

@@ -132,12 +132,20 @@ pub fn parse_token(s: &str) -> Option<(DialogId, Side, Secret)> {
 
 /// What a request to a side must present: that side's secret bound to the
 /// Call-ID, From-tag and To-tag of the request (as the other side sends
-/// them). Lengths are part of the input, so no two inputs collide by
-/// moving bytes from one field to the next.
-pub fn binding(secret: &Secret, call_id: &[u8], from_tag: &[u8], to_tag: &[u8]) -> [u8; 16] {
+/// them) and, where the operator asks for it (`bind_source`), the address
+/// the other side was seen from (empty otherwise). Lengths are part of the
+/// input, so no two inputs collide by moving bytes from one field to the
+/// next.
+pub fn binding(
+    secret: &Secret,
+    call_id: &[u8],
+    from_tag: &[u8],
+    to_tag: &[u8],
+    source: &[u8],
+) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(secret);
-    for part in [call_id, from_tag, to_tag] {
+    for part in [call_id, from_tag, to_tag, source] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }
@@ -186,12 +194,13 @@ mod tests {
     #[test]
     fn a_binding_changes_with_every_input() {
         let s = [1u8; 16];
-        let b = binding(&s, b"call", b"ft", b"tt");
-        assert_ne!(b, binding(&[2u8; 16], b"call", b"ft", b"tt"));
-        assert_ne!(b, binding(&s, b"other", b"ft", b"tt"));
-        assert_ne!(b, binding(&s, b"call", b"tt", b"ft"));
-        assert_ne!(b, binding(&s, b"callf", b"t", b"tt"));
-        assert_eq!(b, binding(&s, b"call", b"ft", b"tt"));
+        let b = binding(&s, b"call", b"ft", b"tt", b"");
+        assert_ne!(b, binding(&[2u8; 16], b"call", b"ft", b"tt", b""));
+        assert_ne!(b, binding(&s, b"other", b"ft", b"tt", b""));
+        assert_ne!(b, binding(&s, b"call", b"tt", b"ft", b""));
+        assert_ne!(b, binding(&s, b"callf", b"t", b"tt", b""));
+        assert_ne!(b, binding(&s, b"call", b"ft", b"tt", b"10.0.0.1"));
+        assert_eq!(b, binding(&s, b"call", b"ft", b"tt", b""));
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! slices and offsets.
 
 use super::bindings::{
-    anchor_lump, check_self, del_lump, global_req_flags, insert_new_lump_after, received_builder,
-    received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri, rport_builder,
-    set_dst_uri, sip_msg, str_, topos_shim_callid_cseq, topos_shim_param_str, topos_shim_pkg_free,
-    topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
-    FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
+    anchor_lump, check_self, del_lump, global_req_flags, insert_new_lump_after, ip_addr2a,
+    received_builder, received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri,
+    rport_builder, set_dst_uri, sip_msg, str_, topos_shim_callid_cseq, topos_shim_param_str,
+    topos_shim_pkg_free, topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str,
+    topos_shim_to_tag, FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
 };
 use crate::dialog::plan::{coalesce, Edit};
 use crate::error::{Error, Result};
@@ -231,6 +231,17 @@ impl<'k> SipMsg<'k> {
             None => unsafe { reset_dst_uri(self.as_ptr()) },
         }
         Ok(())
+    }
+
+    /// The IP address the message came from, as text.
+    pub fn source_ip(&self) -> String {
+        let m = self.get();
+        let mut ip = m.rcv.src_ip;
+        // SAFETY: ip_addr2a formats a copy of the message's source address
+        // into a static buffer, copied at once.
+        unsafe { std::ffi::CStr::from_ptr(ip_addr2a(&mut ip)) }
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// `host:port[;transport=x]` of the local socket the message came in on.

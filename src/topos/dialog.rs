@@ -167,6 +167,8 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         callee_route: callee.route,
         confirmed,
         secrets: st.secrets(),
+        caller_source: parts.request.source_ip(),
+        callee_source: reply.source_ip(),
     };
     let ttl = if confirmed {
         state::config()?.dialog_expire
@@ -178,7 +180,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     } else {
         store_state::EARLY
     };
-    let value = encode_stored(state, &record);
+    let value = encode_stored(state, &record, state::config()?.bind_source);
     if value.len() > MAX_RECORD {
         log::error!(
             "dialog of Call-ID {} not stored: its record would take {} bytes (at most {MAX_RECORD}); \
@@ -266,11 +268,17 @@ pub fn route_in_dialog(
     // The request must prove, before anything changes, that it comes from
     // the other side of this very dialog: the target side's secret (from
     // the token), the Call-ID and the tags in that side's peer's order.
+    let source = if cfg.bind_source {
+        msg.source_ip()
+    } else {
+        String::new()
+    };
     let proof = binding(
         &secret,
         ids.call_id.as_bytes(),
         from_tag.as_bytes(),
         to_tag.as_bytes(),
+        source.as_bytes(),
     );
     let guard = Guard {
         offset: binding_offset(target),
@@ -385,7 +393,7 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     }
     if rec != before && record_state != store_state::ENDED {
         let ttl = state::config()?.dialog_expire;
-        let value = encode_stored(record_state, &rec);
+        let value = encode_stored(record_state, &rec, state::config()?.bind_source);
         with_store("target refresh", |s| s.put(&key, &value, ttl));
     }
     Ok(())
