@@ -1,16 +1,28 @@
 # topos_rs — build, test and run the Kamailio module.
-#   make run    build, then start Kamailio with cfg-examples/kamailio.cfg on 127.0.0.1:5060
-#   make test   install what is missing, build, run every test
+#   make run             build, then start Kamailio with cfg-examples/kamailio.cfg on 127.0.0.1:5060
+#   make test            install what is missing, build, run every test (the installed Kamailio)
+#   make test-kamailio6  the same suite against Kamailio 6.0 built from Debian 13's source
+#   make deb-trixie      the Debian 13 package, install-tested in a Debian 13 root
 SHELL := /bin/bash
 CARGO ?= cargo
-MODULE := target/release/topos_rs.so
+# Where cargo builds (CARGO_TARGET_DIR is honoured): the Kamailio 6.0 and
+# Debian 13 builds have a target directory of their own, so switching
+# between versions rebuilds nothing.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+RELEASE_DIR := $(TARGET_DIR)/release
+MODULE := $(RELEASE_DIR)/topos_rs.so
 # Debian packages the build and the tests need.
 APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc bison flex
-# Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules
-KAMAILIO_MODULES = $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
+# Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules:
+# $KAMAILIO_MODULES if set, else where the installed kamailio package put tm.so.
+KAMAILIO_MODULES ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
+# The kamailio binary the module is built for and run with (build.rs and
+# the tests honour KAMAILIO_BIN too).
+KAMAILIO_BIN ?= kamailio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz soak
+.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz soak \
+	kamailio-trixie test-kamailio6 trixie-root deb-trixie
 
 all: build
 
@@ -29,23 +41,46 @@ deps:
 headers: deps
 	@if [ -z "$$KAMAILIO_SRC" ]; then $(SUDO) sh kamailio-headers/fetch.sh; fi
 
-## build: target/release/topos_rs.so
+## build: target/release/topos_rs.so ($(CARGO_TARGET_DIR)/release if set)
 build: headers
 	$(CARGO) build --release
 	@# Replace the module file, never rewrite it in place: a running
 	@# Kamailio has it mapped.
-	@cmp -s target/release/libtopos_rs.so $(MODULE) || \
-	  { cp target/release/libtopos_rs.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE); }
+	@cmp -s $(RELEASE_DIR)/libtopos_rs.so $(MODULE) || \
+	  { cp $(RELEASE_DIR)/libtopos_rs.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE); }
 
 ## test: unit tests, then end-to-end tests against the real kamailio
 test: build
-	$(CARGO) test --release
+	TOPOS_RS_MODULE_DIR=$(abspath $(RELEASE_DIR)) $(CARGO) test --release
 
 ## run: Kamailio in the foreground with the example config on 127.0.0.1:5060
 run: build
-	mkdir -p target/run
-	kamailio -DD -E -f cfg-examples/kamailio.cfg -Y $(CURDIR)/target/run \
-		-L $(CURDIR)/target/release:$(KAMAILIO_MODULES)
+	mkdir -p $(TARGET_DIR)/run
+	$(KAMAILIO_BIN) -DD -E -f cfg-examples/kamailio.cfg -Y $(abspath $(TARGET_DIR))/run \
+		-L $(abspath $(RELEASE_DIR)):$(KAMAILIO_MODULES)
+
+# Kamailio 6.0 from Debian 13 (trixie): its source package, fetched with apt
+# lists of its own (/etc/apt is not touched), built under KAMAILIO6_CACHE
+# (server, kamcmd and the modules the tests load; ~3 min on 2 cores, once).
+TRIXIE_MIRROR ?= http://deb.debian.org/debian
+KAMAILIO6_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/topos_rs/kamailio-trixie
+KAMAILIO6_TARGET := $(CURDIR)/target/kamailio-trixie
+
+## kamailio-trixie: fetch and build Kamailio 6.0 (Debian 13's source) into KAMAILIO6_CACHE
+kamailio-trixie:
+	@# Kamailio's build needs gcc, make, bison, flex (in APT_PACKAGES); app_lua needs Lua 5.1.
+	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) liblua5.1-0-dev"
+	MIRROR=$(TRIXIE_MIRROR) sh kamailio-headers/fetch-debian.sh trixie $(KAMAILIO6_CACHE)/src
+	sh kamailio-headers/build-kamailio.sh $(KAMAILIO6_CACHE)/src $(KAMAILIO6_CACHE)
+
+## test-kamailio6: the whole suite (unit and end-to-end) against that Kamailio 6.0
+test-kamailio6: kamailio-trixie
+	$(MAKE) test \
+	  KAMAILIO_SRC=$(KAMAILIO6_CACHE)/src \
+	  KAMAILIO_BIN=$(KAMAILIO6_CACHE)/sbin/kamailio \
+	  KAMCMD_BIN=$(KAMAILIO6_CACHE)/sbin/kamcmd \
+	  KAMAILIO_MODULES=$(KAMAILIO6_CACHE)/modules \
+	  CARGO_TARGET_DIR=$(KAMAILIO6_TARGET)
 
 DEB_NAME := kamailio-topos-rs-modules
 DOC_DIR = /usr/share/doc/$(DEB_NAME)
