@@ -84,7 +84,10 @@ test-kamailio6: kamailio-trixie
 
 DEB_NAME := kamailio-topos-rs-modules
 DOC_DIR = /usr/share/doc/$(DEB_NAME)
-KAMAILIO_DEB_VERSION = $(shell dpkg-query -W -f='$${Version}' kamailio)
+# The kamailio package version the module is built for (Depends: kamailio (= ...)).
+KAMAILIO_DEB_VERSION ?= $(shell dpkg-query -W -f='$${Version}' kamailio)
+# Debian revision of our package: 0.1.0-1 (Debian 12), 0.1.0-1+deb13 (deb-trixie).
+DEB_REVISION ?= 1
 CRATE_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
 ## install: the module into Kamailio's module directory, docs and examples (honours DESTDIR)
@@ -94,13 +97,15 @@ install: build
 	install -d $(DESTDIR)$(DOC_DIR)/cfg-examples
 	install -m 0644 cfg-examples/* $(DESTDIR)$(DOC_DIR)/cfg-examples/
 
-## deb: target/debian/kamailio-topos-rs-modules_<version>_<arch>.deb, built by cargo-deb.
+## deb: target/debian/kamailio-topos-rs-modules_<version>_<arch>.deb, built by cargo-deb
+## ($(CARGO_TARGET_DIR)/debian if set).
 ## Its Depends names the exact kamailio version the module was built against,
 ## which cargo-deb cannot take from the environment: a packaging manifest with
 ## that version filled in is generated under target/deb-manifest.
 deb: build
 	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
-	mkdir -p target/deb-manifest
+	@test -n "$(KAMAILIO_DEB_VERSION)" || { echo "make deb: no kamailio package version (KAMAILIO_DEB_VERSION)"; exit 1; }
+	mkdir -p $(TARGET_DIR)/deb-manifest
 	printf '%s\n' \
 	  '[package]' \
 	  'name = "$(DEB_NAME)"' \
@@ -114,15 +119,38 @@ deb: build
 	  'maintainer = "topos_rs developers"' \
 	  'section = "net"' \
 	  'priority = "optional"' \
+	  'revision = "$(DEB_REVISION)"' \
 	  'depends = "kamailio (= $(KAMAILIO_DEB_VERSION))"' \
 	  'extended-description = "Native Kamailio module written in Rust: topos_request()/topos_reply() hide Via, Record-Route, Contact (and optionally Call-ID); billing_start()/billing_stop() bill calls in exact decimal money. Built for kamailio $(KAMAILIO_DEB_VERSION) only."' \
 	  'assets = [' \
-	  '  ["$(CURDIR)/$(MODULE)", "$(KAMAILIO_MODULES)/topos_rs.so", "644"],' \
+	  '  ["$(abspath $(MODULE))", "$(KAMAILIO_MODULES)/topos_rs.so", "644"],' \
 	  '  ["$(CURDIR)/README.md", "$(DOC_DIR)/README.md", "644"],' \
 	  '  ["$(CURDIR)/cfg-examples/*", "$(DOC_DIR)/cfg-examples/", "644"],' \
-	  ']' > target/deb-manifest/Cargo.toml
-	cd target/deb-manifest && $(CARGO) deb --no-build -o $(CURDIR)/target/debian
-	@ls target/debian/$(DEB_NAME)_*.deb
+	  ']' > $(TARGET_DIR)/deb-manifest/Cargo.toml
+	cd $(TARGET_DIR)/deb-manifest && $(CARGO) deb --no-build -o $(abspath $(TARGET_DIR))/debian
+	@ls $(TARGET_DIR)/debian/$(DEB_NAME)_$(CRATE_VERSION)-$(DEB_REVISION)_*.deb
+
+# Debian 13: a trixie root made with debootstrap (cached next to
+# KAMAILIO6_CACHE), with the distro's kamailio package in it.
+TRIXIE_ROOT ?= $(dir $(KAMAILIO6_CACHE))trixie-root
+
+## trixie-root: the Debian 13 root (debootstrap, ~1 min once), kamailio installed in it
+trixie-root:
+	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) debootstrap"
+	sh tests/debian13/root.sh $(TRIXIE_ROOT) $(TRIXIE_MIRROR)
+
+## deb-trixie: the package for Debian 13's kamailio (headers: its source; version and
+## flags checked against the root's /usr/sbin/kamailio), then install-tested in the root
+deb-trixie: kamailio-trixie trixie-root
+	$(MAKE) deb \
+	  KAMAILIO_SRC=$(KAMAILIO6_CACHE)/src \
+	  KAMAILIO_BIN=$(TRIXIE_ROOT)-kamailio \
+	  KAMAILIO_MODULES="$$(dirname "$$(chroot $(TRIXIE_ROOT) dpkg -L kamailio | grep '/modules/tm\.so$$')")" \
+	  KAMAILIO_DEB_VERSION="$$(chroot $(TRIXIE_ROOT) dpkg-query -W -f='$${Version}' kamailio)" \
+	  DEB_REVISION=1+deb13 \
+	  CARGO_TARGET_DIR=$(KAMAILIO6_TARGET)
+	bash tests/debian13/install-test.sh $(TRIXIE_ROOT) \
+	  $(KAMAILIO6_TARGET)/debian/$(DEB_NAME)_$(CRATE_VERSION)-1+deb13_$$(dpkg --print-architecture).deb
 
 ## bench: CPU per call of plain Kamailio, Kamailio's topos+topos_redis and topos_rs (LMDB, Redis)
 bench: build
