@@ -74,8 +74,10 @@ kamailio-trixie:
 	sh kamailio-headers/build-kamailio.sh $(KAMAILIO6_CACHE)/src $(KAMAILIO6_CACHE)
 
 ## test-kamailio6: the whole suite (unit and end-to-end) against that Kamailio 6.0
+## (KAMAILIO_BIN/KAMCMD_BIN for the tests, and first in PATH for any that run
+## kamailio or kamcmd by name)
 test-kamailio6: kamailio-trixie
-	$(MAKE) test \
+	PATH="$(KAMAILIO6_CACHE)/sbin:$$PATH" $(MAKE) test \
 	  KAMAILIO_SRC=$(KAMAILIO6_CACHE)/src \
 	  KAMAILIO_BIN=$(KAMAILIO6_CACHE)/sbin/kamailio \
 	  KAMCMD_BIN=$(KAMAILIO6_CACHE)/sbin/kamcmd \
