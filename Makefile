@@ -1,16 +1,28 @@
 # topos_rs — build, test and run the Kamailio module.
-#   make run    build, then start Kamailio with cfg-examples/kamailio.cfg on 127.0.0.1:5060
-#   make test   install what is missing, build, run every test
+#   make run             build, then start Kamailio with cfg-examples/kamailio.cfg on 127.0.0.1:5060
+#   make test            install what is missing, build, run every test (the installed Kamailio)
+#   make test-kamailio6  the same suite against Kamailio 6.0 built from Debian 13's source
+#   make deb-trixie      the Debian 13 package, install-tested in a Debian 13 root
 SHELL := /bin/bash
 CARGO ?= cargo
-MODULE := target/release/topos_rs.so
+# Where cargo builds (CARGO_TARGET_DIR is honoured): the Kamailio 6.0 and
+# Debian 13 builds have a target directory of their own, so switching
+# between versions rebuilds nothing.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+RELEASE_DIR := $(TARGET_DIR)/release
+MODULE := $(RELEASE_DIR)/topos_rs.so
 # Debian packages the build and the tests need.
 APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc bison flex
-# Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules
-KAMAILIO_MODULES = $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
+# Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules:
+# $KAMAILIO_MODULES if set, else where the installed kamailio package put tm.so.
+KAMAILIO_MODULES ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
+# The kamailio binary the module is built for and run with (build.rs and
+# the tests honour KAMAILIO_BIN too).
+KAMAILIO_BIN ?= kamailio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz soak
+.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz soak \
+	kamailio-trixie test-kamailio6 trixie-root deb-trixie
 
 all: build
 
@@ -29,27 +41,55 @@ deps:
 headers: deps
 	@if [ -z "$$KAMAILIO_SRC" ]; then $(SUDO) sh kamailio-headers/fetch.sh; fi
 
-## build: target/release/topos_rs.so
+## build: target/release/topos_rs.so ($(CARGO_TARGET_DIR)/release if set)
 build: headers
 	$(CARGO) build --release
 	@# Replace the module file, never rewrite it in place: a running
 	@# Kamailio has it mapped.
-	@cmp -s target/release/libtopos_rs.so $(MODULE) || \
-	  { cp target/release/libtopos_rs.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE); }
+	@cmp -s $(RELEASE_DIR)/libtopos_rs.so $(MODULE) || \
+	  { cp $(RELEASE_DIR)/libtopos_rs.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE); }
 
 ## test: unit tests, then end-to-end tests against the real kamailio
 test: build
-	$(CARGO) test --release
+	TOPOS_RS_MODULE_DIR=$(abspath $(RELEASE_DIR)) $(CARGO) test --release
 
 ## run: Kamailio in the foreground with the example config on 127.0.0.1:5060
 run: build
-	mkdir -p target/run
-	kamailio -DD -E -f cfg-examples/kamailio.cfg -Y $(CURDIR)/target/run \
-		-L $(CURDIR)/target/release:$(KAMAILIO_MODULES)
+	mkdir -p $(TARGET_DIR)/run
+	$(KAMAILIO_BIN) -DD -E -f cfg-examples/kamailio.cfg -Y $(abspath $(TARGET_DIR))/run \
+		-L $(abspath $(RELEASE_DIR)):$(KAMAILIO_MODULES)
+
+# Kamailio 6.0 from Debian 13 (trixie): its source package, fetched with apt
+# lists of its own (/etc/apt is not touched), built under KAMAILIO6_CACHE
+# (server, kamcmd and the modules the tests load; ~3 min on 2 cores, once).
+TRIXIE_MIRROR ?= http://deb.debian.org/debian
+KAMAILIO6_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/topos_rs/kamailio-trixie
+KAMAILIO6_TARGET := $(CURDIR)/target/kamailio-trixie
+
+## kamailio-trixie: fetch and build Kamailio 6.0 (Debian 13's source) into KAMAILIO6_CACHE
+kamailio-trixie:
+	@# Kamailio's build needs gcc, make, bison, flex (in APT_PACKAGES); app_lua needs Lua 5.1.
+	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) liblua5.1-0-dev"
+	MIRROR=$(TRIXIE_MIRROR) sh kamailio-headers/fetch-debian.sh trixie $(KAMAILIO6_CACHE)/src
+	sh kamailio-headers/build-kamailio.sh $(KAMAILIO6_CACHE)/src $(KAMAILIO6_CACHE)
+
+## test-kamailio6: the whole suite (unit and end-to-end) against that Kamailio 6.0
+## (KAMAILIO_BIN/KAMCMD_BIN for the tests, and first in PATH for any that run
+## kamailio or kamcmd by name)
+test-kamailio6: kamailio-trixie
+	PATH="$(KAMAILIO6_CACHE)/sbin:$$PATH" $(MAKE) test \
+	  KAMAILIO_SRC=$(KAMAILIO6_CACHE)/src \
+	  KAMAILIO_BIN=$(KAMAILIO6_CACHE)/sbin/kamailio \
+	  KAMCMD_BIN=$(KAMAILIO6_CACHE)/sbin/kamcmd \
+	  KAMAILIO_MODULES=$(KAMAILIO6_CACHE)/modules \
+	  CARGO_TARGET_DIR=$(KAMAILIO6_TARGET)
 
 DEB_NAME := kamailio-topos-rs-modules
 DOC_DIR = /usr/share/doc/$(DEB_NAME)
-KAMAILIO_DEB_VERSION = $(shell dpkg-query -W -f='$${Version}' kamailio)
+# The kamailio package version the module is built for (Depends: kamailio (= ...)).
+KAMAILIO_DEB_VERSION ?= $(shell dpkg-query -W -f='$${Version}' kamailio)
+# Debian revision of our package: 0.1.0-1 (Debian 12), 0.1.0-1+deb13 (deb-trixie).
+DEB_REVISION ?= 1
 CRATE_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
 ## install: the module into Kamailio's module directory, docs and examples (honours DESTDIR)
@@ -59,13 +99,15 @@ install: build
 	install -d $(DESTDIR)$(DOC_DIR)/cfg-examples
 	install -m 0644 cfg-examples/* $(DESTDIR)$(DOC_DIR)/cfg-examples/
 
-## deb: target/debian/kamailio-topos-rs-modules_<version>_<arch>.deb, built by cargo-deb.
+## deb: target/debian/kamailio-topos-rs-modules_<version>_<arch>.deb, built by cargo-deb
+## ($(CARGO_TARGET_DIR)/debian if set).
 ## Its Depends names the exact kamailio version the module was built against,
 ## which cargo-deb cannot take from the environment: a packaging manifest with
 ## that version filled in is generated under target/deb-manifest.
 deb: build
 	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
-	mkdir -p target/deb-manifest
+	@test -n "$(KAMAILIO_DEB_VERSION)" || { echo "make deb: no kamailio package version (KAMAILIO_DEB_VERSION)"; exit 1; }
+	mkdir -p $(TARGET_DIR)/deb-manifest
 	printf '%s\n' \
 	  '[package]' \
 	  'name = "$(DEB_NAME)"' \
@@ -79,15 +121,38 @@ deb: build
 	  'maintainer = "topos_rs developers"' \
 	  'section = "net"' \
 	  'priority = "optional"' \
+	  'revision = "$(DEB_REVISION)"' \
 	  'depends = "kamailio (= $(KAMAILIO_DEB_VERSION))"' \
 	  'extended-description = "Native Kamailio module written in Rust: topos_request()/topos_reply() hide Via, Record-Route, Contact (and optionally Call-ID); billing_start()/billing_stop() bill calls in exact decimal money. Built for kamailio $(KAMAILIO_DEB_VERSION) only."' \
 	  'assets = [' \
-	  '  ["$(CURDIR)/$(MODULE)", "$(KAMAILIO_MODULES)/topos_rs.so", "644"],' \
+	  '  ["$(abspath $(MODULE))", "$(KAMAILIO_MODULES)/topos_rs.so", "644"],' \
 	  '  ["$(CURDIR)/README.md", "$(DOC_DIR)/README.md", "644"],' \
 	  '  ["$(CURDIR)/cfg-examples/*", "$(DOC_DIR)/cfg-examples/", "644"],' \
-	  ']' > target/deb-manifest/Cargo.toml
-	cd target/deb-manifest && $(CARGO) deb --no-build -o $(CURDIR)/target/debian
-	@ls target/debian/$(DEB_NAME)_*.deb
+	  ']' > $(TARGET_DIR)/deb-manifest/Cargo.toml
+	cd $(TARGET_DIR)/deb-manifest && $(CARGO) deb --no-build -o $(abspath $(TARGET_DIR))/debian
+	@ls $(TARGET_DIR)/debian/$(DEB_NAME)_$(CRATE_VERSION)-$(DEB_REVISION)_*.deb
+
+# Debian 13: a trixie root made with debootstrap (cached next to
+# KAMAILIO6_CACHE), with the distro's kamailio package in it.
+TRIXIE_ROOT ?= $(dir $(KAMAILIO6_CACHE))trixie-root
+
+## trixie-root: the Debian 13 root (debootstrap, ~1 min once), kamailio installed in it
+trixie-root:
+	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) debootstrap"
+	sh tests/debian13/root.sh $(TRIXIE_ROOT) $(TRIXIE_MIRROR)
+
+## deb-trixie: the package for Debian 13's kamailio (headers: its source; version and
+## flags checked against the root's /usr/sbin/kamailio), then install-tested in the root
+deb-trixie: kamailio-trixie trixie-root
+	$(MAKE) deb \
+	  KAMAILIO_SRC=$(KAMAILIO6_CACHE)/src \
+	  KAMAILIO_BIN=$(TRIXIE_ROOT)-kamailio \
+	  KAMAILIO_MODULES="$$(dirname "$$(chroot $(TRIXIE_ROOT) dpkg -L kamailio | grep '/modules/tm\.so$$')")" \
+	  KAMAILIO_DEB_VERSION="$$(chroot $(TRIXIE_ROOT) dpkg-query -W -f='$${Version}' kamailio)" \
+	  DEB_REVISION=1+deb13 \
+	  CARGO_TARGET_DIR=$(KAMAILIO6_TARGET)
+	bash tests/debian13/install-test.sh $(TRIXIE_ROOT) \
+	  $(KAMAILIO6_TARGET)/debian/$(DEB_NAME)_$(CRATE_VERSION)-1+deb13_$$(dpkg --print-architecture).deb
 
 ## bench: CPU per call of plain Kamailio, Kamailio's topos+topos_redis and topos_rs (LMDB, Redis)
 bench: build

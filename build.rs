@@ -40,10 +40,16 @@ fn main() {
 
     let (bin_version, bin_flags) = installed_version();
     let (hdr_version, hdr_flags) = header_version(&core_src, &defs);
-    if bin_version != hdr_version {
+    // Kamailio's loader compares module_version with SER_FULL_VERSION
+    // ("kamailio 6.0.1 (x86_64/linux)"). The version line of `kamailio -v`
+    // is that, followed by a build id for builds from a tarball or git.
+    let same_version = bin_version
+        .strip_prefix(hdr_version.as_str())
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '));
+    if !same_version {
         panic!(
-            "Kamailio version mismatch: the installed binary says module_version \
-             {bin_version:?}, the headers in {} say {hdr_version:?}. Point KAMAILIO_SRC at \
+            "Kamailio version mismatch: the installed binary says version {bin_version:?}, \
+             the headers in {} say module_version {hdr_version:?}. Point KAMAILIO_SRC at \
              the source of the installed version (or run `make headers`).",
             tree.display()
         );
@@ -60,8 +66,9 @@ fn main() {
              set derived from `make cfg` does not match the build of the installed kamailio."
         );
     }
-    println!("cargo:rustc-env=TOPOS_MODULE_VERSION={bin_version}");
+    println!("cargo:rustc-env=TOPOS_MODULE_VERSION={hdr_version}");
     println!("cargo:rustc-env=TOPOS_MODULE_FLAGS={bin_flags}");
+    version_cfgs(&defs, &includes);
 
     generate_bindings(&defs, &includes);
     compile_shim(&defs, &includes);
@@ -227,6 +234,74 @@ fn header_version(core_src: &Path, defs: &[String]) -> (String, String) {
     )
 }
 
+/// Version-dependent behaviour is chosen by cfgs derived from the headers of
+/// the tree being built against (never from a version number typed here):
+///
+/// - `kamailio_via_noreceived`: the core has `FL_VIA_NORECEIVED` and decides
+///   on `;rport=` with `rport_test()` (Kamailio 6.0), instead of the 5.6 rule
+///   (FL_FORCE_RPORT or an rport in the Via).
+///
+/// `KAMAILIO_VERSIONVAL` (the tree's VERSIONVAL, e.g. 6000001) is passed on
+/// for messages.
+fn version_cfgs(defs: &[String], includes: &[String]) {
+    println!("cargo:rustc-check-cfg=cfg(kamailio_via_noreceived)");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let probe = out_dir.join("cfg_probe.c");
+    fs::write(
+        &probe,
+        "#include \"core/parser/msg_parser.h\"\n\
+         TOPOS_VERSIONVAL VERSIONVAL\n\
+         #ifdef FL_VIA_NORECEIVED\n\
+         TOPOS_HAS_FL_VIA_NORECEIVED\n\
+         #endif\n",
+    )
+    .unwrap();
+    let cc = env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let out = Command::new(&cc)
+        .arg("-E")
+        .arg("-P")
+        .args(defs)
+        .args(includes)
+        .arg(&probe)
+        .output()
+        .expect("running the C preprocessor");
+    if !out.status.success() {
+        panic!(
+            "preprocessing core/parser/msg_parser.h failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let versionval = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TOPOS_VERSIONVAL"))
+        .map(str::trim)
+        .unwrap_or_default();
+    println!("cargo:rustc-env=KAMAILIO_VERSIONVAL={versionval}");
+    if text
+        .lines()
+        .any(|l| l.trim() == "TOPOS_HAS_FL_VIA_NORECEIVED")
+    {
+        println!("cargo:rustc-cfg=kamailio_via_noreceived");
+    }
+}
+
+/// The core's message flags (`FL_*`) get the type of `sip_msg.msg_flags` as
+/// the headers declare it (`topos_msg_flags_t` in wrapper.h: 32 bits in 5.6,
+/// 64 in 6.0) instead of bindgen's guess from the value.
+#[derive(Debug)]
+struct MsgFlagsType;
+
+impl bindgen::callbacks::ParseCallbacks for MsgFlagsType {
+    fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
+        name.starts_with("FL_")
+            .then_some(bindgen::callbacks::IntKind::Custom {
+                name: "topos_msg_flags_t",
+                is_signed: false,
+            })
+    }
+}
+
 /// Concatenates adjacent C string literals ("a" "b" -> ab); Kamailio's
 /// version strings contain no escapes.
 fn concat_string_literals(s: &str) -> String {
@@ -296,6 +371,9 @@ fn generate_bindings(defs: &[String], includes: &[String]) {
         .allowlist_var("global_req_flags")
         .allowlist_var("TMCB_.*")
         .allowlist_var("FL_FORCE_RPORT")
+        .allowlist_type("topos_msg_flags_t")
+        .allowlist_function("rport_test")
+        .parse_callbacks(Box::new(MsgFlagsType))
         .allowlist_var("SIP_REQUEST")
         .allowlist_var("SIP_REPLY")
         .allowlist_var("METHOD_.*")

@@ -36,6 +36,19 @@
 char *received_builder(struct sip_msg *msg, unsigned int *received_len);
 char *rport_builder(struct sip_msg *msg, unsigned int *rport_len);
 
+/* The type of a message's core flags (sip_msg.msg_flags and
+ * global_req_flags: 32 bits in 5.6, msg_flags_t of 64 bits in 6.0). build.rs
+ * gives the FL_* constants this type; the Rust side never writes a width. */
+typedef __typeof__(((struct sip_msg *)0)->msg_flags) topos_msg_flags_t;
+
+#ifdef FL_VIA_NORECEIVED
+/* 6.0: whether the core adds ";rport=" to a relayed request's top Via
+ * (FL_VIA_NORECEIVED, FL_FORCE_RPORT, an rport in the Via). Defined in
+ * core/msg_translator.c and exported by the binary, not declared in its
+ * headers. build.rs sets cfg(kamailio_via_noreceived) when this exists. */
+int rport_test(struct sip_msg *msg);
+#endif
+
 /* Macro-only or static-inline Kamailio APIs, wrapped by src/ffi/shim.c. */
 int topos_shim_log_enabled(int level);
 void topos_shim_log(int level, const char *text, int len);

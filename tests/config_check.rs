@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::kamailio::{module_path, repo_root, scratch_dir};
+use common::kamailio::{kamailio_bin, module_path, repo_root, scratch_dir};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn kamailio_check(cfg: &Path, defines: &[&str]) -> Output {
-    let mut cmd = Command::new("kamailio");
+    let mut cmd = Command::new(kamailio_bin());
     cmd.arg("-c")
         .arg("-f")
         .arg(cfg)
@@ -138,7 +138,7 @@ fn bad_integer_parameters_stop_start_up_naming_the_parameter() {
 
 /// Starts kamailio on `cfg` expecting it to refuse to start; returns stderr.
 fn start_expecting_failure(cfg: &Path, dir: &Path) -> String {
-    let mut child = Command::new("kamailio")
+    let mut child = Command::new(kamailio_bin())
         .arg("-DD")
         .arg("-E")
         .arg("-f")

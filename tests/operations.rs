@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::kamailio::{repo_root, scratch_dir, Kamailio};
+use common::kamailio::{kamcmd_bin, repo_root, scratch_dir, Kamailio};
 use common::sip::{requirement_vias, Call, Msg, Peer};
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const ROUTING: &str = "tests/cfg/routing.cfg";
 
 fn kamcmd(socket: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("kamcmd")
+    let out = Command::new(kamcmd_bin())
         .arg("-s")
         .arg(format!("unix:{}", socket.display()))
         .args(args)
@@ -205,6 +205,13 @@ fn kemi_lua_routing_hides_and_bills() {
 /// only loads the module by name, then removed again.
 #[test]
 fn debian_package_installs_and_loads_by_name() {
+    if std::env::var_os("KAMAILIO_BIN").is_some() {
+        // The package is built for, and installed next to, the distro's
+        // kamailio package; a Kamailio given by KAMAILIO_BIN is not one
+        // (`make deb-trixie` tests the Debian 13 package in a Debian 13 root).
+        eprintln!("skipped: KAMAILIO_BIN is set, this host's kamailio package is not under test");
+        return;
+    }
     let root = repo_root();
     let out = Command::new("make")
         .arg("-C")

@@ -3,11 +3,11 @@
 //! slices and offsets.
 
 use super::bindings::{
-    anchor_lump, check_self, del_lump, global_req_flags, insert_new_lump_after, ip_addr2a,
-    received_builder, received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri,
-    rport_builder, set_dst_uri, sip_msg, str_, topos_shim_callid_cseq, topos_shim_param_str,
-    topos_shim_pkg_free, topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str,
-    topos_shim_to_tag, FL_FORCE_RPORT, SIP_REPLY, SIP_REQUEST,
+    anchor_lump, check_self, del_lump, insert_new_lump_after, ip_addr2a, received_builder,
+    received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri, rport_builder,
+    set_dst_uri, sip_msg, str_, topos_shim_callid_cseq, topos_shim_param_str, topos_shim_pkg_free,
+    topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
+    SIP_REPLY, SIP_REQUEST,
 };
 use crate::dialog::plan::{coalesce, Edit};
 use crate::error::{Error, Result};
@@ -302,7 +302,8 @@ impl<'k> SipMsg<'k> {
     }
 
     /// What the core would add to this request's top Via when relaying it
-    /// (core/msg_translator.c: received_test(), FL_FORCE_RPORT, rport).
+    /// (core/msg_translator.c: received_test(), then the rport rule of the
+    /// version built against, see `rport_rule`).
     pub fn top_via_update(&self) -> Result<OwnedTopViaUpdate> {
         let m = self.get();
         if m.via1.is_null() {
@@ -319,8 +320,7 @@ impl<'k> SipMsg<'k> {
                     take_pkg_text(p, len).ok_or_else(|| Error::new("received_builder failed"))?,
                 );
             }
-            let flags = m.msg_flags | global_req_flags;
-            if flags & FL_FORCE_RPORT != 0 || !(*m.via1).rport.is_null() {
+            if rport_rule(self.as_ptr()) {
                 let mut len = 0;
                 let p = rport_builder(self.as_ptr(), &mut len);
                 out.rport =
@@ -410,4 +410,27 @@ pub fn is_kamailio_uri(uri: &str) -> bool {
     };
     // SAFETY: check_self only reads the host text during the call.
     unsafe { check_self(&mut h, port.unwrap_or(0), 0) == 1 }
+}
+
+/// Whether the core adds `;rport=` to the top Via of `msg` when relaying it.
+/// Kamailio 6.0 (cfg `kamailio_via_noreceived`, set by build.rs from the
+/// headers): its own `rport_test()`, which also honours FL_VIA_NORECEIVED.
+///
+/// # Safety
+/// `msg` is a valid message with a parsed, non-null `via1`.
+#[cfg(kamailio_via_noreceived)]
+unsafe fn rport_rule(msg: *mut sip_msg) -> bool {
+    super::bindings::rport_test(msg) != 0
+}
+
+/// Whether the core adds `;rport=` to the top Via of `msg` when relaying it.
+/// Kamailio 5.6 has no `rport_test()`: FL_FORCE_RPORT (message or global)
+/// or an rport parameter in the Via.
+///
+/// # Safety
+/// `msg` is a valid message with a parsed, non-null `via1`.
+#[cfg(not(kamailio_via_noreceived))]
+unsafe fn rport_rule(msg: *mut sip_msg) -> bool {
+    use super::bindings::{global_req_flags, FL_FORCE_RPORT};
+    ((*msg).msg_flags | global_req_flags) & FL_FORCE_RPORT != 0 || !(*(*msg).via1).rport.is_null()
 }

@@ -15,7 +15,9 @@
 //! has matched the request (TMCB_REQUEST_FWDED), or, for an ACK relayed
 //! statelessly, once it is known that tm will not absorb it.
 
-use super::bindings::{global_req_flags, ip_addr2a, sip_msg, via_body, FL_FORCE_RPORT};
+use super::bindings::{
+    global_req_flags, ip_addr2a, sip_msg, topos_msg_flags_t, via_body, FL_FORCE_RPORT,
+};
 use super::msg::SipMsg;
 use crate::error::{Error, Result};
 use std::cell::RefCell;
@@ -24,8 +26,8 @@ use std::ffi::CStr;
 struct Swapped {
     msg: *mut sip_msg,
     real_via1: *mut via_body,
-    msg_flags: u32,
-    global_flags: u32,
+    msg_flags: topos_msg_flags_t,
+    global_flags: topos_msg_flags_t,
     /// The stand-in `via1`; boxed so its address is stable.
     fake: Box<via_body>,
     /// Storage for the stand-in's host text.
@@ -106,7 +108,7 @@ pub fn restore(msg: &mut SipMsg) {
     });
 }
 
-fn restore_global_flag(saved: u32) {
+fn restore_global_flag(saved: topos_msg_flags_t) {
     // SAFETY: per-process global, only touched by this process.
     unsafe {
         global_req_flags = (global_req_flags & !FL_FORCE_RPORT) | (saved & FL_FORCE_RPORT);

@@ -27,6 +27,17 @@ pub fn module_dir() -> PathBuf {
     dir
 }
 
+/// The `kamailio` binary under test: `$KAMAILIO_BIN` (e.g. a Kamailio 6.0
+/// built by `make test-kamailio6`), else `kamailio` from PATH.
+pub fn kamailio_bin() -> std::ffi::OsString {
+    std::env::var_os("KAMAILIO_BIN").unwrap_or_else(|| "kamailio".into())
+}
+
+/// The `kamcmd` matching `kamailio_bin()`: `$KAMCMD_BIN`, else from PATH.
+pub fn kamcmd_bin() -> std::ffi::OsString {
+    std::env::var_os("KAMCMD_BIN").unwrap_or_else(|| "kamcmd".into())
+}
+
 /// Kamailio's own module directory (tm.so, sl.so, ...).
 pub fn system_module_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("KAMAILIO_MODULES") {
@@ -149,7 +160,7 @@ impl Kamailio {
 
     fn spawn(cfg: &str, defines: &[&str], dir: PathBuf, port: u16) -> Kamailio {
         let log = dir.join(format!("kamailio-{port}.log"));
-        let mut cmd = Command::new("kamailio");
+        let mut cmd = Command::new(kamailio_bin());
         cmd.arg("-DD")
             .arg("-E")
             .arg("-f")
