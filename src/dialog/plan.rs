@@ -38,6 +38,12 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
+/// In a `MaskedContact`'s `hostport`: the socket the message leaves on,
+/// filled in by the core for each copy it sends (the FFI layer turns it
+/// into Kamailio's send-socket substitution, as `record_route()` uses).
+/// NUL never occurs in a header this module writes or accepts.
+pub const SEND_SOCKET: &str = "\0send-socket\0";
+
 /// The Contact Kamailio shows in place of a party's own:
 /// `<sip:TOKEN@host[:port][;transport=x]>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

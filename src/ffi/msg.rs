@@ -5,11 +5,13 @@
 use super::bindings::{
     anchor_lump, check_self, del_lump, insert_new_lump_after, ip_addr2a, received_builder,
     received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri, rport_builder,
-    set_dst_uri, sip_msg, str_, topos_shim_callid_cseq, topos_shim_param_str, topos_shim_pkg_free,
+    set_dst_uri, sip_msg, sip_protos_PROTO_SCTP, sip_protos_PROTO_TCP, sip_protos_PROTO_TLS,
+    sip_protos_PROTO_WS, sip_protos_PROTO_WSS, str_, topos_shim_callid_cseq,
+    topos_shim_insert_with_send_socket, topos_shim_param_str, topos_shim_pkg_free,
     topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
     SIP_REPLY, SIP_REQUEST,
 };
-use crate::dialog::plan::{coalesce, Edit};
+use crate::dialog::plan::{coalesce, Edit, SEND_SOCKET};
 use crate::error::{Error, Result};
 use crate::sip::name_addr::uri_host_port;
 use crate::sip::restore::TopViaUpdate;
@@ -55,8 +57,21 @@ impl OwnedTopViaUpdate {
 
 thread_local! {
     // `local_hostport` per listening socket (a handful per server).
-    static HOSTPORTS: std::cell::RefCell<Vec<(usize, String)>> =
+    static HOSTPORTS: std::cell::RefCell<Vec<((usize, i32), String)>> =
         const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `text` in pkg memory (lump text must be: Kamailio frees it with the lump).
+fn pkg_copy(text: &[u8]) -> Result<*mut c_char> {
+    // SAFETY: plain allocation, checked for null; filled before use.
+    unsafe {
+        let p = topos_shim_pkg_malloc(text.len().max(1)) as *mut c_char;
+        if p.is_null() {
+            return Err(Error::new("out of pkg memory for a lump"));
+        }
+        std::ptr::copy_nonoverlapping(text.as_ptr(), p as *mut u8, text.len());
+        Ok(p)
+    }
 }
 
 /// Copies a NUL-terminated pkg string built by the core, then frees it.
@@ -187,16 +202,43 @@ impl<'k> SipMsg<'k> {
                 "cannot create an anchor lump (out of pkg memory?)",
             ));
         }
-        // Lump text must be pkg memory: Kamailio frees it with the lump.
-        // SAFETY: plain allocation; checked for null below.
-        let copy = unsafe { topos_shim_pkg_malloc(text.len().max(1)) } as *mut c_char;
-        if copy.is_null() {
-            return Err(Error::new("out of pkg memory for a lump"));
+        let mark = SEND_SOCKET.as_bytes();
+        if let Some(pos) = text.windows(mark.len()).position(|w| w == mark) {
+            let (before, after) = (&text[..pos], &text[pos + mark.len()..]);
+            let (b, a) = (pkg_copy(before)?, pkg_copy(after));
+            let Ok(a) = a else {
+                // SAFETY: `b` was not adopted by any lump.
+                unsafe { topos_shim_pkg_free(b.cast()) };
+                return Err(Error::new("out of pkg memory for a lump"));
+            };
+            // SAFETY: anchor is a fresh lump of this message; the shim
+            // adopts or frees both texts except on -1.
+            let rc = unsafe {
+                topos_shim_insert_with_send_socket(
+                    anchor,
+                    b,
+                    before.len() as c_int,
+                    a,
+                    after.len() as c_int,
+                )
+            };
+            if rc == -1 {
+                // SAFETY: neither text was adopted.
+                unsafe {
+                    topos_shim_pkg_free(b.cast());
+                    topos_shim_pkg_free(a.cast());
+                }
+            }
+            return if rc == 0 {
+                Ok(())
+            } else {
+                Err(Error::new("cannot create a send-socket lump"))
+            };
         }
-        // SAFETY: `copy` has room for text.len() bytes; on failure the
-        // buffer was not adopted by a lump and is ours to free.
+        let copy = pkg_copy(text)?;
+        // SAFETY: `copy` holds text.len() bytes; on failure the buffer was
+        // not adopted by a lump and is ours to free.
         unsafe {
-            std::ptr::copy_nonoverlapping(text.as_ptr(), copy as *mut u8, text.len());
             if insert_new_lump_after(anchor, copy, text.len() as c_int, 0).is_null() {
                 topos_shim_pkg_free(copy.cast());
                 return Err(Error::new("cannot create an insertion lump"));
@@ -233,6 +275,18 @@ impl<'k> SipMsg<'k> {
         Ok(())
     }
 
+    /// Points this reply's second Via (what the core reads to decide on a
+    /// Content-Length for stream transports) at `request`'s top Via. The
+    /// request is the transaction's copy in shared memory, which outlives
+    /// the reply; the reply's own Via structures stay where they are (the
+    /// core frees them through its header list, never through `via2`).
+    pub fn take_via2_from(&mut self, request: &SipMsg) {
+        let top = request.get().via1;
+        if !top.is_null() {
+            self.raw_mut().via2 = top;
+        }
+    }
+
     /// The IP address the message came from, as text.
     pub fn source_ip(&self) -> String {
         let m = self.get();
@@ -259,20 +313,25 @@ impl<'k> SipMsg<'k> {
             (text(&addr), text(&port))
         };
         // Sockets live for the whole run: their text is built once per
-        // socket and process (keyed by the address text's location).
-        let key = addr.s as usize;
+        // socket, transport and process (keyed by the address text's
+        // location and the transport: WS shares a TCP socket).
+        let key = (addr.s as usize, proto);
         let cached =
             HOSTPORTS.with_borrow(|c| c.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
         if cached.is_some() {
             return cached;
         }
-        // PROTO_UDP is 1 (core/ip_addr.h); others name their transport.
-        let transport = match proto {
-            2 => ";transport=tcp",
-            3 => ";transport=tls",
-            4 => ";transport=sctp",
-            _ => "",
-        };
+        // UDP (the default transport) goes without a parameter.
+        let transport = [
+            (sip_protos_PROTO_TCP, ";transport=tcp"),
+            (sip_protos_PROTO_TLS, ";transport=tls"),
+            (sip_protos_PROTO_SCTP, ";transport=sctp"),
+            (sip_protos_PROTO_WS, ";transport=ws"),
+            (sip_protos_PROTO_WSS, ";transport=wss"),
+        ]
+        .iter()
+        .find(|(p, _)| *p == proto as u32)
+        .map_or("", |(_, t)| *t);
         let bracket = host.contains(&b':') && !host.starts_with(b"[");
         let mut out = String::with_capacity(host.len() + port.len() + 3 + transport.len());
         if bracket {

@@ -183,15 +183,42 @@ void topos_shim_shm_free(void *p)
 	shm_free(p);
 }
 
-/* The local socket a message arrived on: address, port, protocol. */
+/* The local socket a message arrived on: address, port (the advertised
+ * ones if the socket has them), and the transport the message used (WS and
+ * WSS ride on a TCP or TLS socket, so msg->rcv.proto, not the socket's). */
 int topos_shim_rcv_socket(struct sip_msg *msg, str *addr, str *port, int *proto)
 {
 	struct socket_info *si = msg->rcv.bind_address;
 	if(si == NULL)
 		return -1;
-	*addr = si->address_str;
-	*port = si->port_no_str;
-	*proto = si->proto;
+	*addr = (si->useinfo.name.len > 0) ? si->useinfo.name : si->address_str;
+	*port = (si->useinfo.port_no > 0) ? si->useinfo.port_no_str : si->port_no_str;
+	*proto = msg->rcv.proto;
+	return 0;
+}
+
+/* Inserts `before`, then the address of the socket the message leaves on
+ * (ip:port;transport=x, filled in by the core when it builds each copy of
+ * the message, as record_route() does), then `after`, at `anchor`. The
+ * texts are pkg memory: -1, neither was adopted; -2, both were adopted or
+ * freed here; 0, both were adopted. */
+int topos_shim_insert_with_send_socket(struct lump *anchor, char *before, int before_len,
+		char *after, int after_len)
+{
+	struct lump *l;
+
+	l = insert_new_lump_after(anchor, before, before_len, 0);
+	if(l == NULL)
+		return -1;
+	l = insert_subst_lump_after(l, SUBST_SND_ALL, 0);
+	if(l == NULL) {
+		pkg_free(after);
+		return -2;
+	}
+	if(insert_new_lump_after(l, after, after_len, 0) == NULL) {
+		pkg_free(after);
+		return -2;
+	}
 	return 0;
 }
 

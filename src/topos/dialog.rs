@@ -61,13 +61,25 @@ pub fn creates_dialog(msg: &SipMsg) -> bool {
     method_is(msg, &["INVITE", "SUBSCRIBE"])
 }
 
-/// `host:port` for masked Contacts in `msg`'s direction.
-fn contact_hostport(msg: &SipMsg) -> Result<String> {
+/// `host:port` for a masked Contact in a request: the socket the request
+/// leaves on (filled in for each branch it is sent on), so each side gets
+/// a Contact for the socket and transport it talks to.
+fn request_contact_hostport() -> Result<String> {
+    Ok(state::config()?
+        .contact_host
+        .clone()
+        .unwrap_or_else(|| plan::SEND_SOCKET.to_string()))
+}
+
+/// `host:port` for a masked Contact in a reply to `request`: the socket the
+/// request came in on, which the reply leaves on.
+fn reply_contact_hostport(request: &SipMsg) -> Result<String> {
     let cfg = state::config()?;
     if let Some(h) = &cfg.contact_host {
         return Ok(h.clone());
     }
-    msg.local_hostport()
+    request
+        .local_hostport()
         .ok_or_else(|| Error::new("no local socket for the masked Contact; set contact_host"))
 }
 
@@ -96,7 +108,7 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
     let secrets = Secrets::from_random(both);
     let masked = MaskedContact {
         token: id.token(Side::Caller, &secrets),
-        hostport: contact_hostport(msg)?,
+        hostport: request_contact_hostport()?,
     };
     let mut st = NewTxState::alloc(Kind::Initial, id, secrets)
         .ok_or_else(|| Error::new("out of shared memory"))?;
@@ -128,7 +140,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     let id = st.dialog_id();
     let masked = MaskedContact {
         token: id.token(Side::Callee, &st.secrets()),
-        hostport: contact_hostport(parts.request)?,
+        hostport: reply_contact_hostport(parts.request)?,
     };
     let masking = st.callee_call_id().is_some();
     let (edits, callee) = plan::reply_to_caller(
@@ -330,7 +342,7 @@ pub fn route_in_dialog(
     };
     let masked = MaskedContact {
         token: id.token(sender_side, &rec.secrets),
-        hostport: contact_hostport(msg)?,
+        hostport: request_contact_hostport()?,
     };
     let new_call_id = (expected_call_id != other_call_id).then_some(other_call_id.as_str());
     let (edits, _) = plan::in_dialog_request(headers, route, &masked, new_call_id);
@@ -355,7 +367,7 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let target = st.target();
     let masked = MaskedContact {
         token: id.token(target, &st.secrets()),
-        hostport: contact_hostport(parts.request)?,
+        hostport: reply_contact_hostport(parts.request)?,
     };
     let reply_headers = parts.reply_headers;
     let sender_call_id = plan::call_id(parts.request_headers)?;

@@ -46,6 +46,13 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     if LAST_HIDDEN.get() == id {
         return Ok(true);
     }
+    // In failure_route the request is tm's copy of the transaction's
+    // request, which carries the hiding done in request_route already (its
+    // lumps): hiding it again would add a second Contact. Serial forking,
+    // uac_auth() re-sends: the new branch is hidden as the first was.
+    if current_route() == Route::Failure && Transaction::current().is_some_and(|t| t.is_hidden()) {
+        return Ok(true);
+    }
     // An ACK for a negative reply belongs to tm (it absorbs it; matching
     // needs its Via): leave it alone.
     if msg.is_ack() && tm::ack_is_absorbed(msg)? {
@@ -170,6 +177,12 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
         }
     }
     reply.commit()?;
+    // The core adds a Content-Length to a reply for a stream transport only
+    // when its second Via is one; with the stack hidden the callee side's
+    // reply has no second Via: the caller's top Via stands in, so a UDP
+    // callee's reply without Content-Length gets one on the way to a TCP,
+    // TLS or WebSocket caller, as without topos_rs.
+    reply.take_via2_from(&request);
     LAST_RESTORED.set(id);
     stats::bump(|s| &s.replies_restored);
     if state.kind() == Kind::Initial {
