@@ -52,6 +52,9 @@ pub struct ModuleConfig {
     /// In-dialog requests must also come from the address each side was
     /// seen from (its INVITE's or its 2xx's source IP).
     pub bind_source: bool,
+    /// In-dialog requests to a side without a route set go to the address
+    /// that side's messages came from (NATed user agents).
+    pub route_to_source: bool,
     /// `host[:port]` for masked Contacts; None = the receiving socket.
     pub contact_host: Option<String>,
     /// Lifetime of a dialog's records without in-dialog traffic.
@@ -67,6 +70,7 @@ impl Default for ModuleConfig {
             billing: BillingConfig::default(),
             mask_callid: false,
             bind_source: false,
+            route_to_source: false,
             contact_host: None,
             dialog_expire: Duration::from_secs(10800),
         }
@@ -106,6 +110,11 @@ impl ModuleConfig {
 
     pub fn set_bind_source(&mut self, v: i64) -> Result<(), ParamError> {
         self.bind_source = int_param("bind_source", v, 0, 1, "(0 or 1)")? == 1;
+        Ok(())
+    }
+
+    pub fn set_route_to_source(&mut self, v: i64) -> Result<(), ParamError> {
+        self.route_to_source = int_param("route_to_source", v, 0, 1, "(0 or 1)")? == 1;
         Ok(())
     }
 
@@ -418,6 +427,12 @@ mod tests {
         c.set_bind_source(1).unwrap();
         assert!(c.bind_source);
         assert_eq!(c.set_bind_source(-1).unwrap_err().param, "bind_source");
+        c.set_route_to_source(1).unwrap();
+        assert!(c.route_to_source);
+        assert_eq!(
+            c.set_route_to_source(3).unwrap_err().param,
+            "route_to_source"
+        );
         assert_eq!(c.set_dialog_expire(0).unwrap_err().param, "dialog_expire");
         assert_eq!(c.set_contact_host("a b").unwrap_err().param, "contact_host");
         assert_eq!(c.set_contact_host("x@y").unwrap_err().param, "contact_host");

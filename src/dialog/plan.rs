@@ -150,6 +150,19 @@ pub struct CallerSide {
     pub route: Vec<String>,
 }
 
+/// Where the first Contact URI sits in the message (None if there is no
+/// usable one, or its text had to be copied: not UTF-8).
+pub fn contact_uri_range(h: Headers<'_>) -> Option<Range<usize>> {
+    match contact_uri(h)? {
+        Cow::Borrowed(uri) => {
+            let start = (uri.as_ptr() as usize).checked_sub(h.msg.as_ptr() as usize)?;
+            let end = start + uri.len();
+            (end <= h.msg.len()).then_some(start..end)
+        }
+        Cow::Owned(_) => None,
+    }
+}
+
 /// Reads the caller side of a dialog-creating request (as received).
 pub fn caller_side(request: Headers<'_>) -> Result<CallerSide, PlanError> {
     Ok(CallerSide {
@@ -667,6 +680,13 @@ Content-Length: 0\r\n\r\n";
             apply(msg.as_bytes(), &merged),
             apply(msg.as_bytes(), &edits)
         );
+    }
+
+    #[test]
+    fn contact_uri_range_points_at_the_uri() {
+        let scanned = Scanned::new(INVITE);
+        let r = contact_uri_range(scanned.h()).unwrap();
+        assert_eq!(&INVITE[r], "sip:alice@192.168.1.10:5060;transport=udp");
     }
 
     #[test]

@@ -21,6 +21,8 @@ const CALLER_SECRET: u8 = 10;
 const CALLEE_SECRET: u8 = 11;
 const CALLER_SOURCE: u8 = 12;
 const CALLEE_SOURCE: u8 = 13;
+const CALLER_HOP: u8 = 14;
+const CALLEE_HOP: u8 = 15;
 
 /// Where the stored value keeps each side's binding (after the state byte):
 /// the store compares the one of the side a request goes to before it
@@ -77,6 +79,9 @@ pub struct DialogRecord {
     /// The address the caller's INVITE came from, the callee's 2xx.
     pub caller_source: String,
     pub callee_source: String,
+    /// The same as SIP URIs with port and transport (`route_to_source`).
+    pub caller_hop: String,
+    pub callee_hop: String,
 }
 
 /// FNV-1a of the callee tag: keys stay short whatever tag a peer sends, and
@@ -145,7 +150,9 @@ impl DialogRecord {
             .bytes(CALLER_SECRET, &self.secrets.caller)
             .bytes(CALLEE_SECRET, &self.secrets.callee)
             .bytes(CALLER_SOURCE, self.caller_source.as_bytes())
-            .bytes(CALLEE_SOURCE, self.callee_source.as_bytes());
+            .bytes(CALLEE_SOURCE, self.callee_source.as_bytes())
+            .bytes(CALLER_HOP, self.caller_hop.as_bytes())
+            .bytes(CALLEE_HOP, self.callee_hop.as_bytes());
         for r in &self.caller_route {
             w = w.bytes(CALLER_ROUTE, r.as_bytes());
         }
@@ -190,6 +197,8 @@ impl DialogRecord {
             },
             caller_source: text(CALLER_SOURCE)?,
             callee_source: text(CALLEE_SOURCE)?,
+            caller_hop: text(CALLER_HOP)?,
+            callee_hop: text(CALLEE_HOP)?,
         })
     }
 }
@@ -216,6 +225,8 @@ mod tests {
             },
             caller_source: "10.0.0.1".into(),
             callee_source: "10.0.0.2".into(),
+            caller_hop: "sip:10.0.0.1:5060".into(),
+            callee_hop: "sip:10.0.0.2:5062;transport=tcp".into(),
         };
         assert_eq!(DialogRecord::decode(&r.encode()).unwrap(), r);
         let stored = encode_stored(b'A', &r, false);

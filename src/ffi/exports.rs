@@ -354,6 +354,11 @@ int_param!(
 );
 int_param!(param_mask_callid, "modparam mask_callid", set_mask_callid);
 int_param!(param_bind_source, "modparam bind_source", set_bind_source);
+int_param!(
+    param_route_to_source,
+    "modparam route_to_source",
+    set_route_to_source
+);
 
 int_param!(
     param_dialog_expire,
@@ -379,7 +384,7 @@ const fn param(
     }
 }
 
-static mut PARAMS: [param_export_t; 15] = [
+static mut PARAMS: [param_export_t; 16] = [
     param(c"storage", PARAM_STRING, param_storage),
     param(c"lmdb_map_size", PARAM_INT, param_lmdb_map_size),
     param(c"redis_timeout", PARAM_INT, param_redis_timeout),
@@ -400,6 +405,7 @@ static mut PARAMS: [param_export_t; 15] = [
     param(c"billing_cdr", PARAM_STRING, param_billing_cdr),
     param(c"mask_callid", PARAM_INT, param_mask_callid),
     param(c"bind_source", PARAM_INT, param_bind_source),
+    param(c"route_to_source", PARAM_INT, param_route_to_source),
     param(c"contact_host", PARAM_STRING, param_contact_host),
     param(c"dialog_expire", PARAM_INT, param_dialog_expire),
     param_export_t {

@@ -3,13 +3,13 @@
 //! slices and offsets.
 
 use super::bindings::{
-    anchor_lump, check_self, del_lump, insert_new_lump_after, ip_addr2a, received_builder,
-    received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri, rport_builder,
-    set_dst_uri, sip_msg, sip_protos_PROTO_SCTP, sip_protos_PROTO_TCP, sip_protos_PROTO_TLS,
-    sip_protos_PROTO_WS, sip_protos_PROTO_WSS, str_, topos_shim_callid_cseq,
-    topos_shim_insert_with_send_socket, topos_shim_param_str, topos_shim_pkg_free,
-    topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
-    SIP_REPLY, SIP_REQUEST,
+    anchor_lump, check_self, del_lump, insert_new_lump_after, ip_addr2a, lump_op_LUMP_ADD,
+    lump_op_LUMP_DEL, lump_op_LUMP_NOP, received_builder, received_test, request_method_METHOD_ACK,
+    reset_dst_uri, rewrite_uri, rport_builder, set_dst_uri, sip_msg, sip_protos_PROTO_SCTP,
+    sip_protos_PROTO_TCP, sip_protos_PROTO_TLS, sip_protos_PROTO_WS, sip_protos_PROTO_WSS, str_,
+    topos_shim_callid_cseq, topos_shim_insert_with_send_socket, topos_shim_param_str,
+    topos_shim_pkg_free, topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str,
+    topos_shim_to_tag, SIP_REPLY, SIP_REQUEST,
 };
 use crate::dialog::plan::{coalesce, Edit, SEND_SOCKET};
 use crate::error::{Error, Result};
@@ -284,6 +284,83 @@ impl<'k> SipMsg<'k> {
         let top = request.get().via1;
         if !top.is_null() {
             self.raw_mut().via2 = top;
+        }
+    }
+
+    /// The bytes at `range` as the script's changes leave them: deletions
+    /// and insertions other modules queued inside the range (nathelper's
+    /// `fix_nated_contact()` or `set_contact_alias()` on a Contact URI,
+    /// before or after topos_rs) applied. None if an insertion there is
+    /// not plain text (filled in only when the message is built).
+    pub fn text_with_lumps(&self, range: Range<usize>) -> Option<Vec<u8>> {
+        let base = self.buf().get(range.clone())?;
+        let (start, end) = (range.start as i64, range.end as i64);
+        let mut edits = Vec::new();
+        let mut t = self.get().add_rm;
+        while !t.is_null() {
+            // SAFETY: the message's lump list: a null-terminated list of
+            // lumps owned by the message, not changed while we read it.
+            let l = unsafe { &*t };
+            t = l.next;
+            // SAFETY: for DEL and NOP lumps the union holds an offset.
+            let offset = unsafe { l.u.offset } as i64;
+            let inside = if l.op == lump_op_LUMP_DEL {
+                offset >= start && offset + l.len as i64 <= end
+            } else if l.op == lump_op_LUMP_NOP {
+                offset >= start && offset <= end
+            } else {
+                false
+            };
+            if !inside {
+                continue;
+            }
+            let at = (offset - start) as usize;
+            let mut text = Vec::new();
+            for first in [l.before, l.after] {
+                let mut r = first;
+                while !r.is_null() {
+                    // SAFETY: before/after chains of a lump, as above.
+                    let x = unsafe { &*r };
+                    if x.op != lump_op_LUMP_ADD {
+                        return None;
+                    }
+                    // SAFETY: an ADD lump's value holds len bytes.
+                    let v = unsafe {
+                        std::slice::from_raw_parts(x.u.value as *const u8, x.len.max(0) as usize)
+                    };
+                    text.extend_from_slice(v);
+                    r = if first == l.before { x.before } else { x.after };
+                }
+            }
+            if !text.is_empty() {
+                edits.push(Edit::Insert(at, text));
+            }
+            if l.op == lump_op_LUMP_DEL {
+                edits.push(Edit::Delete(at..at + l.len as usize));
+            }
+        }
+        Some(crate::dialog::plan::apply(base, &edits))
+    }
+
+    /// Where the message came from, as a SIP URI the core can send to
+    /// (`sip:ip:port;transport=x`).
+    pub fn source_uri(&self) -> String {
+        let m = self.get();
+        let ip = self.source_ip();
+        let transport = [
+            (sip_protos_PROTO_TCP, ";transport=tcp"),
+            (sip_protos_PROTO_TLS, ";transport=tls"),
+            (sip_protos_PROTO_SCTP, ";transport=sctp"),
+            (sip_protos_PROTO_WS, ";transport=ws"),
+            (sip_protos_PROTO_WSS, ";transport=wss"),
+        ]
+        .iter()
+        .find(|(p, _)| *p == m.rcv.proto as u32)
+        .map_or("", |(_, t)| *t);
+        if ip.contains(':') {
+            format!("sip:[{ip}]:{}{transport}", m.rcv.src_port)
+        } else {
+            format!("sip:{ip}:{}{transport}", m.rcv.src_port)
         }
     }
 

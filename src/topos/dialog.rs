@@ -124,6 +124,32 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
     Ok(st)
 }
 
+/// The first Contact URI of `msg` as the script left it: changes other
+/// modules queued on it (nathelper's `fix_nated_contact()`,
+/// `set_contact_alias()`) applied, so in-dialog requests go where the
+/// script meant them to. `fallback` (the URI as received) otherwise.
+fn effective_contact(msg: &SipMsg, h: Headers<'_>, fallback: Option<String>) -> Option<String> {
+    let Some(range) = plan::contact_uri_range(h) else {
+        return fallback;
+    };
+    let Some(text) = msg.text_with_lumps(range) else {
+        return fallback;
+    };
+    let Ok(text) = String::from_utf8(text) else {
+        return fallback;
+    };
+    // set_contact_alias() puts a bare URI in <> (the brackets are its own).
+    let uri = text
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    if uri.is_empty() {
+        return fallback;
+    }
+    Some(uri.to_string())
+}
+
 /// Largest dialog record stored (both Contacts and route sets): a peer
 /// cannot make one record fill the store.
 pub const MAX_RECORD: usize = 8192;
@@ -173,7 +199,12 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         call_id: caller_call_id,
         caller_tag: ids.from.tag.map(Cow::into_owned).unwrap_or_default(),
         callee_tag: callee_tag.into_owned(),
-        caller_contact: caller.contact,
+        caller_contact: effective_contact(
+            parts.request,
+            parts.request_headers,
+            Some(caller.contact.clone()),
+        )
+        .unwrap_or(caller.contact),
         caller_route: caller.route,
         callee_contact,
         callee_route: callee.route,
@@ -181,6 +212,8 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         secrets: st.secrets(),
         caller_source: parts.request.source_ip(),
         callee_source: reply.source_ip(),
+        caller_hop: parts.request.source_uri(),
+        callee_hop: reply.source_uri(),
     };
     let ttl = if confirmed {
         state::config()?.dialog_expire
@@ -347,7 +380,18 @@ pub fn route_in_dialog(
     let new_call_id = (expected_call_id != other_call_id).then_some(other_call_id.as_str());
     let (edits, _) = plan::in_dialog_request(headers, route, &masked, new_call_id);
     msg.apply(edits)?;
-    msg.retarget(target_uri, route.first().map(|r| entry_uri(r)))?;
+    // A side with no route set of its own is reached directly: with
+    // route_to_source, at the address its messages came from (a NATed
+    // user agent's public address, as SBCs do), whatever its Contact says.
+    let hop = match target {
+        Side::Callee => &rec.callee_hop,
+        Side::Caller => &rec.caller_hop,
+    };
+    let next_hop = route
+        .first()
+        .map(|r| entry_uri(r))
+        .or_else(|| (cfg.route_to_source && !hop.is_empty()).then_some(hop.as_str()));
+    msg.retarget(target_uri, next_hop)?;
     state::set_caller_call_id(msg.identity(), &rec.call_id);
     if msg.is_ack() {
         return Ok(InDialog::Routed(None));
@@ -373,7 +417,11 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let sender_call_id = plan::call_id(parts.request_headers)?;
     let restore = (plan::call_id(reply_headers)? != sender_call_id).then_some(&*sender_call_id);
     let (edits, replier_contact) = plan::in_dialog_reply(reply_headers, &masked, restore);
-    let replier_contact = replier_contact.map(|c| c.into_owned());
+    let replier_contact = effective_contact(
+        reply,
+        reply_headers,
+        replier_contact.map(|c| c.into_owned()),
+    );
     reply.apply(edits)?;
 
     if !st.is_target_refresh() || !(200..300).contains(&reply.status()) {
@@ -383,6 +431,7 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
         .ok()
         .map(|c| c.contact)
         .filter(|c| !c.is_empty());
+    let sender_contact = effective_contact(parts.request, parts.request_headers, sender_contact);
     if sender_contact.is_none() && replier_contact.is_none() {
         return Ok(());
     }
