@@ -196,31 +196,16 @@ fn installed_version() -> (String, String) {
 /// SER_FULL_VERSION and SER_COMPILE_FLAGS from the headers, preprocessed with
 /// the derived -D set.
 fn header_version(core_src: &Path, defs: &[String]) -> (String, String) {
-    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let probe = out_dir.join("ver_probe.c");
-    fs::write(
-        &probe,
+    let include = format!("-I{}", core_src.display());
+    let text = preprocess(
+        "ver_probe.c",
         "#include \"core/ver_defs.h\"\n\
          TOPOS_FULL_VERSION SER_FULL_VERSION\n\
          TOPOS_COMPILE_FLAGS SER_COMPILE_FLAGS\n",
-    )
-    .unwrap();
-    let cc = env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let out = Command::new(&cc)
-        .arg("-E")
-        .arg("-P")
-        .args(defs)
-        .arg(format!("-I{}", core_src.display()))
-        .arg(&probe)
-        .output()
-        .expect("running the C preprocessor");
-    if !out.status.success() {
-        panic!(
-            "preprocessing core/ver_defs.h failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+        defs,
+        std::slice::from_ref(&include),
+        "core/ver_defs.h",
+    );
     let literal = |tag: &str| -> String {
         let line = text
             .lines()
@@ -245,33 +230,17 @@ fn header_version(core_src: &Path, defs: &[String]) -> (String, String) {
 /// for messages.
 fn version_cfgs(defs: &[String], includes: &[String]) {
     println!("cargo:rustc-check-cfg=cfg(kamailio_via_noreceived)");
-    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let probe = out_dir.join("cfg_probe.c");
-    fs::write(
-        &probe,
+    let text = preprocess(
+        "cfg_probe.c",
         "#include \"core/parser/msg_parser.h\"\n\
          TOPOS_VERSIONVAL VERSIONVAL\n\
          #ifdef FL_VIA_NORECEIVED\n\
          TOPOS_HAS_FL_VIA_NORECEIVED\n\
          #endif\n",
-    )
-    .unwrap();
-    let cc = env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let out = Command::new(&cc)
-        .arg("-E")
-        .arg("-P")
-        .args(defs)
-        .args(includes)
-        .arg(&probe)
-        .output()
-        .expect("running the C preprocessor");
-    if !out.status.success() {
-        panic!(
-            "preprocessing core/parser/msg_parser.h failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+        defs,
+        includes,
+        "core/parser/msg_parser.h",
+    );
     let versionval = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("TOPOS_VERSIONVAL"))
@@ -416,4 +385,33 @@ fn compile_shim(defs: &[String], includes: &[String]) {
         build.flag(d);
     }
     build.flag("-fPIC").warnings(false).compile("topos_shim");
+}
+
+/// The C preprocessor's output for a probe file (written to OUT_DIR as
+/// `name`), with Kamailio's -D set and include paths.
+fn preprocess(
+    name: &str,
+    source: &str,
+    defs: &[String],
+    includes: &[String],
+    what: &str,
+) -> String {
+    let probe = PathBuf::from(env::var("OUT_DIR").unwrap()).join(name);
+    fs::write(&probe, source).unwrap();
+    let cc = env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let out = Command::new(&cc)
+        .arg("-E")
+        .arg("-P")
+        .args(defs)
+        .args(includes)
+        .arg(&probe)
+        .output()
+        .expect("running the C preprocessor");
+    if !out.status.success() {
+        panic!(
+            "preprocessing {what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -113,14 +113,7 @@ fn cdr_file_gets_exactly_one_record_and_the_script_reads_the_bill() {
 
 /// Sends a BYE from the callee without waiting for anything.
 fn callee_bye_raw(k: &Kamailio, p: &Parties, invite: &Msg) -> String {
-    let caller_contact = invite
-        .header("contact")
-        .unwrap()
-        .trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap()
-        .to_string();
+    let caller_contact = invite.contact_uri();
     let bye = format!(
         "BYE {caller_contact} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-callee-bye\r\n\
          Route: {}\r\nMax-Forwards: 70\r\nFrom: {};tag=callee-tag\r\nTo: {}\r\n\

@@ -6,12 +6,12 @@
 mod common;
 
 use common::calls::{answer, caller_bye, Parties};
+use common::ctl::kamcmd;
 use common::kamailio::{scratch_dir, Kamailio};
 use common::redis::RedisServer;
 use common::sip::Peer;
 use common::sip::{Call, Msg};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const ROUTING: &str = "tests/cfg/routing.cfg";
@@ -87,22 +87,12 @@ impl Node {
     }
 
     fn open_bills(&self) -> String {
-        let r = kamcmd(&self.ctl, &["topos_rs.records"]);
+        let r = kamcmd(&self.ctl, &["topos_rs.records"]).1;
         r.lines()
             .find_map(|l| l.trim().strip_prefix("bills: "))
             .unwrap_or_else(|| panic!("no bills in {r}"))
             .to_string()
     }
-}
-
-fn kamcmd(socket: &Path, args: &[&str]) -> String {
-    let out = Command::new("kamcmd")
-        .arg("-s")
-        .arg(format!("unix:{}", socket.display()))
-        .args(args)
-        .output()
-        .expect("running kamcmd");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn line(call_id: &str, secs: u32, cost: &str) -> String {
@@ -115,14 +105,7 @@ fn line(call_id: &str, secs: u32, cost: &str) -> String {
 /// (its remote target is the caller's masked Contact, its route set the
 /// INVITE's Record-Route).
 fn callee_request(k: &Kamailio, p: &Parties, invite: &Msg, method: &str, cseq: u32) -> String {
-    let target = invite
-        .header("contact")
-        .unwrap()
-        .trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap()
-        .to_string();
+    let target = invite.contact_uri();
     let text = format!(
         "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-callee-{method}-{cseq}\r\n\
          Route: {}\r\nMax-Forwards: 70\r\nFrom: {};tag=callee-tag\r\nTo: {}\r\n\
@@ -336,7 +319,7 @@ fn a_call_ended_by_dlg_terminate_is_billed_once_in_its_direction() {
         p.caller.reply(&reinvite, 200, "OK", "unused");
         p.callee.expect_reply(200, "INVITE");
         std::thread::sleep(Duration::from_millis(1100));
-        let out = kamcmd(
+        let (_, out) = kamcmd(
             &n.ctl,
             &["dlg.terminate_dlg", &id, &call.from_tag, "callee-tag"],
         );

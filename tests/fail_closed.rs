@@ -7,33 +7,15 @@
 mod common;
 
 use common::calls::{answer, Parties};
+use common::ctl::{field, kamcmd, still_alive};
 use common::kamailio::{scratch_dir, Kamailio};
 use common::sip::{requirement_vias, Call, Msg, Peer};
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const EXAMPLE: &str = "cfg-examples/kamailio.cfg";
 const ROUTING: &str = "tests/cfg/routing.cfg";
 /// A callee-side proxy that must never be shown to the caller side.
 const CALLEE_PROXY: &str = "10.88.0.1";
-
-fn still_alive(k: &Kamailio) {
-    let p = Peer::new();
-    p.send(
-        k.addr,
-        &format!(
-            "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKalive\r\nMax-Forwards: 70\r\n\
-             From: <sip:p@example.com>;tag=p\r\nTo: <sip:{}>\r\nCall-ID: alive\r\nCSeq: 1 OPTIONS\r\n\
-             Content-Length: 0\r\n\r\n",
-            k.addr, p.addr, k.addr
-        ),
-    );
-    p.expect_reply(200, "OPTIONS");
-    let log = k.log_text();
-    assert!(!log.contains("stack smashing"), "{log}");
-    assert!(!log.contains("internal error"), "{log}");
-}
 
 /// Nothing of the callee side (its address, its proxy) in what the caller got.
 fn assert_callee_hidden(m: &Msg, callee: &Peer) {
@@ -224,25 +206,6 @@ fn final_failures_and_replies_outside_dialogs_show_nothing_of_the_callee_side() 
     assert_callee_hidden(&got, &p.callee);
 }
 
-fn kamcmd(socket: &Path, args: &[&str]) -> String {
-    let out = Command::new("kamcmd")
-        .arg("-s")
-        .arg(format!("unix:{}", socket.display()))
-        .args(args)
-        .output()
-        .expect("running kamcmd");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn field(reply: &str, name: &str) -> String {
-    reply
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} in:\n{reply}"))
-        .trim()
-        .to_string()
-}
-
 fn with_ctl(tag: &str, extra: &[&str]) -> (Kamailio, std::path::PathBuf) {
     let socket = scratch_dir(tag).join("ctl.sock");
     let mut defines = vec![format!("CTL_SOCKET=\"unix:{}\"", socket.display())];
@@ -273,13 +236,13 @@ fn stray_and_forged_200s_create_no_record() {
         );
     }
     std::thread::sleep(Duration::from_millis(500));
-    let records = kamcmd(&socket, &["topos_rs.records"]);
+    let records = kamcmd(&socket, &["topos_rs.records"]).1;
     assert_eq!(field(&records, "bills"), "0", "{records}");
     assert_eq!(field(&records, "dialogs"), "0", "{records}");
     // A real call is still answered and billed.
     let p = Parties::new();
     let (call, _, _) = answer(&k, &p, "after-strays");
-    let records = kamcmd(&socket, &["topos_rs.records"]);
+    let records = kamcmd(&socket, &["topos_rs.records"]).1;
     assert_eq!(field(&records, "bills"), "1", "{records}");
     drop(call);
 }
@@ -314,7 +277,7 @@ fn an_ended_dialog_stays_ended_and_is_counted_once() {
     p.callee.expect_silence(Duration::from_millis(300));
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(k.log_text().contains("has ended"), "{}", k.log_text());
-    let stats = kamcmd(&socket, &["topos_rs.stats"]);
+    let stats = kamcmd(&socket, &["topos_rs.stats"]).1;
     assert_eq!(field(&stats, "dialogs_created"), "1", "{stats}");
     assert_eq!(field(&stats, "dialogs_ended"), "1", "{stats}");
     assert_eq!(field(&stats, "dialogs_active"), "0", "{stats}");

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::ctl::still_alive;
 use common::kamailio::Kamailio;
 use common::sip::{requirement_vias, Call, Peer};
 use std::time::Duration;
@@ -58,20 +59,6 @@ fn invite_with(
          Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n{extra_headers}Content-Length: 0\r\n\r\n",
         target.addr, attacker.addr
     )
-}
-
-fn still_alive(k: &Kamailio) {
-    let p = Peer::new();
-    p.send(
-        k.addr,
-        &format!(
-            "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKalive\r\nMax-Forwards: 70\r\n\
-             From: <sip:p@example.com>;tag=p\r\nTo: <sip:{}>\r\nCall-ID: alive\r\nCSeq: 1 OPTIONS\r\n\
-             Content-Length: 0\r\n\r\n",
-            k.addr, p.addr, k.addr
-        ),
-    );
-    p.expect_reply(200, "OPTIONS");
 }
 
 #[test]

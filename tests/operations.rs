@@ -3,38 +3,13 @@
 
 mod common;
 
-use common::kamailio::{kamcmd_bin, repo_root, scratch_dir, Kamailio};
+use common::ctl::{field, kamcmd};
+use common::kamailio::{repo_root, scratch_dir, Kamailio};
 use common::sip::{requirement_vias, Call, Msg, Peer};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROUTING: &str = "tests/cfg/routing.cfg";
-
-fn kamcmd(socket: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(kamcmd_bin())
-        .arg("-s")
-        .arg(format!("unix:{}", socket.display()))
-        .args(args)
-        .output()
-        .expect("running kamcmd");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success() && !text.contains("error:"), text)
-}
-
-/// `name: value` of a kamcmd struct reply.
-fn field(reply: &str, name: &str) -> String {
-    reply
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} in:\n{reply}"))
-        .trim()
-        .to_string()
-}
 
 /// A whole call (INVITE, 200, ACK, ~1 s, BYE) through `k`.
 fn call(k: &Kamailio, caller: &Peer, callee: &Peer, call_id: &str, user: &str) -> Msg {

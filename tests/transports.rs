@@ -88,15 +88,6 @@ impl TcpPeer {
     }
 }
 
-fn contact_uri(m: &Msg) -> String {
-    let c = m.header("contact").expect("a Contact");
-    c.trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 /// A UDP callee's reply without Content-Length (legal on UDP).
 fn reply_without_clen(callee: &Peer, req: &Msg, status: &str) -> String {
     let mut out = format!("SIP/2.0 {status}\r\n");
@@ -138,7 +129,7 @@ fn a_tcp_caller_and_a_udp_callee_each_get_their_own_leg_and_framed_replies() {
     let inv = callee.expect_request("INVITE");
     // The UDP callee is shown Kamailio's UDP socket, without a transport.
     assert_eq!(
-        contact_uri(&inv).split('@').nth(1),
+        inv.contact_uri().split('@').nth(1),
         Some(k.addr.to_string().as_str()),
         "{}",
         inv.text
@@ -154,7 +145,7 @@ fn a_tcp_caller_and_a_udp_callee_each_get_their_own_leg_and_framed_replies() {
         );
         // The TCP caller is shown Kamailio's TCP socket.
         assert_eq!(
-            contact_uri(&got).split('@').nth(1),
+            got.contact_uri().split('@').nth(1),
             Some(format!("{tcp_addr};transport=tcp").as_str()),
             "{}",
             got.text
@@ -192,7 +183,7 @@ fn serial_forking_hides_the_second_branch_once() {
     // The second callee answers and hangs up through the masked Contact.
     second.reply(&inv2, 200, "OK", "b2");
     caller.expect_reply(200, "INVITE");
-    let target = contact_uri(&inv2);
+    let target = inv2.contact_uri();
     second.send(
         k.addr,
         &format!(

@@ -61,6 +61,21 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// The URI parameter naming a transport (Kamailio's `sip_protos`); UDP,
+/// the default, goes without one.
+fn transport_param(proto: u32) -> &'static str {
+    [
+        (sip_protos_PROTO_TCP, ";transport=tcp"),
+        (sip_protos_PROTO_TLS, ";transport=tls"),
+        (sip_protos_PROTO_SCTP, ";transport=sctp"),
+        (sip_protos_PROTO_WS, ";transport=ws"),
+        (sip_protos_PROTO_WSS, ";transport=wss"),
+    ]
+    .iter()
+    .find(|(p, _)| *p == proto)
+    .map_or("", |(_, t)| *t)
+}
+
 /// `text` in pkg memory (lump text must be: Kamailio frees it with the lump).
 fn pkg_copy(text: &[u8]) -> Result<*mut c_char> {
     // SAFETY: plain allocation, checked for null; filled before use.
@@ -347,16 +362,7 @@ impl<'k> SipMsg<'k> {
     pub fn source_uri(&self) -> String {
         let m = self.get();
         let ip = self.source_ip();
-        let transport = [
-            (sip_protos_PROTO_TCP, ";transport=tcp"),
-            (sip_protos_PROTO_TLS, ";transport=tls"),
-            (sip_protos_PROTO_SCTP, ";transport=sctp"),
-            (sip_protos_PROTO_WS, ";transport=ws"),
-            (sip_protos_PROTO_WSS, ";transport=wss"),
-        ]
-        .iter()
-        .find(|(p, _)| *p == m.rcv.proto as u32)
-        .map_or("", |(_, t)| *t);
+        let transport = transport_param(m.rcv.proto as u32);
         if ip.contains(':') {
             format!("sip:[{ip}]:{}{transport}", m.rcv.src_port)
         } else {
@@ -398,17 +404,7 @@ impl<'k> SipMsg<'k> {
         if cached.is_some() {
             return cached;
         }
-        // UDP (the default transport) goes without a parameter.
-        let transport = [
-            (sip_protos_PROTO_TCP, ";transport=tcp"),
-            (sip_protos_PROTO_TLS, ";transport=tls"),
-            (sip_protos_PROTO_SCTP, ";transport=sctp"),
-            (sip_protos_PROTO_WS, ";transport=ws"),
-            (sip_protos_PROTO_WSS, ";transport=wss"),
-        ]
-        .iter()
-        .find(|(p, _)| *p == proto as u32)
-        .map_or("", |(_, t)| *t);
+        let transport = transport_param(proto as u32);
         let bracket = host.contains(&b':') && !host.starts_with(b"[");
         let mut out = String::with_capacity(host.len() + port.len() + 3 + transport.len());
         if bracket {

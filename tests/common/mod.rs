@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod calls;
+pub mod ctl;
 pub mod kamailio;
 pub mod redis;
 pub mod sip;

@@ -74,6 +74,16 @@ impl Msg {
         (!l.starts_with("SIP/2.0")).then(|| l.split(' ').next().unwrap_or(""))
     }
 
+    /// The URI of the first Contact (`<...>` stripped).
+    pub fn contact_uri(&self) -> String {
+        let c = self.header("contact").expect("a Contact");
+        c.trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn cseq_method(&self) -> String {
         self.header("cseq")
             .and_then(|c| c.split_whitespace().nth(1).map(str::to_string))
