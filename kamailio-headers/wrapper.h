@@ -61,6 +61,8 @@ void *topos_shim_t_undefined(void);
 int topos_shim_parse_headers_eoh(struct sip_msg *msg);
 int topos_shim_callid_cseq(struct sip_msg *msg, str *callid, str *cseq_num);
 int topos_shim_to_tag(struct sip_msg *msg, str *tag);
+int topos_shim_bind_dialog(void);
+void topos_shim_dlg_hidden_invite(struct sip_msg *msg);
 int topos_shim_insert_with_send_socket(struct lump *anchor, char *before, int before_len,
 		char *after, int after_len);
 int topos_shim_fixup_str_pv(void **param, int param_no);

@@ -454,6 +454,9 @@ unsafe extern "C" fn mod_init() -> c_int {
 
 fn init() -> Result<()> {
     tm::load()?;
+    if super::dialog_module::bind()? {
+        log::debug!("dialog module found: dialogs of hidden calls keep the callee's route set");
+    }
     // Counters every process shares: shared memory, before the fork.
     // SAFETY: a zeroed block is a valid Stats (all atomics at 0); it is
     // never freed, so the reference is 'static.

@@ -2,6 +2,7 @@
 //! `unsafe` block here carries a `// SAFETY:` note.
 
 pub mod bindings;
+pub mod dialog_module;
 pub mod exports;
 pub mod guard;
 pub mod kemi;

@@ -271,3 +271,54 @@ int topos_shim_set_pv_by_name(struct sip_msg *msg, str *name, const char *s, int
 	val.rs.len = len;
 	return sp->setf(msg, &sp->pvp, (int)EQ_T, &val);
 }
+
+/* The dialog module, if loaded: topos_rs hides the caller side's
+ * Record-Routes from the callee, so the callee's 2xx lists none of them;
+ * the dialog module, which counted them in the INVITE, would skip as many
+ * of the callee side's own entries when it keeps the callee's route set
+ * (its BYEs would then bypass the callee side's proxies). For a hidden
+ * INVITE the count is set to none. */
+#include "modules/dialog/dlg_hash.h"
+#include "modules/dialog/dlg_load.h"
+
+static struct dlg_binds topos_dlgb;
+static int topos_dlg_bound = 0;
+
+/* Implemented in Rust (src/ffi/dialog_module.rs): 1 if topos_request()
+ * hid this request. */
+int topos_rs_request_was_hidden(struct sip_msg *msg);
+
+static void topos_dlg_created(struct dlg_cell *dlg, int type, struct dlg_cb_params *p)
+{
+	if(dlg != NULL && p != NULL && p->req != NULL
+			&& topos_rs_request_was_hidden(p->req) == 1)
+		dlg->from_rr_nb = 0;
+}
+
+/* 1: bound to the dialog module; 0: it is not loaded; -1: error. */
+int topos_shim_bind_dialog(void)
+{
+	if(find_export("load_dlg", 0, 0) == NULL)
+		return 0;
+	if(load_dlg_api(&topos_dlgb) < 0)
+		return -1;
+	if(topos_dlgb.register_dlgcb(NULL, DLGCB_CREATED, topos_dlg_created, NULL, NULL)
+			!= 0)
+		return -1;
+	topos_dlg_bound = 1;
+	return 1;
+}
+
+/* A dialog the dialog module already made for this (hidden) INVITE. */
+void topos_shim_dlg_hidden_invite(struct sip_msg *msg)
+{
+	struct dlg_cell *dlg;
+
+	if(!topos_dlg_bound)
+		return;
+	dlg = topos_dlgb.get_dlg(msg);
+	if(dlg == NULL)
+		return;
+	dlg->from_rr_nb = 0;
+	topos_dlgb.release_dlg(dlg);
+}

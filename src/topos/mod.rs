@@ -84,7 +84,9 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
             );
             return Ok(false);
         }
-        Some(dialog::hide_initial(msg, h)?)
+        let state = dialog::hide_initial(msg, h)?;
+        crate::ffi::dialog_module::hidden_invite(msg);
+        Some(state)
     } else {
         msg.apply(plan::outside_dialog_request(h))?;
         Some(
@@ -107,6 +109,11 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
 
 fn out_of_shm() -> Error {
     Error::new("out of shared memory")
+}
+
+/// True if topos_request() hid `msg` (the request being processed).
+pub fn was_hidden(msg: &SipMsg) -> bool {
+    LAST_HIDDEN.get() == msg.identity()
 }
 
 /// `topos_reply()`: the reply goes upstream with the sender's own Via stack

@@ -1,0 +1,46 @@
+//! The dialog module, when the configuration loads it (the C side is in
+//! shim.c): a dialog it keeps for an INVITE that topos_request() hid must
+//! not expect the caller side's Record-Routes in the callee's 2xx (the
+//! callee never saw them), or its BYEs to the callee would skip the callee
+//! side's proxies.
+
+use super::bindings::{sip_msg, topos_shim_bind_dialog, topos_shim_dlg_hidden_invite};
+use super::guard::guard;
+use super::msg::SipMsg;
+use crate::error::{Error, Result};
+use std::os::raw::c_int;
+
+/// Binds the dialog module's API if it is loaded (mod_init); false if not.
+pub fn bind() -> Result<bool> {
+    // SAFETY: looks the module up among the loaded ones and registers a
+    // 'static callback; called once, before the fork.
+    match unsafe { topos_shim_bind_dialog() } {
+        1 => Ok(true),
+        0 => Ok(false),
+        _ => Err(Error::new("cannot bind the dialog module's API")),
+    }
+}
+
+/// topos_request() hid this dialog-creating INVITE: a dialog the module
+/// already made for it (dlg_manage() ran first) learns so now; one made
+/// later learns it in the module's creation callback.
+pub fn hidden_invite(msg: &SipMsg) {
+    // SAFETY: the shim asks the dialog module for this message's dialog
+    // and releases the reference it took.
+    unsafe { topos_shim_dlg_hidden_invite(msg.as_ptr()) }
+}
+
+/// Called by the dialog module's creation callback (through the shim).
+///
+/// # Safety
+/// `msg` is the request the dialog module is creating a dialog for.
+#[no_mangle]
+pub unsafe extern "C" fn topos_rs_request_was_hidden(msg: *mut sip_msg) -> c_int {
+    guard("dialog creation callback", || {
+        // SAFETY: the request being processed, valid for the call.
+        match unsafe { SipMsg::from_raw(msg) } {
+            Some(m) => crate::topos::was_hidden(&m) as c_int,
+            None => 0,
+        }
+    })
+}
