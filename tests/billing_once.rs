@@ -365,3 +365,27 @@ fn with_bind_source_a_side_must_send_from_where_it_was_seen() {
         n.cdrs_agree_with(&lines);
     });
 }
+
+#[test]
+fn with_mask_callid_kamailio_ends_the_call_with_each_sides_own_call_id() {
+    both_backends(|redis| {
+        let n = node(redis, &["DIALOG", "MASK_CALLID"]);
+        let p = Parties::new();
+        let id = format!("masked-end-{redis}");
+        let (call, invite, _) = answer(&n.k, &p, &id);
+        let callee_call_id = invite.header("call-id").unwrap();
+        assert_ne!(callee_call_id, id);
+        std::thread::sleep(Duration::from_millis(1100));
+        kamcmd(
+            &n.ctl,
+            &["dlg.terminate_dlg", &id, &call.from_tag, "callee-tag"],
+        );
+        let to_callee = answer_local_bye(&p.callee);
+        let to_caller = answer_local_bye(&p.caller);
+        assert_eq!(to_callee.header("call-id"), Some(callee_call_id));
+        assert_eq!(to_caller.header("call-id").as_deref(), Some(id.as_str()));
+        let lines = n.lines(1);
+        assert_eq!(lines, vec![line(&id, 1, "0.05")]);
+        n.cdrs_agree_with(&lines);
+    });
+}

@@ -3,8 +3,7 @@
 
 use super::tariff::{format_money, Charge, Tariff};
 use super::BillingConfig;
-use crate::hex::hex_digits;
-use crate::store::key::dialog_key;
+use crate::store::key::{call_digest_hex, dialog_key};
 use crate::store::record::{Record, RecordError, RecordWriter};
 
 const TAG_ANSWER_MS: u8 = 1;
@@ -46,14 +45,7 @@ impl AnswerRecord {
 /// other; LMDB keys are bounded). SHA-256 keeps two calls from sharing a
 /// key: a peer cannot choose a Call-ID that lands on another call's bill.
 pub fn billing_key(call_id: &[u8], caller_tag: &[u8]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update((call_id.len() as u64).to_be_bytes());
-    h.update(call_id);
-    h.update(caller_tag);
-    let digest = h.finalize();
-    let id: Vec<u8> = hex_digits(&digest[..16]).collect();
-    dialog_key("bill", call_id, &id)
+    dialog_key("bill", call_id, &call_digest_hex(call_id, caller_tag))
 }
 
 /// Longest From / To user kept in a billing record (longer ones are cut on

@@ -140,6 +140,13 @@ pub fn call_id(h: Headers<'_>) -> Result<Cow<'_, str>, PlanError> {
         .ok_or(PlanError::NoCallId)
 }
 
+/// Edits that give a message another Call-ID.
+pub fn replace_call_id(h: Headers<'_>, call_id: &str) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    replace_fields(h, "call-id", Some("i"), call_id_line(call_id), &mut edits);
+    edits
+}
+
 /// What the caller's dialog-creating request tells about the caller side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallerSide {

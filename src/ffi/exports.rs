@@ -216,7 +216,7 @@ static mut CMDS: [cmd_export_t; 7] = [
     cmd(
         c"topos_request",
         w_topos_request,
-        REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE,
+        REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE | LOCAL_ROUTE,
     ),
     cmd(
         c"topos_reply",

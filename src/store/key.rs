@@ -37,6 +37,19 @@ pub fn dialog_key_with(kind: &str, call_id: &[u8], id: &[u8], suffix: &[u8]) -> 
     k
 }
 
+/// 32 hex digits naming a dialog by its Call-ID and caller tag: a SHA-256
+/// digest, so keys have one size whatever a peer sends (LMDB bounds key
+/// length) and a peer cannot choose a Call-ID that lands on another call's
+/// key.
+pub fn call_digest_hex(call_id: &[u8], caller_tag: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((call_id.len() as u64).to_be_bytes());
+    h.update(call_id);
+    h.update(caller_tag);
+    hex_digits(&h.finalize()[..16]).collect()
+}
+
 /// The Redis Cluster hash tag of a key (the bytes between the first `{`
 /// and the next `}`), as Redis computes it.
 pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {

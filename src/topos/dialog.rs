@@ -20,6 +20,7 @@ use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
 use crate::stats;
+use crate::store::key::call_digest_hex;
 use crate::store::{state as store_state, Guard, Lifecycle, Lived};
 use crate::topos::ReplyParts;
 use std::borrow::Cow;
@@ -238,8 +239,55 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     let key = record_key(&id.hex(), h);
     if with_store("topos_reply", |s| s.put(&key, &value, ttl)).is_some() && confirmed {
         stats::bump(|s| &s.dialogs_created);
+        // With mask_callid, requests Kamailio sends itself into the dialog
+        // (the dialog module's BYE) name it by the caller's Call-ID and
+        // tags only: an index finds the dialog from those.
+        if masking {
+            let index = call_index_key(&record.call_id, &record.caller_tag);
+            with_store("topos_reply", |s| s.put(&index, &id.0, ttl));
+        }
     }
     Ok(())
+}
+
+/// Key of the index from a dialog's caller Call-ID and caller tag to its id.
+fn call_index_key(call_id: &str, caller_tag: &str) -> Vec<u8> {
+    let (call_id, tag) = (call_id.as_bytes(), caller_tag.as_bytes());
+    crate::store::key::dialog_key("cid", call_id, &call_digest_hex(call_id, tag))
+}
+
+/// A request Kamailio sends itself into a hidden dialog (event_route
+/// [tm:local-request]): with mask_callid, one to the callee side gets the
+/// Call-ID that side knows. Anything else is left as it is.
+pub fn local_request(msg: &mut SipMsg) -> Result<bool> {
+    if !state::config()?.mask_callid {
+        return Ok(true);
+    }
+    let fields = crate::sip::headers::scan_headers(msg.buf())?;
+    let h = Headers::new(msg.buf(), &fields);
+    let ids = DialogIds::from_headers(h)?;
+    let (Some(from_tag), Some(to_tag)) = (ids.from.tag.as_deref(), ids.to.tag.as_deref()) else {
+        return Ok(true);
+    };
+    // To the callee side, the caller's tag is the From-tag.
+    let index = call_index_key(&ids.call_id, from_tag);
+    let Some(Some(raw_id)) = with_store("topos_request", |s| s.get(&index)) else {
+        return Ok(true);
+    };
+    let Ok(id) = <[u8; 16]>::try_from(raw_id.as_slice()) else {
+        return Ok(true);
+    };
+    let key = record_key(&DialogId(id).hex(), tag_hash(to_tag));
+    let Some(Some(raw)) = with_store("topos_request", |s| s.get(&key)) else {
+        return Ok(true);
+    };
+    let (_, rec) =
+        decode_stored(&raw).map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
+    if rec.callee_call_id != rec.call_id && rec.callee_tag == to_tag {
+        msg.apply(plan::replace_call_id(h, &rec.callee_call_id))?;
+        msg.commit()?;
+    }
+    Ok(true)
 }
 
 /// Log text of peer-supplied bytes: one line, bounded.

@@ -46,6 +46,12 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     if LAST_HIDDEN.get() == id {
         return Ok(true);
     }
+    // A request Kamailio sends itself (event_route[tm:local-request]): the
+    // dialog module's BYE to the callee side carries the caller's Call-ID,
+    // which that side has never seen with mask_callid.
+    if current_route() == Route::Local {
+        return dialog::local_request(msg);
+    }
     // In failure_route the request is tm's copy of the transaction's
     // request, which carries the hiding done in request_route already (its
     // lumps): hiding it again would add a second Contact. Serial forking,
