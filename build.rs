@@ -320,6 +320,7 @@ fn generate_bindings(defs: &[String], includes: &[String]) {
         .allowlist_function("anchor_lump")
         .allowlist_function("insert_new_lump_after")
         .allowlist_type("sip_protos")
+        .allowlist_type("lump_subst")
         .allowlist_function("received_test")
         .allowlist_function("received_builder")
         .allowlist_function("rport_builder")

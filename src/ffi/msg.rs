@@ -4,12 +4,13 @@
 
 use super::bindings::{
     anchor_lump, check_self, del_lump, insert_new_lump_after, ip_addr2a, lump_op_LUMP_ADD,
-    lump_op_LUMP_DEL, lump_op_LUMP_NOP, received_builder, received_test, request_method_METHOD_ACK,
-    reset_dst_uri, rewrite_uri, rport_builder, set_dst_uri, sip_msg, sip_protos_PROTO_SCTP,
-    sip_protos_PROTO_TCP, sip_protos_PROTO_TLS, sip_protos_PROTO_WS, sip_protos_PROTO_WSS, str_,
-    topos_shim_callid_cseq, topos_shim_insert_with_send_socket, topos_shim_param_str,
-    topos_shim_pkg_free, topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str,
-    topos_shim_to_tag, SIP_REPLY, SIP_REQUEST,
+    lump_op_LUMP_ADD_SUBST, lump_op_LUMP_DEL, lump_op_LUMP_NOP, lump_subst_SUBST_NOP,
+    received_builder, received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri,
+    rport_builder, set_dst_uri, sip_msg, sip_protos_PROTO_SCTP, sip_protos_PROTO_TCP,
+    sip_protos_PROTO_TLS, sip_protos_PROTO_WS, sip_protos_PROTO_WSS, str_, topos_shim_callid_cseq,
+    topos_shim_insert_with_send_socket, topos_shim_param_str, topos_shim_pkg_free,
+    topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
+    SIP_REPLY, SIP_REQUEST,
 };
 use crate::dialog::plan::{coalesce, Edit, SEND_SOCKET};
 use crate::error::{Error, Result};
@@ -194,6 +195,67 @@ impl<'k> SipMsg<'k> {
             }
         }
         Ok(())
+    }
+
+    /// Neutralizes every change queued strictly inside a range the message
+    /// deletes (another module's edit of a header topos_rs removed, e.g.
+    /// nathelper's fix of the Contact URI): the core would otherwise move
+    /// it to the end of the deleted range, gluing a URI fragment onto the
+    /// next header and showing the far side what topos_rs hid. Changes at
+    /// the start of a line (a whole header added where another went, or
+    /// topos_rs's own inside a run of deleted lines) are kept: moved to the
+    /// end of the deletion they still stand between headers. Returns how
+    /// many were neutralized.
+    pub fn drop_edits_inside_deletions(&mut self) -> usize {
+        let buf = self.buf();
+        let first = self.get().add_rm;
+        let mut deleted = Vec::new();
+        let mut t = first;
+        while !t.is_null() {
+            // SAFETY: the message's lump list, as in text_with_lumps.
+            let l = unsafe { &*t };
+            if l.op == lump_op_LUMP_DEL && l.len > 0 {
+                // SAFETY: a DEL lump's union holds its offset.
+                let off = unsafe { l.u.offset };
+                deleted.push(off..off + l.len);
+            }
+            t = l.next;
+        }
+        let mut dropped = 0;
+        let mut t = first;
+        while !t.is_null() {
+            // SAFETY: as above; the lumps belong to this message, which
+            // this process alone is building now.
+            let l = unsafe { &mut *t };
+            t = l.next;
+            if l.op != lump_op_LUMP_DEL && l.op != lump_op_LUMP_NOP {
+                continue;
+            }
+            // SAFETY: DEL and NOP lumps hold an offset.
+            let off = unsafe { l.u.offset };
+            let line_start = off <= 0 || buf.get(off as usize - 1) == Some(&b'\n');
+            if line_start || !deleted.iter().any(|d| off > d.start && off < d.end) {
+                continue;
+            }
+            if l.op == lump_op_LUMP_DEL {
+                l.len = 0;
+            }
+            for first in [l.before, l.after] {
+                let mut r = first;
+                while !r.is_null() {
+                    // SAFETY: the lump's before/after chain.
+                    let x = unsafe { &mut *r };
+                    if x.op == lump_op_LUMP_ADD_SUBST {
+                        x.u.subst = lump_subst_SUBST_NOP;
+                    } else {
+                        x.len = 0;
+                    }
+                    r = if first == l.before { x.before } else { x.after };
+                }
+            }
+            dropped += 1;
+        }
+        dropped
     }
 
     /// The lump type is 0, not HDR_VIA_T: tm drops Via-typed lumps when it

@@ -4,7 +4,8 @@
 
 use super::bindings::{
     cell, sip_msg, str_, tm_binds, tmcb_params, topos_shim_load_tm, topos_shim_t_undefined,
-    TMCB_REQUEST_FWDED, TMCB_REQUEST_SENT, TMCB_RESPONSE_IN, TMCB_RESPONSE_OUT,
+    TMCB_REQUEST_FWDED, TMCB_REQUEST_SENT, TMCB_RESPONSE_FWDED, TMCB_RESPONSE_IN,
+    TMCB_RESPONSE_OUT,
 };
 use super::guard::guard_void;
 use super::msg::SipMsg;
@@ -54,8 +55,11 @@ pub struct Transaction {
 /// The callback every hidden transaction carries; its presence on a
 /// transaction is what "hidden" means. Its parameter is the transaction's
 /// `TxState` (shared memory, freed by tm with the transaction).
-const HIDING_EVENTS: u32 =
-    TMCB_REQUEST_FWDED | TMCB_REQUEST_SENT | TMCB_RESPONSE_IN | TMCB_RESPONSE_OUT;
+const HIDING_EVENTS: u32 = TMCB_REQUEST_FWDED
+    | TMCB_REQUEST_SENT
+    | TMCB_RESPONSE_IN
+    | TMCB_RESPONSE_FWDED
+    | TMCB_RESPONSE_OUT;
 
 fn real_transaction(p: *mut cell) -> Option<NonNull<cell>> {
     // SAFETY: returns tm's T_UNDEFINED sentinel, a constant.
@@ -264,6 +268,14 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
                     }
                 }
             }
+            TMCB_RESPONSE_FWDED => {
+                // The reply is about to be built: what the reply routes
+                // queued inside headers topos_rs removed goes too.
+                // SAFETY: the reply tm is relaying, valid for this call.
+                if let Some(mut reply) = unsafe { SipMsg::from_raw(p.rpl) } {
+                    reply.drop_edits_inside_deletions();
+                }
+            }
             TMCB_RESPONSE_OUT => {
                 if p.param.is_null() {
                     return;
@@ -281,6 +293,9 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
 fn on_request_forwarded(req: *mut sip_msg) {
     // SAFETY: tm is about to build this request for a branch.
     if let Some(mut msg) = unsafe { SipMsg::from_raw(req) } {
+        // What the script queued inside headers topos_rs removed (before
+        // or after topos_request()) must not land on the next header.
+        msg.drop_edits_inside_deletions();
         if let Err(e) = via_swap::suppress_top_via_update(&mut msg) {
             log::error!("preparing a hidden request for relay: {e}");
         }

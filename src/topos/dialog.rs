@@ -181,8 +181,9 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     reply.apply(edits)?;
 
     // Store the dialog once per callee tag, and again when a 2xx confirms it.
+    let callee_contact = effective_contact(reply, parts.reply_headers, callee.contact);
     let (Some(callee_tag), Some(callee_contact), true) =
-        (ids.to.tag.clone(), callee.contact, creates_dialog)
+        (ids.to.tag.clone(), callee_contact, creates_dialog)
     else {
         return Ok(()); // no dialog (yet): nothing to route to
     };

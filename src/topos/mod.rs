@@ -103,7 +103,9 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     via::hide_request_vias(msg, h)?;
     msg.commit()?;
     if msg.is_ack() {
-        // An ACK for a 2xx is relayed statelessly, without tm.
+        // An ACK for a 2xx is relayed statelessly, without tm (no callback
+        // before it is built).
+        msg.drop_edits_inside_deletions();
         via_swap::suppress_top_via_update(msg)?;
     } else if let Some(state) = state {
         tm::hide_transaction_of(msg, state)?;
@@ -190,6 +192,9 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
         }
     }
     reply.commit()?;
+    // Edits queued before tm matched the reply (the core onreply_route)
+    // inside headers just removed; later ones go when tm relays it.
+    reply.drop_edits_inside_deletions();
     // The core adds a Content-Length to a reply for a stream transport only
     // when its second Via is one; with the stack hidden the callee side's
     // reply has no second Via: the caller's top Via stands in, so a UDP
