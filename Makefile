@@ -10,7 +10,7 @@ APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redi
 KAMAILIO_MODULES = $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz soak
+.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz soak attack
 
 all: build
 
@@ -100,6 +100,12 @@ bench: build
 soak: build
 	@command -v /usr/bin/time >/dev/null || { $(SUDO) apt-get install -y -qq time >/dev/null; }
 	bash tests/soak/run.sh
+
+## attack: live attack on cfg-examples/kamailio.cfg with topos_rs in a private network
+## namespace (issue 13): real calls plus ATTACK_MESSAGES (100000) seeded mutated
+## messages; fails on a crash, panic, leak, memory growth or junk in the store
+attack: build
+	python3 tests/attack/attack.py
 
 ## fuzz: libFuzzer on every pure parser and decoder, FUZZ_SECONDS per target (default 600)
 FUZZ_SECONDS ?= 600
