@@ -32,10 +32,12 @@ It fails (exit 1) on any finding:
 Knobs (environment): ATTACK_MESSAGES (default 100000), ATTACK_SEED
 (default 1), ATTACK_SECONDS (traffic time limit, default 480),
 ATTACK_RESTARTS (restart Kamailio after a crash and go on, at most this
-many times; default 3; 0 stops at the first crash),
+many times; default 10; 0 stops at the first crash),
 ATTACK_MEM_TOLERANCE_KIB (default 256), ATTACK_GRACE (seconds waited after
 the traffic, default 45), ATTACK_OUT (output directory, default
-target/attack).
+target/attack), ATTACK_AVOID_HUGE_ACK=1 (never send an ACK whose Call-ID or
+CSeq number exceeds 1000 bytes: the known crash of issue 13 #1, so that a
+run against a module that still has it goes on finding the rest).
 """
 
 import collections
@@ -64,9 +66,10 @@ def env_int(name, default):
 MESSAGES = env_int("ATTACK_MESSAGES", 100000)
 SEED = env_int("ATTACK_SEED", 1)
 SECONDS = env_int("ATTACK_SECONDS", 480)
-RESTARTS = env_int("ATTACK_RESTARTS", 3)
+RESTARTS = env_int("ATTACK_RESTARTS", 10)
 MEM_TOL_KIB = env_int("ATTACK_MEM_TOLERANCE_KIB", 256)
 GRACE = env_int("ATTACK_GRACE", 45)
+AVOID_HUGE_ACK = env_int("ATTACK_AVOID_HUGE_ACK", 0)
 OUT = os.environ.get("ATTACK_OUT", os.path.join(ROOT, "target", "attack"))
 
 # What each side must never learn about the other. Side A: caller peers on
@@ -243,6 +246,9 @@ def build_reply(p, req, code, reason, totag=None, contact=True, rr=True):
     out += [b"To: " + to, b"Call-ID: " + req.callid, b"CSeq: " + (req.h(b"cseq") or b"")]
     if contact and code > 100:
         out.append(f"Contact: <sip:{s['user']}@{p.hp}>".encode())
+    mark = req.h(b"x-attack-id")
+    if mark:
+        out.append(b"X-Attack-Id: " + mark)
     out.append(b"Content-Length: 0")
     return b"\r\n".join(out) + b"\r\n\r\n"
 
@@ -471,16 +477,17 @@ def mutate(rng, data, p, ops=None):
     secrets (a byte flip could turn 127.0.0.2 into 127.0.0.3)."""
     other = SIDES[OTHER[p.side]]["secrets"]
     for _ in range(8):
-        out, descs = data, []
+        out, descs, names = data, [], []
         for _ in range(rng.choice([1, 1, 1, 2])):
             op = rng.choice(ops) if ops else rng.choices(OPS, WEIGHTS)[0]
             out, desc = op(rng, out, p)
             descs.append(desc)
+            names.append(op.__name__[2:])
         if len(out) > 65000:
             out = out[:65000]
         if all(out.count(s) <= data.count(s) for s in other):
-            return out, "; ".join(descs)
-    return data + b"", "unmutated (mutations kept adding the other side's address)"
+            return out, "; ".join(descs), "+".join(sorted(set(names)))
+    return data + b"", "unmutated (mutations kept adding the other side's address)", "none"
 
 
 # ---------------------------------------------------------------- Kamailio
@@ -504,7 +511,8 @@ def derive_cfg(work, ctl):
     anchor = 'loadmodule "xlog.so"\n'
     if anchor not in src:
         sys.exit("attack: cfg-examples/kamailio.cfg has no xlog.so line to add ctl after")
-    add = (anchor + '# added by make attack: kamcmd access\nloadmodule "ctl.so"\n'
+    add = (anchor + '# added by make attack: kamcmd access, no core files from crashes\n'
+           'disable_core_dump=yes\nloadmodule "ctl.so"\n'
            f'modparam("ctl", "binrpc", "unix:{ctl}")\nloadmodule "kex.so"\n')
     path = os.path.join(work, "kamailio.cfg")
     open(path, "w").write(src.replace(anchor, add, 1))
@@ -515,6 +523,8 @@ def _child_setup():
     """In the Kamailio child before exec: its own process group (stopped as
     a group), and SIGTERM when the harness dies (prctl PR_SET_PDEATHSIG)."""
     os.setpgid(0, 0)
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
@@ -693,7 +703,7 @@ class Flow:
         h.flows[self.callid.encode()] = self
 
     # -- receiving
-    def expect(self, peer, pred, what, timeout=2.0):
+    def expect(self, peer, pred, what, timeout=1.0):
         deadline = time.time() + timeout
         while True:
             for i, (p, m) in enumerate(self.inbox):
@@ -719,9 +729,10 @@ class Flow:
         self.h.send(peer, data, cat, self)
 
     def send_mut(self, peer, data, cat, ops=None):
-        m, desc = mutate(self.h.rng, data, peer, ops)
-        self.last_trigger = (cat, desc, m, peer.name)
-        self.h.send(peer, m, cat, self)
+        h = self.h
+        m, desc, names = mutate(h.rng, h.mark(data), peer, ops)
+        self.last_trigger = h.note(m, cat, desc, names, peer)
+        h.send(peer, m, cat, self)
         return m
 
     def invite(self, branch=None):
@@ -792,8 +803,10 @@ class Harness:
         self.crashes = 0
         self.last_check = 0.0
         self.targets = collections.deque(maxlen=20)  # (callid, target) of past dialogs
-        self.free_triggers = collections.OrderedDict()  # Call-ID -> mutation of flowless messages
-        self.last_free_trigger = None
+        self.free_triggers = collections.OrderedDict()  # Call-ID -> last mutation sent in it
+        self.triggers = collections.OrderedDict()  # X-Attack-Id -> mutation
+        self.dialog_ids = collections.OrderedDict()
+        self.mark_seq = 0
         self.crash_lines = []
         self.mem0 = self.mem1 = None
         self.records = None
@@ -810,8 +823,32 @@ class Harness:
         self.findings[(kind, key)] = Finding(kind, key, text, sample, trigger)
         log(f"FINDING [{kind}] {text}")
 
+    # -- mutation bookkeeping: every mutated message carries X-Attack-Id (a
+    # header Kamailio relays untouched, and peers copy into their replies),
+    # so a leak is traced to the exact message that caused it.
+    def mark(self, data):
+        self.mark_seq += 1
+        i = data.find(b"\r\n")
+        if i < 0:
+            return data
+        return data[:i + 2] + b"X-Attack-Id: %d\r\n" % self.mark_seq + data[i + 2:]
+
+    def note(self, data, cat, desc, names, peer):
+        t = (cat, desc, data, peer.name, names)
+        self.triggers[b"%d" % self.mark_seq] = t
+        if len(self.triggers) > 30000:
+            self.triggers.popitem(last=False)
+        cid = Msg(data[:4096]).callid if len(data) > 4096 else Msg(data).callid
+        self.free_triggers[cid[:300]] = t
+        if len(self.free_triggers) > 30000:
+            self.free_triggers.popitem(last=False)
+        return t
+
     # -- I/O
     def send(self, peer, data, cat, flow=None):
+        if AVOID_HUGE_ACK and huge_ack(data):
+            self.count("not sent: ACK with a huge Call-ID/CSeq (ATTACK_AVOID_HUGE_ACK)")
+            return
         self.sent += 1
         self.count("sent")
         self.count(f"sent: {cat}")
@@ -857,26 +894,47 @@ class Harness:
 
     def leak_check(self, p, m, flow):
         other = SIDES[OTHER[p.side]]["secrets"]
+        hits = []
         for name, val, raw in m.hdrs:
-            if name not in HIDDEN:
-                continue
-            low = val.lower()
-            for s in other:
-                if s in low:
-                    what = "reply %s" % (m.status,) if m.status else "request %s" % m.method.decode("latin-1", "replace")
-                    trig = flow.last_trigger if flow else self.free_triggers.get(m.callid, self.last_free_trigger)
-                    cat = trig[0] if trig else (flow.kind if flow else "no flow")
-                    key = (p.side, what if not m.status else f"reply {m.status // 100}xx to {m.cseq_method.decode('latin-1', 'replace')}",
-                           name, cat)
-                    self.count("leaks")
-                    self.finding("leak", key,
-                                 f"{what} to {m.cseq_method.decode('latin-1', 'replace')} reached side "
-                                 f"{p.side} ({p.name}) with {s.decode()} in "
-                                 f"{raw.split(b':', 1)[0].decode('latin-1', 'replace')}: "
-                                 f"(flow {flow.kind if flow else '-'}, last mutation: "
-                                 f"{(trig[0] + ': ' + trig[1]) if trig else '-'})",
-                                 m.raw, trig)
-                    break
+            if name in HIDDEN:
+                low = val.lower()
+                hits += [(raw.split(b":", 1)[0].strip().decode("latin-1", "replace"), s.decode())
+                         for s in other if s in low]
+        if not hits:
+            return
+        self.count("leaks (messages)")
+        cm = m.cseq_method.decode("latin-1", "replace")[:20]
+        if m.status:
+            if cm == "INVITE":
+                cls = "1xx/2xx reply to INVITE" if m.status < 300 else "3xx-6xx reply to INVITE"
+            else:
+                cls = f"reply to {cm}"
+            cls += " (in a dialog)" if m.callid in self.dialog_ids and cm != "INVITE" else ""
+        else:
+            cls = f"request {m.method.decode('latin-1', 'replace')[:20]}"
+        mark = m.h(b"x-attack-id")
+        trig, how = None, ""
+        if mark and mark in self.triggers:
+            trig = self.triggers[mark]
+        elif m.callid[:300] in self.free_triggers and (flow is None or flow.last_trigger):
+            trig, how = self.free_triggers[m.callid[:300]], "probably "
+        cause = f"{how}{trig[0]}" if trig else f"clean {flow.kind if flow else 'message'}"
+        key = (cls, cause)
+        f = self.findings.get(("leak", key))
+        if f is None:
+            text = (f"{cls} reached side {p.side} carrying the other side's address {hits[0][1]} in "
+                    f"{', '.join(sorted(set(h for h, _ in hits)))}; cause: {cause}"
+                    + (f" ({trig[1]}, sent by {trig[3]})" if trig else ""))
+            self.finding("leak", key, text, m.raw, trig)
+            f = self.findings[("leak", key)]
+            f.sides, f.headers, f.variants = set(), set(), {}
+        else:
+            f.count += 1
+        f.sides.add(p.side)
+        f.headers.update(h for h, _ in hits)
+        if trig:
+            v = f.variants.setdefault(trig[4], [0, trig, m.raw])
+            v[0] += 1
 
     def auto(self, p, m, flow):
         """A peer answers what nobody scripted: requests get final replies
@@ -934,54 +992,70 @@ class Harness:
 
     def handle_crash(self, why):
         """Saves the last messages sent, restarts Kamailio, replays them one
-        by one (newest first) to find the one that kills it."""
+        by one (newest first) to find the one that kills it, and confirms it
+        alone on a fresh Kamailio."""
         self.crashes += 1
         n = self.crashes
         cdir = os.path.join(self.work, f"crash-{n}")
         os.makedirs(cdir, exist_ok=True)
         ring = list(self.ring)
-        lines = list(self.crash_lines)
+        lines = list(dict.fromkeys(self.crash_lines))[:3]
         self.crash_lines = []
         for i, (p, data, cat) in enumerate(ring):
-            open(os.path.join(cdir, f"sent-{i:02d}-{p.side}-{cat.replace(' ', '_').replace(':', '')}.sip"), "wb").write(data)
-        log(f"CRASH #{n}: {why}; log says: {lines[:4]}; last {len(ring)} messages in {cdir}")
+            name = re.sub(r"[^A-Za-z0-9]+", "_", cat)
+            open(os.path.join(cdir, f"sent-{i:02d}-{p.side}-{name}.sip"), "wb").write(data)
+        log(f"CRASH #{n}: {why}; log: {lines}; last {len(ring)} messages in {cdir}")
         self.kam.stop()
-        self.counts["kamailio crashes"] += 1
+        self.count("kamailio crashes")
         if self.crashes > RESTARTS:
-            self.finding("crash", f"crash {n}", f"Kamailio died ({why}); log: {lines[:3]}; "
-                         f"not triaged (ATTACK_RESTARTS={RESTARTS}); last messages in {cdir}")
+            self.finding("crash", f"crash {n}", f"Kamailio died ({why}); log: {lines}; "
+                         f"not triaged (ATTACK_RESTARTS={RESTARTS} used up); last messages in {cdir}")
             return False
         self.kam.start()
+
+        def kills(data, p, wait):
+            p.sock.sendto(data, KADDR)
+            self.count("sent: crash triage replay")
+            end = time.time() + wait
+            while time.time() < end:
+                time.sleep(0.05)
+                self.drain()
+                if self.kam.dead():
+                    return True
+            return False
+
         killer = None
         for i in range(len(ring) - 1, -1, -1):
             p, data, cat = ring[i]
-            if p.side not in "AB":
-                continue
-            p.sock.sendto(data, KADDR)
-            self.count("sent: crash triage replay")
-            time.sleep(0.25)
-            self.drain()
-            if self.kam.dead():
-                time.sleep(0.5)
-                killer = (i, p, data, cat)
+            if kills(data, p, 0.3):
+                # the abort may lag behind the message: confirm alone, newest first
+                for k in (i, i + 1, i + 2, i - 1):
+                    if 0 <= k < len(ring):
+                        self.kam.stop()
+                        self.kam.start()
+                        if kills(ring[k][1], ring[k][0], 2.0):
+                            killer = ring[k]
+                            break
                 break
         if killer:
-            i, p, data, cat = killer
+            p, data, cat = killer
+            sig = crash_signature(data)
             path = os.path.join(cdir, "reproducer.sip")
             open(path, "wb").write(data)
-            key = crash_signature(data)
-            self.finding("crash", key,
-                         f"Kamailio died ({why}; log: {lines[:3]}). Reproduced alone: one {len(data)}-byte "
-                         f"{Msg(data).first[:40]!r} ({cat}) from side {p.side}; reproducer {path}",
-                         data, (cat, key, data, p.name))
-            self.kam.new_log()
-            self.crash_lines = []
+            self.finding("crash", sig,
+                         f"Kamailio died ({why}; log: {lines}). Reproduced alone on a fresh Kamailio by "
+                         f"one {len(data)}-byte message from side {p.side} ({cat}): {sig}; "
+                         f"first line {Msg(data).first[:50]!r}; reproducer {path}",
+                         data, (cat, sig, data, p.name, "crash"))
             self.kam.stop()
             self.kam.start()
         else:
             self.finding("crash", f"unreproduced crash {n}",
-                         f"Kamailio died ({why}; log: {lines[:3]}); no single message of the last "
-                         f"{len(ring)} reproduces it; they are in {cdir}")
+                         f"Kamailio died ({why}; log: {lines}); no single message of the last "
+                         f"{len(ring)} reproduced it alone; they are in {cdir}")
+            if self.kam.dead():
+                self.kam.stop()
+                self.kam.start()
         self.kam.new_log()
         self.crash_lines = []
         return True
@@ -1023,6 +1097,10 @@ class Harness:
         okm = f.rep(o, {200}, "INVITE")
         f.learn_o(okm)
         f.confirmed = True
+        h_ids = self.dialog_ids
+        h_ids[f.callid.encode()] = 1
+        if len(h_ids) > 5000:
+            h_ids.popitem(last=False)
         self.targets.append((f.callid, f.o_target, f.o_routes))
         if fuzz:
             for _ in range(rng.randint(1, 3)):
@@ -1174,10 +1252,6 @@ class Harness:
         if self.rng.random() < 0.4:
             ops = [m_branch, m_ipv6, m_many_vias, m_compact, m_case, m_comma, m_huge_value]
         m = f.send_mut(o, f.invite(), "mutated INVITE (new dialog)", ops)
-        self.last_free_trigger = f.last_trigger
-        self.free_triggers[f.callid.encode()] = f.last_trigger
-        if len(self.free_triggers) > 5000:
-            self.free_triggers.popitem(last=False)
         self.pump(0.005)
         del m
 
@@ -1217,7 +1291,9 @@ class Harness:
                     f"Call-ID: {cid}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").encode()
             cat = "BYE outside any dialog"
         if rng.random() < 0.3:
-            data, _ = mutate(rng, data, p, [m_flip, m_inject, m_case, m_compact])
+            data = self.mark(data)
+            data, desc, names = mutate(rng, data, p, [m_flip, m_inject, m_case, m_compact])
+            self.note(data, cat, desc, names, p)
         self.send(p, data, cat)
         self.pump(0.002)
 
@@ -1247,12 +1323,22 @@ class Harness:
         except FlowTimeout:
             self.cleanup_flows()
         except KamailioDied as e:
-            self.flows.clear()
-            if not self.handle_crash(str(e)):
-                return False
-            self.cleanup_flows()
-            self.warm_up(40)  # a new baseline for the memory check
+            return self.recover(str(e))
         return True
+
+    def recover(self, why):
+        """After a crash: triage, restart, a new memory baseline."""
+        for _ in range(RESTARTS + 1):
+            self.flows.clear()
+            if not self.handle_crash(why):
+                return False
+            try:
+                self.cleanup_flows()
+                self.warm_up(20)  # a new baseline for the memory check
+                return True
+            except KamailioDied as e:
+                why = str(e)
+        return False
 
     def cleanup_flows(self):
         """Ends the dialogs of flows cut short (a BYE from the originator),
@@ -1287,7 +1373,9 @@ class Harness:
         last = time.time()
         while self.sent < MESSAGES and time.time() < deadline:
             if not self.safe_run(True):
-                break
+                log("attack: Kamailio is down and ATTACK_RESTARTS is used up: stopping the traffic")
+                self.traffic_s = time.time() - self.start
+                return
             if time.time() - last > 15:
                 last = time.time()
                 log(f"  {int(last - self.start)} s: {self.sent} messages sent, "
@@ -1322,15 +1410,33 @@ class Harness:
         elif d or b:
             self.finding("records", "junk", f"the store keeps {d} dialog records and {b} bills "
                          f"{GRACE} s after every call ended (junk: stray 2xx, revived dialogs, ...)")
-        log(self.kam.kamcmd("topos_rs.stats").strip())
+        stats = self.kam.kamcmd("topos_rs.stats")
+        log(stats.strip())
+        st = {k: int(v) for k, v in re.findall(r"(\w+):\s*(-?\d+)\s*$", stats, re.M)}
+        c, e, x, a = (st.get(k, 0) for k in ("dialogs_created", "dialogs_ended", "dialogs_expired",
+                                              "dialogs_active"))
+        if e + x > c or a != max(0, c - e - x) or (d is not None and d > 0 and a == 0):
+            self.finding("stats", "dialogs", f"topos_rs.stats is inconsistent: dialogs_created {c}, "
+                         f"dialogs_ended {e}, dialogs_expired {x}, dialogs_active {a} "
+                         f"(the store holds {d} dialog records)")
 
 
 def crash_signature(data):
     m = Msg(data)
-    what = m.method or b"reply"
-    cid = len(m.callid)
+    what = (m.method or b"reply").decode("latin-1", "replace")[:20]
     cseq = (m.h(b"cseq") or b"").split()
-    return f"{what.decode('latin-1')} Call-ID {cid} bytes, CSeq number {len(cseq[0]) if cseq else 0} digits"
+    digits = len(cseq[0]) if cseq else 0
+    return (f"{what}, To-tag {'yes' if m.totag else 'no'}, Call-ID {'> 1 KB' if len(m.callid) > 1024 else 'short'}, "
+            f"CSeq number {'> 1 KB' if digits > 1024 else 'short'}")
+
+
+def huge_ack(data):
+    """An ACK with a Call-ID or CSeq number over 1000 bytes (issue 13 #1)."""
+    if not data.startswith(b"ACK "):
+        return False
+    m = Msg(data)
+    cseq = (m.h(b"cseq") or b"").split()
+    return len(m.callid) > 1000 or (cseq and len(cseq[0]) > 1000)
 
 
 def _stop_on_signal(sig, frame):
@@ -1359,17 +1465,39 @@ def report(h, work):
            f"of traffic, {total:.0f} s in all"]
     for k in sorted(h.counts):
         out.append(f"  {k}: {h.counts[k]}")
-    out.append(f"== {len(h.findings)} distinct findings ({sum(f.count for f in h.findings.values())} in all)")
-    for i, f in enumerate(sorted(h.findings.values(), key=lambda f: (f.kind, str(f.key))), 1):
-        out.append(f"[{i}] {f.kind} x{f.count}: {f.text}")
+    fs = sorted(h.findings.values(), key=lambda f: (f.kind, str(f.key)))
+    # A leak class that leaks on clean flows already: its mutated variants
+    # are the same finding.
+    clean = {f.key[0]: f for f in fs if f.kind == "leak" and f.key[1].startswith("clean")}
+    shown = []
+    for f in fs:
+        if f.kind == "leak" and not f.key[1].startswith("clean") and f.key[0] in clean:
+            c = clean[f.key[0]]
+            c.also = getattr(c, "also", []) + [f"{f.key[1]} x{f.count}"]
+            continue
+        shown.append(f)
+    out.append(f"== {len(shown)} distinct findings ({sum(f.count for f in fs)} in all)")
+    for i, f in enumerate(shown, 1):
+        extra = ""
+        if getattr(f, "sides", None):
+            extra = f" [received by side(s) {'/'.join(sorted(f.sides))}; headers {', '.join(sorted(f.headers))}]"
+        out.append(f"[{i}] {f.kind} x{f.count}: {f.text}{extra}")
+        if getattr(f, "also", None):
+            out.append(f"     same leak also after: {'; '.join(f.also)}")
         if f.sample is not None:
             p = os.path.join(work, f"finding-{i:02d}-{f.kind}-received.sip")
             open(p, "wb").write(f.sample)
-            out.append(f"     message: {p}")
+            out.append(f"     message received: {p}")
         if f.trigger is not None and len(f.trigger) >= 3:
             p = os.path.join(work, f"finding-{i:02d}-{f.kind}-trigger.sip")
             open(p, "wb").write(f.trigger[2])
             out.append(f"     trigger ({f.trigger[0]}, sent by {f.trigger[3]}): {p}")
+        for n, (ops, (cnt, trig, raw)) in enumerate(sorted(getattr(f, "variants", {}).items(),
+                                                          key=lambda kv: -kv[1][0])):
+            p = os.path.join(work, f"finding-{i:02d}-variant-{n:02d}-trigger.sip")
+            open(p, "wb").write(trig[2])
+            open(p.replace("-trigger.sip", "-received.sip"), "wb").write(raw)
+            out.append(f"     variant {ops} x{cnt}: {trig[1][:150]} (sent by {trig[3]}): {p}")
     text = "\n".join(out)
     open(os.path.join(work, "report.txt"), "w").write(text + "\n")
     log(text)
