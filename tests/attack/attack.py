@@ -699,6 +699,9 @@ class Flow:
         self.o_target = self.t_target = None
         self.o_routes, self.t_routes = [], []
         self.confirmed = self.ended = False
+        self.inv = None
+        self.notes = set()
+        h.flow_log[self.callid] = self
         self.seen = set()
         h.flows[self.callid.encode()] = self
 
@@ -806,6 +809,11 @@ class Harness:
         self.free_triggers = collections.OrderedDict()  # Call-ID -> last mutation sent in it
         self.triggers = collections.OrderedDict()  # X-Attack-Id -> mutation
         self.dialog_ids = collections.OrderedDict()
+        # Crashes reproduced by one message with a field over 1 KB: messages
+        # of the same shape are not sent again, so the run goes on finding
+        # other things (each crash is a finding once).
+        self.avoid = set()
+        self.flow_log = {}  # Call-ID -> Flow, to explain records left in the store
         self.mark_seq = 0
         self.crash_lines = []
         self.mem0 = self.mem1 = None
@@ -848,6 +856,9 @@ class Harness:
     def send(self, peer, data, cat, flow=None):
         if AVOID_HUGE_ACK and huge_ack(data):
             self.count("not sent: ACK with a huge Call-ID/CSeq (ATTACK_AVOID_HUGE_ACK)")
+            return
+        if self.avoid and len(data) > 1000 and crash_signature(data) in self.avoid:
+            self.count("not sent: matches a crash already reproduced")
             return
         self.sent += 1
         self.count("sent")
@@ -966,6 +977,22 @@ class Harness:
                    + b"\r\nCSeq: " + cseq + b" ACK\r\nContent-Length: 0\r\n\r\n")
             self.send(p, ack, "peer auto-ACK")
 
+    def explain_records(self):
+        """Which of our calls still have dialog records (topos_rs.dialog on
+        up to 400 Call-IDs), and what those calls went through."""
+        flows = list(self.flow_log.values())
+        self.rng.shuffle(flows)
+        flows.sort(key=lambda f: -len(f.notes))
+        left = collections.Counter()
+        n = 0
+        for f in flows[:400]:
+            out = self.kam.kamcmd("topos_rs.dialog", f.callid)
+            if "state" in out or "callee_tag" in out:
+                n += 1
+                left[f"{f.kind}: {', '.join(sorted(f.notes)) or 'nothing unusual'}"] += 1
+        return (f"of {min(400, len(flows))} calls checked (most eventful first), {n} still have "
+                f"dialog records: " + "; ".join(f"{k} x{v}" for k, v in left.most_common(8)))
+
     def wait(self, seconds):
         end = time.time() + seconds
         while time.time() < end:
@@ -1040,6 +1067,8 @@ class Harness:
         if killer:
             p, data, cat = killer
             sig = crash_signature(data)
+            if "> 1 KB" in sig:
+                self.avoid.add(sig)
             path = os.path.join(cdir, "reproducer.sip")
             open(path, "wb").write(data)
             self.finding("crash", sig,
@@ -1082,7 +1111,7 @@ class Harness:
         f = Flow(self, "call", o, t)
         rng = self.rng
         f.send(o, f.invite(), "call")
-        inv = f.req(t, "INVITE")
+        inv = f.inv = f.req(t, "INVITE")
         f.learn_t(inv)
         f.send(t, build_reply(t, inv, 100, "Trying"), "call")
         f.send(t, build_reply(t, inv, 180, "Ringing", f.ttag), "call")
@@ -1105,6 +1134,7 @@ class Harness:
         if fuzz:
             for _ in range(rng.randint(1, 3)):
                 f.send_mut(t, ok, "mutated 200 in a live INVITE")
+                f.notes.add("mutated 200")
                 self.pump(0.0)
         f.send(o, f.in_dialog("o", "ACK", cseq=1), "call")
         f.req(t, "ACK")
@@ -1128,6 +1158,7 @@ class Harness:
                 meth = rng.choice(["INVITE", "INFO", "OPTIONS", "UPDATE", "NOTIFY", "MESSAGE", "ACK", "PRACK", "BYE"]
                                   if rng.random() < 0.15 else ["INVITE", "INFO", "OPTIONS", "UPDATE", "NOTIFY"])
                 f.send_mut(snd, f.in_dialog(side, meth), "mutated in-dialog request with a valid token")
+                f.notes.add("mutated in-dialog " + meth)
                 self.pump(0.0)
             if rng.random() < 0.5:
                 self.forged(f)
@@ -1144,12 +1175,14 @@ class Harness:
             # a mutated BYE may have ended the dialog already: Kamailio says 404
             f.expect(snd, lambda m: m.status and m.status >= 400 and m.cseq_method == b"BYE", "BYE answer")
             self.count("calls ended by an earlier (mutated) BYE")
+            f.notes.add("ended by a mutated BYE")
         f.ended = True
         if fuzz and rng.random() < 0.3:
             for _ in range(rng.randint(1, 3)):
                 side = rng.choice("ot")
                 meth = rng.choice(["INVITE", "INFO", "BYE", "OPTIONS"])
                 f.send(o if side == "o" else t, f.in_dialog(side, meth), "replay of a token after BYE")
+                f.notes.add("replayed " + meth + " after BYE")
         f.finish()
 
     def forged(self, f):
@@ -1179,7 +1212,7 @@ class Harness:
         o, t = self.sides()
         f = Flow(self, "reject", o, t)
         f.send(o, f.invite(), "call")
-        inv = f.req(t, "INVITE")
+        inv = f.inv = f.req(t, "INVITE")
         f.send(t, build_reply(t, inv, 180, "Ringing", f.ttag), "call")
         f.rep(o, {180}, "INVITE")
         code, reason = self.rng.choice([(486, "Busy Here"), (603, "Decline"), (302, "Moved"),
@@ -1189,7 +1222,7 @@ class Harness:
             f.send_mut(t, final, "mutated final reply in a live INVITE")
             self.pump(0.01)
         f.send(t, final, "call")
-        fr = f.rep(o, set(range(300, 700)), "INVITE", "final reply")
+        fr = f.expect(o, lambda m: m.status and m.status >= 300, "final reply")
         self.send_ack_negative(f, fr)
         self.count("calls rejected")
         f.finish()
@@ -1204,7 +1237,7 @@ class Harness:
         o, t = self.sides()
         f = Flow(self, "cancel", o, t)
         f.send(o, f.invite(), "call")
-        inv = f.req(t, "INVITE")
+        inv = f.inv = f.req(t, "INVITE")
         f.send(t, build_reply(t, inv, 180, "Ringing", f.ttag), "call")
         f.rep(o, {180}, "INVITE")
         cancel = build_request(o, "CANCEL", f.ruri, f.callid, 1, f.frm, f.to,
@@ -1217,7 +1250,7 @@ class Harness:
             f.send_mut(t, r487, "mutated 487 in a live INVITE")
             self.pump(0.01)
         f.send(t, r487, "call")
-        fr = f.rep(o, {487}, "INVITE")
+        fr = f.expect(o, lambda m: m.status and m.status >= 300, "487")
         self.send_ack_negative(f, fr)
         self.count("calls cancelled")
         f.finish()
@@ -1238,7 +1271,7 @@ class Harness:
             f.send_mut(t, rep, "mutated reply to OPTIONS outside a dialog")
             self.pump(0.01)
         f.send(t, rep, "options")
-        f.rep(o, {200}, "OPTIONS")
+        f.expect(o, lambda m: m.status and m.status >= 200, "200 to OPTIONS")
         self.count("OPTIONS answered")
         f.finish()
 
@@ -1252,7 +1285,7 @@ class Harness:
         if self.rng.random() < 0.4:
             ops = [m_branch, m_ipv6, m_many_vias, m_compact, m_case, m_comma, m_huge_value]
         m = f.send_mut(o, f.invite(), "mutated INVITE (new dialog)", ops)
-        self.pump(0.005)
+        self.pump(0.002)
         del m
 
     def flow_stray(self):
@@ -1352,6 +1385,9 @@ class Harness:
                 except (FlowTimeout, KamailioDied):
                     pass
                 f.ended = True
+            elif not f.confirmed and f.inv is not None:
+                # an INVITE left without a final reply: end its transaction
+                f.send(f.t, build_reply(f.t, f.inv, 486, "Busy Here", f.ttag), "cleanup 486")
             f.finish()
         self.flows.clear()
 
@@ -1409,7 +1445,8 @@ class Harness:
             self.finding("records", "rpc", f"topos_rs.records failed: {out.strip()[:200]}")
         elif d or b:
             self.finding("records", "junk", f"the store keeps {d} dialog records and {b} bills "
-                         f"{GRACE} s after every call ended (junk: stray 2xx, revived dialogs, ...)")
+                         f"{GRACE} s after every call ended (junk: stray 2xx, revived dialogs, ...)"
+                         + (f"; {self.explain_records()}" if d else ""))
         stats = self.kam.kamcmd("topos_rs.stats")
         log(stats.strip())
         st = {k: int(v) for k, v in re.findall(r"(\w+):\s*(-?\d+)\s*$", stats, re.M)}
