@@ -137,7 +137,7 @@ class Msg:
 
     def __init__(self, raw):
         self.raw = raw
-        head = raw.split(b"\r\n\r\n", 1)[0]
+        head = raw.lstrip(b"\r\n").split(b"\r\n\r\n", 1)[0]
         lines = head.split(b"\n")
         self.first = lines[0].rstrip(b"\r")
         self.hdrs = []  # (lower-case long name, value, raw line)
@@ -918,11 +918,16 @@ class Harness:
         if m.status:
             if cm == "INVITE":
                 cls = "1xx/2xx reply to INVITE" if m.status < 300 else "3xx-6xx reply to INVITE"
+            elif m.callid in self.dialog_ids:
+                cls = "reply to an in-dialog request"
             else:
-                cls = f"reply to {cm}"
-            cls += " (in a dialog)" if m.callid in self.dialog_ids and cm != "INVITE" else ""
+                cls = "reply to a request outside a dialog"
+        elif m.totag is not None:
+            cls = "in-dialog request"
+        elif m.method == b"INVITE":
+            cls = "dialog-creating INVITE"
         else:
-            cls = f"request {m.method.decode('latin-1', 'replace')[:20]}"
+            cls = "request outside a dialog"
         mark = m.h(b"x-attack-id")
         trig, how = None, ""
         if mark and mark in self.triggers:
@@ -989,15 +994,23 @@ class Harness:
         flows = list(self.flow_log.values())
         self.rng.shuffle(flows)
         flows.sort(key=lambda f: -len(f.notes))
-        left = collections.Counter()
-        n = 0
-        for f in flows[:400]:
-            out = self.kam.kamcmd("topos_rs.dialog", f.callid)
-            if "state" in out or "callee_tag" in out:
-                n += 1
-                left[f"{f.kind}: {', '.join(sorted(f.notes)) or 'nothing unusual'}"] += 1
-        return (f"of {min(400, len(flows))} calls checked (most eventful first), {n} still have "
-                f"dialog records: " + "; ".join(f"{k} x{v}" for k, v in left.most_common(8)))
+        replayed = [f for f in flows if any(n.startswith("replayed") for n in f.notes)][:200]
+        others = [f for f in flows if f.kind == "call" and f not in replayed][:200]
+        out = []
+        for label, group in (("with a token replayed after the BYE", replayed),
+                             ("calls without a replay", others)):
+            left = collections.Counter()
+            n = 0
+            for f in group:
+                r = self.kam.kamcmd("topos_rs.dialog", f.callid)
+                if "callee_tag" in r:
+                    n += 1
+                    for note in f.notes or {"nothing unusual"}:
+                        left[note.split(" after")[0] if note.startswith("replayed") else note] += 1
+            out.append(f"{n} of {len(group)} calls {label} still have a dialog record"
+                       + (f" (what they went through: {', '.join(f'{k} x{v}' for k, v in left.most_common(6))})"
+                          if n else ""))
+        return "; ".join(out)
 
     def wait(self, seconds):
         end = time.time() + seconds
