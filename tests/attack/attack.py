@@ -934,7 +934,7 @@ class Harness:
             trig = self.triggers[mark]
         elif m.callid[:300] in self.free_triggers and (flow is None or flow.last_trigger):
             trig, how = self.free_triggers[m.callid[:300]], "probably "
-        cause = f"{how}{trig[0]}" if trig else f"clean {flow.kind if flow else 'message'}"
+        cause = f"{how}{trig[0]}" if trig else "clean flow"
         key = (cls, cause)
         f = self.findings.get(("leak", key))
         if f is None:
@@ -951,6 +951,9 @@ class Harness:
         if trig:
             v = f.variants.setdefault(trig[4], [0, trig, m.raw])
             v[0] += 1
+        else:
+            f.clean_kinds = getattr(f, "clean_kinds", collections.Counter())
+            f.clean_kinds[flow.kind if flow else "unscripted"] += 1
 
     def auto(self, p, m, flow):
         """A peer answers what nobody scripted: requests get final replies
@@ -1548,6 +1551,8 @@ def report(h, work):
         if getattr(f, "sides", None):
             extra = f" [received by side(s) {'/'.join(sorted(f.sides))}; headers {', '.join(sorted(f.headers))}]"
         out.append(f"[{i}] {f.kind} x{f.count}: {f.text}{extra}")
+        if getattr(f, "clean_kinds", None):
+            out.append(f"     clean flows that leak: {', '.join(f'{k} x{v}' for k, v in f.clean_kinds.most_common())}")
         if getattr(f, "also", None):
             out.append(f"     same leak also after: {'; '.join(f.also)}")
         if f.sample is not None:
