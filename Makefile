@@ -21,7 +21,7 @@ KAMAILIO_MODULES ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/mo
 KAMAILIO_BIN ?= kamailio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz soak \
+.PHONY: all deps headers build test run install deb lint clean bench bench-store fuzz soak attack \
 	kamailio-trixie test-kamailio6 trixie-root deb-trixie
 
 all: build
@@ -165,6 +165,12 @@ bench: build
 soak: build
 	@command -v /usr/bin/time >/dev/null || { $(SUDO) apt-get install -y -qq time >/dev/null; }
 	bash tests/soak/run.sh
+
+## attack: live attack on cfg-examples/kamailio.cfg with topos_rs in a private network
+## namespace (issue 13): real calls plus ATTACK_MESSAGES (100000) seeded mutated
+## messages; fails on a crash, panic, leak, memory growth or junk in the store
+attack: build
+	python3 tests/attack/attack.py
 
 ## fuzz: libFuzzer on every pure parser and decoder, FUZZ_SECONDS per target (default 600)
 FUZZ_SECONDS ?= 600
