@@ -278,10 +278,14 @@ pub fn reply_to_caller(
 
 /// A request outside any dialog that creates none (OPTIONS, MESSAGE,
 /// REGISTER, ...): Record-Route means nothing there, so the sender side's
-/// entries go.
-pub fn outside_dialog_request(request: Headers<'_>) -> Vec<Edit> {
+/// entries go, and so does its Contact (nothing is routed to it later),
+/// except a REGISTER's (`keep_contact`): that is the binding it registers.
+pub fn outside_dialog_request(request: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
     let mut edits = Vec::new();
     replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    if !keep_contact {
+        replace_fields(request, "contact", Some("m"), Vec::new(), &mut edits);
+    }
     edits
 }
 
@@ -619,8 +623,22 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
             !out.contains("Record-Route") && out.contains("m: <sip:bob@10.2.2.2:5080>"),
             "{out}"
         );
-        let out = text(INVITE, &outside_dialog_request(Scanned::new(INVITE).h()));
-        assert!(!out.contains("caller.net;lr"), "{out}");
+        let out = text(
+            INVITE,
+            &outside_dialog_request(Scanned::new(INVITE).h(), false),
+        );
+        assert!(
+            !out.contains("caller.net;lr") && !out.contains("192.168.1.10"),
+            "{out}"
+        );
+        let out = text(
+            INVITE,
+            &outside_dialog_request(Scanned::new(INVITE).h(), true),
+        );
+        assert!(
+            !out.contains("caller.net;lr") && out.contains("192.168.1.10"),
+            "{out}"
+        );
     }
 
     #[test]

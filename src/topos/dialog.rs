@@ -14,7 +14,7 @@ use crate::dialog::record::{
 use crate::dialog::token::{binding, parse_token, DialogId, Secrets, Side};
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
-use crate::ffi::tx_state::{Kind, NewTxState, TxState};
+use crate::ffi::tx_state::{Kind, NewTxState, TxState, MAX_EARLY};
 use crate::sip::dialog::DialogIds;
 use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, uri_user};
@@ -189,8 +189,15 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     };
     let h = tag_hash(&callee_tag);
     let confirmed = (200..300).contains(&status);
+    // At most MAX_EARLY dialogs per INVITE: a callee side answering with
+    // ever new To-tags cannot make more records.
     let must_write = match st.note_early(h) {
-        None => true,
+        None => {
+            log::warn!(
+                "a reply with yet another To-tag (more than {MAX_EARLY} dialogs for one INVITE); not stored"
+            );
+            false
+        }
         Some((slot, new)) => (confirmed && st.confirm(slot)) || (new && !confirmed),
     };
     if !must_write {
@@ -237,8 +244,21 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         );
         return Ok(());
     }
+    // An early dialog of a call that already got its final reply (a 180
+    // handled by one worker while another relayed the 486) would be left
+    // for EARLY_TTL: not written, or removed again if the final reply went
+    // out while it was being written (the cleanup then missed it).
+    let ended = || parts.transaction.uas_status() >= 200;
+    if !confirmed && ended() {
+        return Ok(());
+    }
     let key = record_key(&id.hex(), h);
-    if with_store("topos_reply", |s| s.put(&key, &value, ttl)).is_some() && confirmed {
+    let stored = with_store("topos_reply", |s| s.put(&key, &value, ttl)).is_some();
+    if stored && !confirmed && ended() {
+        with_store("dialog cleanup", |s| s.delete(&key));
+        return Ok(());
+    }
+    if stored && confirmed {
         stats::bump(|s| &s.dialogs_created);
         // With mask_callid, requests Kamailio sends itself into the dialog
         // (the dialog module's BYE) name it by the caller's Call-ID and

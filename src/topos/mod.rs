@@ -94,7 +94,8 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
         crate::ffi::dialog_module::hidden_invite(msg);
         Some(state)
     } else {
-        msg.apply(plan::outside_dialog_request(h))?;
+        let register = request_method_is(h, "REGISTER");
+        msg.apply(plan::outside_dialog_request(h, register))?;
         Some(
             NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16]), Secrets::default())
                 .ok_or_else(out_of_shm)?,
@@ -150,6 +151,7 @@ pub fn topos_reply(msg: &mut SipMsg) -> Result<bool> {
 /// transaction's request, and both messages' header sections, each scanned
 /// once by `hide_reply`.
 pub struct ReplyParts<'a> {
+    pub transaction: &'a Transaction,
     pub request: &'a SipMsg<'a>,
     pub request_headers: Headers<'a>,
     pub reply_headers: Headers<'a>,
@@ -178,6 +180,7 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     let request_fields = scan_headers(request.buf())?;
     let reply_fields = scan_headers(reply.buf())?;
     let parts = ReplyParts {
+        transaction: t,
         request: &request,
         request_headers: Headers::new(request.buf(), &request_fields),
         reply_headers: Headers::new(reply.buf(), &reply_fields),

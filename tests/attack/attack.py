@@ -900,6 +900,14 @@ class Harness:
                          f"{m.first.decode('latin-1')[:100]}", data, None)
         if flow is not None:
             flow.inbox.append((p, m))
+            # A 2xx with another To-tag than the flow's (a mutated
+            # retransmission) set up a dialog of its own: end it as a UA
+            # would (ACK, then BYE), so it leaves no record behind.
+            seen = getattr(flow, "ttag_seen", None)
+            extra = m.totag is not None and (
+                m.totag == b"auto" or (seen and m.totag.decode("latin-1") != seen))
+            if extra and m.status and 200 <= m.status < 300 and m.cseq_method.upper() == b"INVITE":
+                self.end_extra_dialog(p, m)
         else:
             self.auto(p, m, None)
 
@@ -967,7 +975,9 @@ class Harness:
             self.auto_seen.popitem(last=False)
         if not m.all(b"via") or not m.h(b"cseq"):
             return
-        if m.method == b"INVITE":
+        if m.method and m.method.upper() in (b"INVITE", b"SUBSCRIBE"):
+            # Dialog-creating methods (in any letter case: Kamailio and
+            # topos_rs take them as such) are refused, never answered 2xx.
             if m.totag is None:
                 self.send(p, build_reply(p, m, 180, "Ringing", "auto"), "peer auto-reply")
                 self.send(p, build_reply(p, m, 486, "Busy Here", "auto"), "peer auto-reply")
@@ -977,6 +987,8 @@ class Harness:
             return
         elif m.method:
             self.send(p, build_reply(p, m, 200, "OK", "auto"), "peer auto-reply")
+        elif m.status and 200 <= m.status < 300 and m.cseq_method.upper() == b"INVITE" and m.totag:
+            self.end_extra_dialog(p, m)
         elif m.status and m.status >= 300 and m.cseq_method == b"INVITE":
             cseq = (m.h(b"cseq") or b"1").split()[0]
             ack = (b"ACK sip:" + SIDES[p.side]["user"].encode() + b"@" + KIP.encode() + b" SIP/2.0\r\n"
@@ -984,6 +996,35 @@ class Harness:
                    + b"\r\nTo: " + (m.h(b"to") or b"") + b"\r\nCall-ID: " + m.callid
                    + b"\r\nCSeq: " + cseq + b" ACK\r\nContent-Length: 0\r\n\r\n")
             self.send(p, ack, "peer auto-ACK")
+
+    def end_extra_dialog(self, p, m):
+        """An unscripted 2xx to an INVITE set up a dialog: ACK it and hang
+        up through Kamailio (its masked Contact, its Record-Route set), once
+        per To-tag."""
+        key = (p.side, m.callid[:200], m.totag[:100], b"end")
+        if key in self.auto_seen:
+            return
+        self.auto_seen[key] = 1
+        contact = m.h(b"contact")
+        if not contact or not m.h(b"from") or not m.h(b"to"):
+            return
+        target = uri_of(contact).encode("latin-1")
+        routes = list(reversed(split_commas(m.all(b"record-route"))))
+        cseq = (m.h(b"cseq") or b"1").split()[0]
+        try:
+            n = int(cseq)
+        except ValueError:
+            return
+        for method, num in ((b"ACK", n), (b"BYE", n + 1)):
+            lines = [method + b" " + target + b" SIP/2.0",
+                     b"Via: SIP/2.0/UDP " + p.hp.encode() + b";branch=z9hG4bKend" + str(self.seq).encode()
+                     + method.lower() + b";rport",
+                     b"Max-Forwards: 70"]
+            lines += [b"Route: " + r.encode("latin-1") for r in routes]
+            lines += [b"From: " + m.h(b"from"), b"To: " + m.h(b"to"), b"Call-ID: " + m.callid,
+                      b"CSeq: " + str(num).encode() + b" " + method, b"Content-Length: 0"]
+            self.seq += 1
+            self.send(p, b"\r\n".join(lines) + b"\r\n\r\n", "peer ends an extra dialog")
 
     def explain_records_safe(self):
         try:
@@ -1472,10 +1513,18 @@ class Harness:
         log(f"store after the grace time: {d} dialog records, {b} bills")
         if d is None:
             self.finding("records", "rpc", f"topos_rs.records failed: {out.strip()[:200]}")
-        elif d or b:
-            self.finding("records", "junk", f"the store keeps {d} dialog records and {b} bills "
-                         f"{GRACE} s after every call ended (junk: stray 2xx, revived dialogs, ...)"
-                         + (f"; {self.explain_records_safe()}" if d else ""))
+        else:
+            # A flow the harness abandoned (a mutation ate a message it
+            # waited for) may leave its call up, or ringing until tm's
+            # timer: one dialog record and one bill at most, and not junk.
+            # Anything beyond that is.
+            left_up = self.counts["flow timeouts"]
+            log(f"flows abandoned mid-call (their calls may still be up): {left_up}")
+            if d > left_up or b > left_up:
+                self.finding("records", "junk", f"the store keeps {d} dialog records and {b} bills "
+                             f"{GRACE} s after every call ended, more than the {left_up} calls the "
+                             f"harness left up (junk: stray 2xx, revived dialogs, ...)"
+                             + (f"; {self.explain_records_safe()}" if d else ""))
         stats = self.kam.kamcmd("topos_rs.stats")
         log(stats.strip())
         st = {k: int(v) for k, v in re.findall(r"(\w+):\s*(-?\d+)\s*$", stats, re.M)}
