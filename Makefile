@@ -70,8 +70,9 @@ KAMAILIO6_TARGET := $(CURDIR)/target/kamailio-trixie
 
 ## kamailio-trixie: fetch and build Kamailio 6.0 (Debian 13's source) into KAMAILIO6_CACHE
 kamailio-trixie:
-	@# Kamailio's build needs gcc, make, bison, flex (in APT_PACKAGES); app_lua needs Lua 5.1.
-	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) liblua5.1-0-dev"
+	@# Kamailio's build needs gcc, make, bison, flex (in APT_PACKAGES); app_lua needs Lua 5.1,
+	@# tls (tests/real_ua.rs) OpenSSL.
+	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) liblua5.1-0-dev libssl-dev"
 	MIRROR=$(TRIXIE_MIRROR) sh kamailio-headers/fetch-debian.sh trixie $(KAMAILIO6_CACHE)/src
 	sh kamailio-headers/build-kamailio.sh $(KAMAILIO6_CACHE)/src $(KAMAILIO6_CACHE)
 
