@@ -1106,6 +1106,37 @@ fn run_linphone(caller_tp: Tp) {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// The differential control for the Content-Length case: without
+/// topos_rs, Kamailio itself gives linphone's 180 a Content-Length on the
+/// way to a TCP caller, and the calls go through.
+#[test]
+fn control_without_topos_linphone_reaches_a_tcp_caller() {
+    let failures = calls(Tp::Tcp, Tp::Udp, Answerer::Linphone, &["WITHOUT_TOPOS"]);
+    let broken: Vec<&String> = failures
+        .iter()
+        .filter(|f| {
+            f.starts_with("CONTENT-LENGTH")
+                || f.starts_with("RELAY")
+                || f.contains("call not established")
+                || f.contains("never saw the call end")
+                || f.contains("BYE of the")
+        })
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "without topos_rs the calls should work:\n{}",
+        failures.join("\n\n")
+    );
+    // And the checks do see that nothing is hidden.
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.starts_with("LEAK: the Caller received")),
+        "{}",
+        failures.join("\n\n")
+    );
+}
+
 #[test]
 fn udp_caller_linphone_udp_callee() {
     run_linphone(Tp::Udp);
