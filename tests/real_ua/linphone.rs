@@ -74,6 +74,16 @@ impl Linphone {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+        // linphonecsh talks to the one linphonec of this user: it must be
+        // ours (alive), and ours must have bound the SIP port.
+        if let Some(Ok(Some(st))) = l.child.as_mut().map(Child::try_wait) {
+            panic!(
+                "linphonec exited ({st}): is another linphonec of this user running? \
+                 (linphonecsh reaches one per user)"
+            );
+        }
+        let taken = std::net::UdpSocket::bind((ip, sip_port)).is_err();
+        assert!(taken, "linphonec did not bind {ip}:{sip_port}");
         let r = sh(&["generic", "soundcard use files"]);
         assert!(r.contains("files"), "linphonec: soundcard use files: {r}");
         l
