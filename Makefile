@@ -11,8 +11,10 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
 MODULE := $(RELEASE_DIR)/topos_rs.so
-# Debian packages the build and the tests need.
-APT_PACKAGES := kamailio kamailio-lua-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc bison flex
+# Debian packages the build and the tests need (tests/real_ua.rs: baresip-core,
+# linphone-cli, tcpdump, openssl and kamailio-tls-modules).
+APT_PACKAGES := kamailio kamailio-lua-modules kamailio-tls-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc bison flex \
+	baresip-core linphone-cli tcpdump openssl
 # Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules:
 # $KAMAILIO_MODULES if set, else where the installed kamailio package put tm.so.
 KAMAILIO_MODULES ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
@@ -50,8 +52,10 @@ build: headers
 	  { cp $(RELEASE_DIR)/libtopos_rs.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE); }
 
 ## test: unit tests, then end-to-end tests against the real kamailio
+## (every test binary runs even when an earlier one fails: the issue 15
+## tests in tests/real_ua.rs fail on purpose until it is fixed)
 test: build
-	TOPOS_RS_MODULE_DIR=$(abspath $(RELEASE_DIR)) $(CARGO) test --release
+	TOPOS_RS_MODULE_DIR=$(abspath $(RELEASE_DIR)) $(CARGO) test --release --no-fail-fast
 
 ## run: Kamailio in the foreground with the example config on 127.0.0.1:5060
 run: build
@@ -68,8 +72,9 @@ KAMAILIO6_TARGET := $(CURDIR)/target/kamailio-trixie
 
 ## kamailio-trixie: fetch and build Kamailio 6.0 (Debian 13's source) into KAMAILIO6_CACHE
 kamailio-trixie:
-	@# Kamailio's build needs gcc, make, bison, flex (in APT_PACKAGES); app_lua needs Lua 5.1.
-	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) liblua5.1-0-dev"
+	@# Kamailio's build needs gcc, make, bison, flex (in APT_PACKAGES); app_lua needs Lua 5.1,
+	@# tls (tests/real_ua.rs) OpenSSL.
+	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) liblua5.1-0-dev libssl-dev"
 	MIRROR=$(TRIXIE_MIRROR) sh kamailio-headers/fetch-debian.sh trixie $(KAMAILIO6_CACHE)/src
 	sh kamailio-headers/build-kamailio.sh $(KAMAILIO6_CACHE)/src $(KAMAILIO6_CACHE)
 
