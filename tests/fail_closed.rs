@@ -124,6 +124,9 @@ fn malformed_replies_never_reach_the_caller_unhidden() {
         ("empty-contact", Some("t1"), format!("Contact: <>, {contact}\r\nContent-Length: 0\r\n\r\n")),
         ("star-contact", Some("t1"), format!("Contact: *, {contact}\r\nContent-Length: 0\r\n\r\n")),
         ("no-blank-line", Some("t1"), format!("Contact: {contact}\r\nContent-Length: 0\r\n")),
+        // A bare LF among CRLF lines: the end of the headers for one
+        // parser (what follows is a body), a mere line end for another.
+        ("bare-lf-blank", Some("t1"), format!("\nContact: {contact}\r\nContent-Length: 0\r\n\r\n")),
     ];
     for (name, tag, extra) in &cases {
         let mut call = Call::new(

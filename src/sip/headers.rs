@@ -35,6 +35,9 @@ pub enum ScanError {
     /// message that carries one is never hidden "as far as we understood
     /// it": it is refused.
     ControlByte(usize),
+    /// A bare LF in a message whose lines end with CRLF, at this offset:
+    /// parsers disagree on whether it ends the line or the header section.
+    MixedLineEnds(usize),
 }
 
 impl std::fmt::Display for ScanError {
@@ -47,6 +50,7 @@ impl std::fmt::Display for ScanError {
             ScanError::ControlByte(at) => {
                 write!(f, "control byte in the header section at byte {at}")
             }
+            ScanError::MixedLineEnds(at) => write!(f, "bare LF among CRLF line ends at byte {at}"),
         }
     }
 }
@@ -115,12 +119,24 @@ pub fn scan_headers(msg: &[u8]) -> Result<Vec<HeaderField>, ScanError> {
     if let Some(at) = first_control_byte(&msg[..pos]) {
         return Err(ScanError::ControlByte(at));
     }
+    // A message is scanned with the line ends its start line uses: LF-only
+    // messages are accepted, but in a CRLF message a bare LF (a line, or
+    // the empty line that would end the headers early) is refused.
+    let crlf = pos >= 2 && msg[pos - 2] == b'\r';
+    let bare_lf = |from: usize, to: usize| {
+        memchr::memchr_iter(b'\n', &msg[from..to])
+            .map(|i| from + i)
+            .find(|&i| i == 0 || msg[i - 1] != b'\r')
+    };
     loop {
         if pos >= msg.len() {
             return Err(ScanError::Unterminated);
         }
         // Empty line: end of the header section.
         if msg[pos] == b'\n' || msg[pos..].starts_with(b"\r\n") {
+            if crlf && msg[pos] == b'\n' {
+                return Err(ScanError::MixedLineEnds(pos));
+            }
             return Ok(fields);
         }
         let start = pos;
@@ -132,6 +148,11 @@ pub fn scan_headers(msg: &[u8]) -> Result<Vec<HeaderField>, ScanError> {
         let line = &msg[start..end];
         if let Some(at) = first_control_byte(line) {
             return Err(ScanError::ControlByte(start + at));
+        }
+        if crlf {
+            if let Some(at) = bare_lf(start, end) {
+                return Err(ScanError::MixedLineEnds(at));
+            }
         }
         let colon = memchr::memchr(b':', line).ok_or(ScanError::MissingColon(start))?;
         let name_end = start
@@ -328,6 +349,17 @@ body: not a header\r\n";
             Err(ScanError::ControlByte(11))
         );
         assert!(scan_headers(b"SIP/2.0 200 OK\r\nX:\ta\r\n\r\n\0\rbody").is_ok());
+        // A bare LF among CRLF lines: an early end of the headers for one
+        // parser, a line end for another: refused. LF-only messages pass.
+        assert_eq!(
+            scan_headers(b"SIP/2.0 200 OK\r\nX: a\r\n\nContact: <sip:b>\r\n\r\n"),
+            Err(ScanError::MixedLineEnds(22))
+        );
+        assert_eq!(
+            scan_headers(b"SIP/2.0 200 OK\r\nX: a\nY: b\r\n\r\n"),
+            Err(ScanError::MixedLineEnds(20))
+        );
+        assert!(scan_headers(b"SIP/2.0 200 OK\nX: a\nY: b\n\n").is_ok());
         // Arbitrary bytes never panic.
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
