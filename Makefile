@@ -93,7 +93,7 @@ DEB_NAME := kamailio-topos-rs-modules
 DOC_DIR = /usr/share/doc/$(DEB_NAME)
 # The kamailio package version the module is built for (Depends: kamailio (= ...)).
 KAMAILIO_DEB_VERSION ?= $(shell dpkg-query -W -f='$${Version}' kamailio)
-# Debian revision of our package: 0.1.0-1 (Debian 12), 0.1.0-1+deb13 (deb-trixie).
+# Debian revision of our package: 0.2.0-1 (Debian 12), 0.2.0-1+deb13 (deb-trixie).
 DEB_REVISION ?= 1
 CRATE_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 

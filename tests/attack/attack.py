@@ -369,6 +369,8 @@ def m_compact(rng, d, p):
 
 def m_dup(rng, d, p):
     lines, sep, body = _lines(d)
+    if len(lines) < 2:  # an earlier mutation left no header line to copy
+        return d, "no header to duplicate"
     i = rng.randrange(1, len(lines))
     lines.insert(i + 1, lines[i])
     return _join(lines, sep, body), f"duplicated header {lines[i].split(b':', 1)[0][:16]!r}"
