@@ -240,6 +240,29 @@ fn redis_passes_the_suite() {
 }
 
 #[test]
+fn a_redis_that_lost_its_scripts_still_answers_lifecycle_operations() {
+    let redis = RedisServer::start();
+    let mut s = RedisStore::new(&redis.url(), Duration::from_millis(250)).unwrap();
+    s.put(b"d", b"Apayload", LONG).unwrap();
+    let refresh = Lifecycle::Refresh(LONG);
+    assert_eq!(
+        s.get_lifecycle(b"d", refresh, None).unwrap(),
+        Lived::Live(b"Apayload".to_vec())
+    );
+    // What a Redis restart without persistence of scripts, or an operator's
+    // SCRIPT FLUSH, does: the next operation loads the script again.
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut admin).unwrap();
+    assert_eq!(
+        s.get_lifecycle(b"d", refresh, None).unwrap(),
+        Lived::Live(b"Apayload".to_vec())
+    );
+}
+
+#[test]
 fn lmdb_put_new_and_take_are_atomic_across_processes() {
     let dir = lmdb_dir("lmdb-race");
     let open =

@@ -198,3 +198,63 @@ fn serial_forking_hides_the_second_branch_once() {
     let bye = caller.expect_request("BYE");
     assert_eq!(bye.vias().len(), 1, "{}", bye.text);
 }
+
+#[test]
+fn an_ipv6_caller_and_an_ipv4_callee_each_get_their_own_leg() {
+    let v6_port = common::kamailio::free_port();
+    let k = Kamailio::start(
+        ROUTING,
+        &[&format!("LISTEN_V6=udp:[::1]:{v6_port}"), "NO_BILLING"],
+    );
+    let k6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6_port));
+    let caller = std::net::UdpSocket::bind("[::1]:0").expect("an IPv6 loopback socket");
+    let me = caller.local_addr().unwrap();
+    let callee = Peer::new();
+    caller
+        .send_to(
+            format!(
+                "INVITE sip:bob@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-v6-inv\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=v6-caller\r\n\
+                 To: <sip:bob@example.com>\r\nCall-ID: v6-leg-1\r\nCSeq: 1 INVITE\r\n\
+                 Contact: <sip:alice@{me}>\r\nContent-Length: 0\r\n\r\n",
+                callee.addr
+            )
+            .as_bytes(),
+            k6,
+        )
+        .unwrap();
+    let inv = callee.expect_request("INVITE");
+    // The IPv4 callee is shown Kamailio's IPv4 socket.
+    assert_eq!(
+        inv.contact_uri().split('@').nth(1),
+        Some(k.addr.to_string().as_str()),
+        "{}",
+        inv.text
+    );
+    // Nothing of the caller (Kamailio's own double Record-Route names its
+    // IPv6 socket, which is fine).
+    assert!(!inv.text.contains(&me.to_string()), "{}", inv.text);
+    callee.reply(&inv, 200, "OK", "v4-callee");
+    // The IPv6 caller is shown Kamailio's IPv6 socket.
+    caller
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let ok = loop {
+        let (n, _) = caller.recv_from(&mut buf).expect("a reply on IPv6");
+        let m = Msg {
+            text: String::from_utf8_lossy(&buf[..n]).into_owned(),
+            from: k6,
+        };
+        if m.status() == Some(200) {
+            break m;
+        }
+    };
+    assert_eq!(
+        ok.contact_uri().split('@').nth(1),
+        Some(format!("[::1]:{v6_port}").as_str()),
+        "{}",
+        ok.text
+    );
+    assert!(!ok.text.contains(&callee.addr.to_string()), "{}", ok.text);
+}

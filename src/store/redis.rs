@@ -19,6 +19,10 @@ pub struct RedisStore {
     /// While set and in the future: the backend is known down.
     down_until: Option<Instant>,
     last_error: String,
+    /// SHA1 of the lifecycle script as Redis knows it (SCRIPT LOAD once per
+    /// connection; EVALSHA then sends 40 bytes instead of the script, and
+    /// Redis does not hash the script again for every call).
+    lifecycle_sha: Option<String>,
 }
 
 impl RedisStore {
@@ -33,6 +37,7 @@ impl RedisStore {
             retry_after: Duration::from_secs(1),
             down_until: None,
             last_error: String::new(),
+            lifecycle_sha: None,
         })
     }
 
@@ -50,6 +55,7 @@ impl RedisStore {
 
     fn fail(&mut self, e: RedisError) -> StoreError {
         self.conn = None;
+        self.lifecycle_sha = None;
         self.down_until = Some(Instant::now() + self.retry_after);
         self.last_error = e.to_string();
         StoreError::Unavailable(format!("Redis: {e}"))
@@ -142,24 +148,52 @@ impl Store for RedisStore {
             Lifecycle::Refresh(t) => ("refresh", t),
             Lifecycle::End(t) => ("end", t),
         };
-        let mut c = redis::cmd("EVAL");
-        c.arg(LIFECYCLE_SCRIPT)
-            .arg(1)
-            .arg(key)
-            .arg(what)
-            .arg(ttl_ms(ttl))
-            .arg(guard.map_or(&[][..], |g| g.expect))
-            .arg(guard.map_or(0, |g| g.offset));
-        let (code, value): (i64, Option<Vec<u8>>) =
-            match self.run::<Vec<redis::Value>>(&c)?.as_slice() {
-                [redis::Value::Int(c)] => (*c, None),
-                [redis::Value::Int(c), v] => (*c, redis::from_redis_value(v.clone()).ok()),
-                other => {
-                    return Err(StoreError::Backend(format!(
-                        "Redis: unexpected lifecycle reply {other:?}"
-                    )))
+        let mut reply = None;
+        // Twice at most: a Redis that lost its scripts (restart, SCRIPT
+        // FLUSH) answers NOSCRIPT once; the script is loaded again.
+        for _ in 0..2 {
+            let sha = match &self.lifecycle_sha {
+                Some(sha) => sha.clone(),
+                None => {
+                    let mut load = redis::cmd("SCRIPT");
+                    load.arg("LOAD").arg(LIFECYCLE_SCRIPT);
+                    let sha: String = self.run(&load)?;
+                    self.lifecycle_sha = Some(sha.clone());
+                    sha
                 }
             };
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(&sha)
+                .arg(1)
+                .arg(key)
+                .arg(what)
+                .arg(ttl_ms(ttl))
+                .arg(guard.map_or(&[][..], |g| g.expect))
+                .arg(guard.map_or(0, |g| g.offset));
+            match self.run::<Vec<redis::Value>>(&c) {
+                Err(StoreError::Backend(m))
+                    if m.to_uppercase().contains("NOSCRIPT") || m.contains("no script") =>
+                {
+                    self.lifecycle_sha = None;
+                }
+                other => {
+                    reply = Some(other?);
+                    break;
+                }
+            }
+        }
+        let reply = reply.ok_or_else(|| {
+            StoreError::Backend("Redis: the lifecycle script is not loaded".into())
+        })?;
+        let (code, value): (i64, Option<Vec<u8>>) = match reply.as_slice() {
+            [redis::Value::Int(c)] => (*c, None),
+            [redis::Value::Int(c), v] => (*c, redis::from_redis_value(v.clone()).ok()),
+            other => {
+                return Err(StoreError::Backend(format!(
+                    "Redis: unexpected lifecycle reply {other:?}"
+                )))
+            }
+        };
         Ok(match (code, value) {
             (1, Some(v)) => Lived::Live(v),
             (2, Some(v)) => Lived::EndedNow(v),
