@@ -258,3 +258,29 @@ fn an_ipv6_caller_and_an_ipv4_callee_each_get_their_own_leg() {
     );
     assert!(!ok.text.contains(&callee.addr.to_string()), "{}", ok.text);
 }
+
+#[test]
+fn a_180_and_a_200_sent_back_to_back_leave_a_routable_dialog() {
+    // Two workers handle the 180 and the 200 of one callee at once: the
+    // early record must never replace or remove the confirmed one.
+    let k = Kamailio::start(ROUTING, &["NO_BILLING"]);
+    let (caller, callee) = (Peer::new(), Peer::new());
+    for i in 0..200 {
+        let mut call = common::sip::Call::new(
+            &format!("race-{i}"),
+            &format!("sip:13545769997@{}", callee.addr),
+        );
+        caller.send(k.addr, &call.invite(&caller));
+        let inv = callee.expect_request("INVITE");
+        callee.reply(&inv, 180, "Ringing", "race-tag");
+        callee.reply(&inv, 200, "OK", "race-tag");
+        let ok = caller.expect_reply(200, "INVITE");
+        call.confirm(&ok);
+        caller.send(k.addr, &call.in_dialog(&caller, "ACK", 1));
+        callee.expect_request("ACK");
+        caller.send(k.addr, &call.in_dialog(&caller, "BYE", 2));
+        let bye = callee.expect_request("BYE");
+        callee.reply(&bye, 200, "OK", "race-tag");
+        caller.expect_reply(200, "BYE");
+    }
+}

@@ -244,17 +244,22 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         );
         return Ok(());
     }
-    // An early dialog of a call that already got its final reply (a 180
-    // handled by one worker while another relayed the 486) would be left
-    // for EARLY_TTL: not written, or removed again if the final reply went
-    // out while it was being written (the cleanup then missed it).
-    let ended = || parts.transaction.uas_status() >= 200;
-    if !confirmed && ended() {
+    // A 18x and the 2xx of one callee can be handled by two workers at
+    // once: an early record is only created, never written over a record
+    // that is there (the confirmed one), and not at all once a final reply
+    // went out. One that a failure overtook while it was being written is
+    // removed again (the cleanup of the failure may have missed it).
+    let final_sent = || parts.transaction.uas_status();
+    if !confirmed && final_sent() >= 200 {
         return Ok(());
     }
     let key = record_key(&id.hex(), h);
-    let stored = with_store("topos_reply", |s| s.put(&key, &value, ttl)).is_some();
-    if stored && !confirmed && ended() {
+    let stored = if confirmed {
+        with_store("topos_reply", |s| s.put(&key, &value, ttl)).is_some()
+    } else {
+        with_store("topos_reply", |s| s.put_new(&key, &value, ttl)) == Some(true)
+    };
+    if stored && !confirmed && final_sent() >= 300 {
         with_store("dialog cleanup", |s| s.delete(&key));
         return Ok(());
     }
