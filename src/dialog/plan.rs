@@ -277,26 +277,15 @@ pub fn reply_to_caller(
 }
 
 /// A request outside any dialog that creates none (OPTIONS, MESSAGE,
-/// REGISTER, ...): Record-Route means nothing there, so the sender side's
-/// entries go, and so does its Contact (nothing is routed to it later),
-/// except a REGISTER's (`keep_contact`): that is the binding it registers.
-pub fn outside_dialog_request(request: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
+/// REGISTER, ...), or a reply to one: Record-Route means nothing there, so
+/// the other side's entries go, and so does its Contact (nothing is routed
+/// to it later), except a REGISTER's and its 200's (`keep_contact`): the
+/// binding it registers, the bindings the registrar lists back.
+pub fn outside_dialog(message: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
     let mut edits = Vec::new();
-    replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    replace_fields(message, "record-route", None, Vec::new(), &mut edits);
     if !keep_contact {
-        replace_fields(request, "contact", Some("m"), Vec::new(), &mut edits);
-    }
-    edits
-}
-
-/// A reply to such a request, going back to its sender: no Record-Route
-/// and no Contact of the far side. `keep_contact` (REGISTER): the 200
-/// lists the sender's own bindings, which the sender needs.
-pub fn outside_dialog_reply(reply: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
-    let mut edits = Vec::new();
-    replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
-    if !keep_contact {
-        replace_fields(reply, "contact", Some("m"), Vec::new(), &mut edits);
+        replace_fields(message, "contact", Some("m"), Vec::new(), &mut edits);
     }
     edits
 }
@@ -607,34 +596,22 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
     #[test]
     fn outside_dialogs_no_record_route_and_no_contact_but_register_bindings() {
         let reply = REPLY.replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
-        let out = text(
-            &reply,
-            &outside_dialog_reply(Scanned::new(&reply).h(), false),
-        );
+        let out = text(&reply, &outside_dialog(Scanned::new(&reply).h(), false));
         assert!(
             !out.contains("Record-Route") && !out.contains("10.2.2.2"),
             "{out}"
         );
-        let out = text(
-            &reply,
-            &outside_dialog_reply(Scanned::new(&reply).h(), true),
-        );
+        let out = text(&reply, &outside_dialog(Scanned::new(&reply).h(), true));
         assert!(
             !out.contains("Record-Route") && out.contains("m: <sip:bob@10.2.2.2:5080>"),
             "{out}"
         );
-        let out = text(
-            INVITE,
-            &outside_dialog_request(Scanned::new(INVITE).h(), false),
-        );
+        let out = text(INVITE, &outside_dialog(Scanned::new(INVITE).h(), false));
         assert!(
             !out.contains("caller.net;lr") && !out.contains("192.168.1.10"),
             "{out}"
         );
-        let out = text(
-            INVITE,
-            &outside_dialog_request(Scanned::new(INVITE).h(), true),
-        );
+        let out = text(INVITE, &outside_dialog(Scanned::new(INVITE).h(), true));
         assert!(
             !out.contains("caller.net;lr") && out.contains("192.168.1.10"),
             "{out}"

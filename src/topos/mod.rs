@@ -95,7 +95,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
         Some(state)
     } else {
         let register = request_method_is(h, "REGISTER");
-        msg.apply(plan::outside_dialog_request(h, register))?;
+        msg.apply(plan::outside_dialog(h, register))?;
         Some(
             NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16]), Secrets::default())
                 .ok_or_else(out_of_shm)?,
@@ -191,7 +191,7 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
         Kind::InDialog => dialog::in_dialog_reply(state, &parts, reply)?,
         Kind::ViaOnly => {
             let register = request_method_is(parts.request_headers, "REGISTER");
-            reply.apply(plan::outside_dialog_reply(parts.reply_headers, register))?
+            reply.apply(plan::outside_dialog(parts.reply_headers, register))?
         }
     }
     reply.commit()?;

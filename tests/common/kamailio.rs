@@ -276,3 +276,21 @@ impl Drop for Kamailio {
         }
     }
 }
+
+/// Stops a process this test started (its own process group): SIGTERM,
+/// up to `grace` to exit, then SIGKILL of the group.
+pub fn stop_process_group(child: &mut Child, grace: Duration) {
+    let pid = child.id() as i32;
+    // SAFETY: signals the process (group) this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let _ = child.wait();
+}

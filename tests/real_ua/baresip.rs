@@ -240,19 +240,7 @@ impl Ua {
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let pid = c.id() as i32;
-            // SAFETY: signals the process (group) this test started.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            // SAFETY: as above.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-            let _ = c.wait();
+            crate::common::kamailio::stop_process_group(&mut c, Duration::from_secs(3));
         }
     }
 }
