@@ -88,6 +88,18 @@ impl TcpPeer {
     }
 }
 
+/// `m` shows its receiver Kamailio's socket `hostport` (with transport) as
+/// the other side's Contact, and nothing of the other side at `hidden`.
+fn assert_leg(m: &Msg, hostport: &str, hidden: &str) {
+    assert_eq!(
+        m.contact_uri().split('@').nth(1),
+        Some(hostport),
+        "{}",
+        m.text
+    );
+    assert!(!m.text.contains(hidden), "{}", m.text);
+}
+
 /// A UDP callee's reply without Content-Length (legal on UDP).
 fn reply_without_clen(callee: &Peer, req: &Msg, status: &str) -> String {
     let mut out = format!("SIP/2.0 {status}\r\n");
@@ -144,13 +156,11 @@ fn a_tcp_caller_and_a_udp_callee_each_get_their_own_leg_and_framed_replies() {
             got.text
         );
         // The TCP caller is shown Kamailio's TCP socket.
-        assert_eq!(
-            got.contact_uri().split('@').nth(1),
-            Some(format!("{tcp_addr};transport=tcp").as_str()),
-            "{}",
-            got.text
+        assert_leg(
+            &got,
+            &format!("{tcp_addr};transport=tcp"),
+            &callee.addr.to_string(),
         );
-        assert!(!got.text.contains(&callee.addr.to_string()), "{}", got.text);
     }
 }
 
@@ -225,15 +235,9 @@ fn an_ipv6_caller_and_an_ipv4_callee_each_get_their_own_leg() {
         .unwrap();
     let inv = callee.expect_request("INVITE");
     // The IPv4 callee is shown Kamailio's IPv4 socket.
-    assert_eq!(
-        inv.contact_uri().split('@').nth(1),
-        Some(k.addr.to_string().as_str()),
-        "{}",
-        inv.text
-    );
     // Nothing of the caller (Kamailio's own double Record-Route names its
     // IPv6 socket, which is fine).
-    assert!(!inv.text.contains(&me.to_string()), "{}", inv.text);
+    assert_leg(&inv, &k.addr.to_string(), &me.to_string());
     callee.reply(&inv, 200, "OK", "v4-callee");
     // The IPv6 caller is shown Kamailio's IPv6 socket.
     caller
@@ -250,13 +254,7 @@ fn an_ipv6_caller_and_an_ipv4_callee_each_get_their_own_leg() {
             break m;
         }
     };
-    assert_eq!(
-        ok.contact_uri().split('@').nth(1),
-        Some(format!("[::1]:{v6_port}").as_str()),
-        "{}",
-        ok.text
-    );
-    assert!(!ok.text.contains(&callee.addr.to_string()), "{}", ok.text);
+    assert_leg(&ok, &format!("[::1]:{v6_port}"), &callee.addr.to_string());
 }
 
 #[test]
