@@ -52,8 +52,8 @@ build: headers
 	  { cp $(RELEASE_DIR)/libtopos_rs.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE); }
 
 ## test: unit tests, then end-to-end tests against the real kamailio
-## (every test binary runs even when an earlier one fails: the issue 15
-## tests in tests/real_ua.rs fail on purpose until it is fixed)
+## (every test binary runs even when an earlier one fails, so one run
+## reports every failure)
 test: build
 	TOPOS_RS_MODULE_DIR=$(abspath $(RELEASE_DIR)) $(CARGO) test --release --no-fail-fast
 

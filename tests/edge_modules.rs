@@ -442,7 +442,7 @@ fn nated_caller_call(define: &str, hidden: bool) {
     b_leg.target = uri_of(&ok2.header("contact").unwrap());
     bob.peer
         .send(k.addr, &request(&bob, &b_leg, "ACK", 2, false, ""));
-    alice.peer.expect_request("ACK");
+    alice.expect_public("ACK", "the callee's ACK to the NATed caller's 200");
 
     // The caller's own re-INVITE (its NATed Contact again) reaches the
     // callee hidden and intact.
