@@ -82,11 +82,21 @@ impl Ua {
         }
     }
     fn nated(name: &'static str, private_ip: &str) -> Ua {
-        let sock = std::net::UdpSocket::bind((private_ip, 0)).expect("binding a private address");
-        let addr = sock.local_addr().unwrap();
+        let peer = Peer::new();
+        // Replies are recognised as NATed by their Contact's port alone
+        // (nat_uac_test 128): the private port must differ from the public
+        // one, which two random ports do not always.
+        let (sock, addr) = loop {
+            let sock =
+                std::net::UdpSocket::bind((private_ip, 0)).expect("binding a private address");
+            let addr = sock.local_addr().unwrap();
+            if addr.port() != peer.port() {
+                break (sock, addr);
+            }
+        };
         let private = Peer { sock, addr };
         Ua {
-            peer: Peer::new(),
+            peer,
             name,
             sent_by: addr.to_string(),
             contact: format!("sip:{name}@{addr}"),
