@@ -101,6 +101,8 @@ CRATE_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n
 install: build
 	install -D -m 0644 $(MODULE) $(DESTDIR)$(KAMAILIO_MODULES)/topos_rs.so
 	install -D -m 0644 README.md $(DESTDIR)$(DOC_DIR)/README.md
+	install -d $(DESTDIR)$(DOC_DIR)/docs
+	install -m 0644 docs/*.md $(DESTDIR)$(DOC_DIR)/docs/
 	install -d $(DESTDIR)$(DOC_DIR)/cfg-examples
 	install -m 0644 cfg-examples/* $(DESTDIR)$(DOC_DIR)/cfg-examples/
 
@@ -132,6 +134,7 @@ deb: build
 	  'assets = [' \
 	  '  ["$(abspath $(MODULE))", "$(KAMAILIO_MODULES)/topos_rs.so", "644"],' \
 	  '  ["$(CURDIR)/README.md", "$(DOC_DIR)/README.md", "644"],' \
+	  '  ["$(CURDIR)/docs/*.md", "$(DOC_DIR)/docs/", "644"],' \
 	  '  ["$(CURDIR)/cfg-examples/*", "$(DOC_DIR)/cfg-examples/", "644"],' \
 	  ']' > $(TARGET_DIR)/deb-manifest/Cargo.toml
 	cd $(TARGET_DIR)/deb-manifest && $(CARGO) deb --no-build -o $(abspath $(TARGET_DIR))/debian
