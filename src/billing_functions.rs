@@ -2,7 +2,7 @@
 //! on the safe `SipMsg` wrapper, the per-process store and the pure
 //! `billing` module.
 
-use crate::billing::call::{billing_key, bounded_user, AnswerRecord, Bill, Side};
+use crate::billing::call::{billing_key, bounded_user, AnswerRecord, Bill, HungUpBy};
 use crate::billing::rates::RateTable;
 use crate::billing::{BillingConfig, CdrSink};
 use crate::error::{Error, Result};
@@ -11,7 +11,7 @@ use crate::ffi::msg::SipMsg;
 use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::Transaction;
 use crate::ffi::tx_state::Kind;
-use crate::sip::dialog::DialogIds;
+use crate::sip::dialog_ids::DialogIds;
 use crate::state::{self, with_store};
 use crate::stats;
 use crate::store::lmdb::now_ms;
@@ -176,20 +176,23 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
     // A BYE Kamailio sends itself (dialog module, tm:local-request) bills
     // like any other; the CDR says who hung up.
     let local = current_route() == Route::Local;
-    let candidates = [(&ids.from.tag, Side::Caller), (&ids.to.tag, Side::Callee)];
+    let candidates = [
+        (&ids.from.tag, HungUpBy::Caller),
+        (&ids.to.tag, HungUpBy::Callee),
+    ];
     let mut found = None;
-    for (tag, side) in candidates {
+    for (tag, by) in candidates {
         let Some(tag) = tag else { continue };
         let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
         // The record is ended, not deleted: it stays BILL_GRACE as a
         // tombstone, so a late or forged 2xx cannot start the call again
         // and a second BYE (either side, any node) bills nothing.
-        let side = if local { Side::Kamailio } else { side };
+        let by = if local { HungUpBy::Kamailio } else { by };
         match with_store("billing_stop", |s| {
             s.get_lifecycle(&key, Lifecycle::End(BILL_GRACE), None)
         }) {
             Some(Lived::EndedNow(raw)) => {
-                found = Some((raw, side));
+                found = Some((raw, by));
                 break;
             }
             Some(Lived::Ended(_)) => break,
@@ -205,7 +208,7 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
             }
         }
     }
-    let Some((raw, side)) = found else {
+    let Some((raw, hung_up_by)) = found else {
         log::debug!("billing_stop: nothing to bill for Call-ID {}", ids.call_id);
         return Ok(Ret::Code(NOTHING_TO_BILL));
     };
@@ -216,7 +219,7 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
         ))
     })?;
     let cfg = current_config()?;
-    let bill = Bill::new(&cfg, &ids.call_id, record, end_ms, side, node);
+    let bill = Bill::new(&cfg, &ids.call_id, record, end_ms, hung_up_by, node);
     log::info!("{}", bill.log_line());
     write_cdr(&cfg, &bill);
     if let Some(st) = stats::get() {

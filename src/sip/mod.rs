@@ -1,6 +1,6 @@
 //! SIP text handling: pure functions over message bytes, no Kamailio types.
 
-pub mod dialog;
+pub mod dialog_ids;
 pub mod headers;
 pub mod name_addr;
 pub mod restore;

@@ -6,7 +6,7 @@
 //! hiding keeps one record per dialog (per callee tag) in the store; the
 //! transaction's `TxState` (shared memory) links its replies to the dialog.
 
-mod dialog;
+mod dialog_hiding;
 mod reduce;
 mod via;
 
@@ -20,7 +20,7 @@ use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::{self, Transaction};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 use crate::ffi::via_swap;
-use crate::sip::dialog::DialogIds;
+use crate::sip::dialog_ids::DialogIds;
 use crate::sip::headers::{scan_headers, Headers};
 use crate::sip::restore::check_restorable;
 use crate::stats;
@@ -50,7 +50,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     // dialog module's BYE to the callee side carries the caller's Call-ID,
     // which that side has never seen with mask_callid.
     if current_route() == Route::Local {
-        return dialog::local_request(msg);
+        return dialog_hiding::local_request(msg);
     }
     // In failure_route the request is tm's copy of the transaction's
     // request, which carries the hiding done in request_route already (its
@@ -72,15 +72,15 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     check_restorable(h)?;
     let ids = DialogIds::from_headers(h)?;
     let state = if ids.to.tag.is_some() {
-        match dialog::route_in_dialog(msg, h, &ids)? {
-            dialog::InDialog::Routed(state) => state,
-            dialog::InDialog::Refused(why) => {
+        match dialog_hiding::route_in_dialog(msg, h, &ids)? {
+            dialog_hiding::InDialog::Routed(state) => state,
+            dialog_hiding::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
                 crate::state::log_refusal(&format!("topos_request: refused: {why}"));
                 return Ok(false);
             }
         }
-    } else if dialog::creates_dialog(msg) {
+    } else if dialog_hiding::creates_dialog(msg) {
         // A dialog whose record cannot be stored could be neither routed
         // nor billed later: while the store is known down, new dialogs are
         // refused at once (the script answers) instead of failing mid-call.
@@ -90,7 +90,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
             );
             return Ok(false);
         }
-        let state = dialog::hide_initial(msg, h)?;
+        let state = dialog_hiding::hide_initial(msg, h)?;
         crate::ffi::dialog_module::hidden_invite(msg);
         Some(state)
     } else {
@@ -187,8 +187,8 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     };
     via::restore_reply_vias(&parts, reply)?;
     match state.kind() {
-        Kind::Initial => dialog::initial_reply(state, &parts, reply)?,
-        Kind::InDialog => dialog::in_dialog_reply(state, &parts, reply)?,
+        Kind::Initial => dialog_hiding::initial_reply(state, &parts, reply)?,
+        Kind::InDialog => dialog_hiding::in_dialog_reply(state, &parts, reply)?,
         Kind::ViaOnly => {
             let register = request_method_is(parts.request_headers, "REGISTER");
             reply.apply(plan::outside_dialog(parts.reply_headers, register))?
@@ -225,6 +225,6 @@ fn request_method_is(h: Headers<'_>, method: &str) -> bool {
 /// A reply of a hidden transaction went out (tm TMCB_RESPONSE_OUT).
 pub fn reply_sent(state: &TxState, code: i32) {
     if state.kind() == Kind::Initial {
-        dialog::initial_reply_sent(state, code);
+        dialog_hiding::initial_reply_sent(state, code);
     }
 }

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use topos_rs::dialog::plan::{self, apply, MaskedContact};
 use topos_rs::dialog::token::parse_token;
-use topos_rs::sip::dialog::DialogIds;
+use topos_rs::sip::dialog_ids::DialogIds;
 use topos_rs::sip::headers::{scan_headers, Headers};
 use topos_rs::sip::name_addr::{entry_uri, split_entries, uri_host_port};
 use topos_rs::sip::restore::{restored_via_block, TopViaUpdate};
