@@ -12,8 +12,8 @@ use super::bindings::{
     topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
     SIP_REPLY, SIP_REQUEST,
 };
-use crate::dialog::plan::{coalesce, Edit, SEND_SOCKET};
 use crate::error::{Error, Result};
+use crate::sip::edit::{self, coalesce, Edit, SEND_SOCKET};
 use crate::sip::name_addr::uri_host_port;
 use crate::sip::restore::TopViaUpdate;
 use std::marker::PhantomData;
@@ -416,7 +416,7 @@ impl<'k> SipMsg<'k> {
                 edits.push(Edit::Delete(at..at + l.len as usize));
             }
         }
-        Some(crate::dialog::plan::apply(base, &edits))
+        Some(edit::apply(base, &edits))
     }
 
     /// Where the message came from, as a SIP URI the core can send to

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState, MAX_EARLY};
 use crate::sip::dialog_ids::DialogIds;
+use crate::sip::edit::SEND_SOCKET;
 use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
@@ -69,7 +70,7 @@ fn request_contact_hostport() -> Result<String> {
     Ok(state::config()?
         .contact_host
         .clone()
-        .unwrap_or_else(|| plan::SEND_SOCKET.to_string()))
+        .unwrap_or_else(|| SEND_SOCKET.to_string()))
 }
 
 /// `host:port` for a masked Contact in a reply to `request`: the socket the
