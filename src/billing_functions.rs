@@ -5,6 +5,7 @@
 use crate::billing::call::{billing_key, bounded_user, AnswerRecord, Bill, HungUpBy};
 use crate::billing::rates::RateTable;
 use crate::billing::{BillingConfig, CdrSink};
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::ffi::guard::Ret;
 use crate::ffi::msg::SipMsg;
@@ -14,7 +15,6 @@ use crate::ffi::tx_state::Kind;
 use crate::sip::dialog_ids::DialogIds;
 use crate::state::{self, with_store};
 use crate::stats;
-use crate::store::lmdb::now_ms;
 use crate::store::{state as store_state, Lifecycle, Lived};
 use std::cell::{Cell, RefCell};
 use std::io::Write;

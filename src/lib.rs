@@ -12,6 +12,7 @@ pub mod error;
 pub mod billing;
 #[cfg(not(any(test, fuzzing)))]
 pub mod billing_functions;
+pub mod clock;
 #[cfg(not(any(test, fuzzing)))]
 pub mod diagnostics;
 pub mod dialog;
