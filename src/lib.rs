@@ -19,6 +19,7 @@ pub mod dialog;
 #[cfg(not(any(test, fuzzing)))]
 pub mod ffi;
 pub mod hex;
+pub mod message_context;
 pub mod sip;
 pub mod state;
 pub mod stats;

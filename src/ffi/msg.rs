@@ -13,6 +13,7 @@ use super::bindings::{
     SIP_REPLY, SIP_REQUEST,
 };
 use crate::error::{Error, Result};
+use crate::message_context::MsgId;
 use crate::sip::edit::{self, coalesce, Edit, SEND_SOCKET};
 use crate::sip::name_addr::uri_host_port;
 use crate::sip::restore::TopViaUpdate;
@@ -164,10 +165,10 @@ impl<'k> SipMsg<'k> {
         unsafe { self.get().first_line.u.reply.statuscode }
     }
 
-    /// Identifies this message within this process: (pointer, id, pid).
-    pub fn identity(&self) -> (usize, u32, i32) {
+    /// Identifies this message within this process.
+    pub fn identity(&self) -> MsgId {
         let m = self.get();
-        (self.raw.as_ptr() as usize, m.id, m.pid)
+        MsgId::new(self.raw.as_ptr() as usize, m.id, m.pid)
     }
 
     /// Queues a plan's edits: deletions of original bytes and insertions

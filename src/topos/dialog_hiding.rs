@@ -15,6 +15,7 @@ use crate::dialog::token::{binding, parse_token, DialogId, Secrets, Side};
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState, MAX_EARLY};
+use crate::message_context;
 use crate::sip::dialog_ids::DialogIds;
 use crate::sip::edit::SEND_SOCKET;
 use crate::sip::headers::Headers;
@@ -467,7 +468,9 @@ pub fn route_in_dialog(
         .map(|r| entry_uri(r))
         .or_else(|| (cfg.route_to_source && !hop.is_empty()).then_some(hop.as_str()));
     msg.retarget(target_uri, next_hop)?;
-    state::set_caller_call_id(msg.identity(), &rec.call_id);
+    message_context::write(msg.identity(), |c| {
+        c.caller_call_id = Some(rec.call_id.clone())
+    });
     if msg.is_ack() {
         return Ok(InDialog::Routed(None));
     }

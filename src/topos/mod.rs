@@ -20,19 +20,11 @@ use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::{self, Transaction};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 use crate::ffi::via_swap;
+use crate::message_context;
 use crate::sip::dialog_ids::DialogIds;
 use crate::sip::headers::{scan_headers, Headers};
 use crate::sip::restore::check_restorable;
 use crate::stats;
-use std::cell::Cell;
-
-thread_local! {
-    // Per-process memory of the last message handled, so a second call for
-    // the same message (script calls it twice, or the tm callback already
-    // ran) changes nothing.
-    static LAST_HIDDEN: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
-    static LAST_RESTORED: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
-}
 
 /// `topos_request()`: the request leaves with exactly one Via (Kamailio's),
 /// no address of the sender's side, and, inside a dialog, goes to the real
@@ -42,8 +34,9 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     if !msg.is_request() {
         return Err(Error::new("topos_request() called for a reply"));
     }
+    // A second call for the same message changes nothing.
     let id = msg.identity();
-    if LAST_HIDDEN.get() == id {
+    if message_context::read(id, |c| c.hidden) {
         return Ok(true);
     }
     // A request Kamailio sends itself (event_route[tm:local-request]): the
@@ -111,7 +104,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     } else if let Some(state) = state {
         tm::hide_transaction_of(msg, state)?;
     }
-    LAST_HIDDEN.set(id);
+    message_context::write(id, |c| c.hidden = true);
     stats::bump(|s| &s.requests_hidden);
     Ok(true)
 }
@@ -122,7 +115,7 @@ fn out_of_shm() -> Error {
 
 /// True if topos_request() hid `msg` (the request being processed).
 pub fn was_hidden(msg: &SipMsg) -> bool {
-    LAST_HIDDEN.get() == msg.identity()
+    message_context::read(msg.identity(), |c| c.hidden)
 }
 
 /// `topos_reply()`: the reply goes upstream with the sender's own Via stack
@@ -165,8 +158,10 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     if reply.status() == 100 {
         return Ok(());
     }
+    // Once per reply: the tm callback or the named reply route, whichever
+    // runs first.
     let id = reply.identity();
-    if LAST_RESTORED.get() == id {
+    if message_context::read(id, |c| c.restored) {
         return Ok(());
     }
     let Some(state) = t.hiding_state() else {
@@ -204,7 +199,7 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     // callee's reply without Content-Length gets one on the way to a TCP,
     // TLS or WebSocket caller, as without topos_rs.
     reply.take_via2_from(&request);
-    LAST_RESTORED.set(id);
+    message_context::write(id, |c| c.restored = true);
     stats::bump(|s| &s.replies_restored);
     if state.kind() == Kind::Initial {
         crate::billing_functions::run_deferred_start(reply, t);
