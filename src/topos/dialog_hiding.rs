@@ -24,6 +24,7 @@ use crate::state::{self, with_store};
 use crate::stats;
 use crate::store::key::call_digest_hex;
 use crate::store::{state as store_state, Guard, Lifecycle, Lived};
+use crate::topos::tx_dialog::{new_state, set_in_dialog, TxDialog};
 use crate::topos::ReplyParts;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -113,8 +114,7 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
         token: id.token(Side::Caller, &secrets),
         hostport: request_contact_hostport()?,
     };
-    let mut st = NewTxState::alloc(Kind::Initial, id, secrets)
-        .ok_or_else(|| Error::new("out of shared memory"))?;
+    let mut st = new_state(Kind::Initial, id, secrets)?;
     let callee_call_id = if cfg.mask_callid {
         let c = DialogId::from_random(random_id()?).hex();
         st.get_mut().set_callee_call_id(&c);
@@ -474,10 +474,8 @@ pub fn route_in_dialog(
     if msg.is_ack() {
         return Ok(InDialog::Routed(None));
     }
-    let mut st = NewTxState::alloc(Kind::InDialog, id, rec.secrets)
-        .ok_or_else(|| Error::new("out of shared memory"))?;
-    st.get_mut()
-        .set_in_dialog(target, h, method_is(msg, &["INVITE", "UPDATE"]));
+    let mut st = new_state(Kind::InDialog, id, rec.secrets)?;
+    set_in_dialog(&mut st, target, h, method_is(msg, &["INVITE", "UPDATE"]));
     Ok(InDialog::Routed(Some(st)))
 }
 

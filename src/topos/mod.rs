@@ -8,6 +8,7 @@
 
 mod dialog_hiding;
 mod reduce;
+mod tx_dialog;
 mod via;
 
 pub use reduce::reduce_reply;
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
 use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::{self, Transaction};
-use crate::ffi::tx_state::{Kind, NewTxState, TxState};
+use crate::ffi::tx_state::{Kind, TxState};
 use crate::ffi::via_swap;
 use crate::message_context;
 use crate::sip::dialog_ids::DialogIds;
@@ -89,10 +90,11 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     } else {
         let register = request_method_is(h, "REGISTER");
         msg.apply(plan::outside_dialog(h, register))?;
-        Some(
-            NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16]), Secrets::default())
-                .ok_or_else(out_of_shm)?,
-        )
+        Some(tx_dialog::new_state(
+            Kind::ViaOnly,
+            DialogId([0; 16]),
+            Secrets::default(),
+        )?)
     };
     via::hide_request_vias(msg, h)?;
     msg.commit()?;
@@ -107,10 +109,6 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     message_context::write(id, |c| c.hidden = true);
     stats::bump(|s| &s.requests_hidden);
     Ok(true)
-}
-
-fn out_of_shm() -> Error {
-    Error::new("out of shared memory")
 }
 
 /// True if topos_request() hid `msg` (the request being processed).
