@@ -20,6 +20,8 @@ pub mod dialog;
 pub mod ffi;
 pub mod hex;
 pub mod message_context;
+#[cfg(not(any(test, fuzzing)))]
+pub mod rpc_commands;
 pub mod sip;
 pub mod state;
 pub mod stats;
