@@ -19,6 +19,8 @@ pub mod dialog;
 #[cfg(not(any(test, fuzzing)))]
 pub mod ffi;
 pub mod hex;
+#[cfg(not(any(test, fuzzing)))]
+pub mod hooks;
 pub mod message_context;
 #[cfg(not(any(test, fuzzing)))]
 pub mod rpc_commands;

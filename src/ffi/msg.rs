@@ -185,6 +185,12 @@ impl<'k> SipMsg<'k> {
         Ok(())
     }
 
+    /// Drops the edits queued since the last `commit` (a plan that failed
+    /// half-way).
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
+    }
+
     /// Turns the queued edits into lumps, adjacent deletions merged: every
     /// lump costs Kamailio an allocation (and tm a copy in shared memory).
     /// Nothing is applied if an edit was refused before.

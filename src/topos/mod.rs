@@ -8,10 +8,12 @@
 
 mod dialog_hiding;
 mod reduce;
+mod tm_hooks;
 mod tx_dialog;
 mod via;
 
-pub use reduce::reduce_reply;
+use reduce::reduce_reply;
+pub use tm_hooks::TM_HOOKS;
 
 use crate::dialog::plan;
 use crate::dialog::token::{DialogId, Secrets};
@@ -19,13 +21,27 @@ use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
 use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::{self, Transaction};
-use crate::ffi::tx_state::{Kind, TxState};
+use crate::ffi::tx_state::Kind;
 use crate::ffi::via_swap;
 use crate::message_context;
 use crate::sip::dialog_ids::DialogIds;
 use crate::sip::headers::{scan_headers, Headers};
 use crate::sip::restore::check_restorable;
 use crate::stats;
+use std::sync::OnceLock;
+
+/// Told when a reply to a dialog-creating request was hidden, with the
+/// reply and its transaction (billing starts a `billing_start()` the core
+/// onreply_route noted for it).
+pub type InitialReplyHidden = fn(&mut SipMsg, &Transaction);
+
+static ON_INITIAL_REPLY_HIDDEN: OnceLock<InitialReplyHidden> = OnceLock::new();
+
+/// Registers the one `InitialReplyHidden` observer (mod_init, before the
+/// fork; the first call wins).
+pub fn on_initial_reply_hidden(f: InitialReplyHidden) {
+    let _ = ON_INITIAL_REPLY_HIDDEN.set(f);
+}
 
 /// `topos_request()`: the request leaves with exactly one Via (Kamailio's),
 /// no address of the sender's side, and, inside a dialog, goes to the real
@@ -200,7 +216,9 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     message_context::write(id, |c| c.restored = true);
     stats::bump(|s| &s.replies_restored);
     if state.kind() == Kind::Initial {
-        crate::billing_functions::run_deferred_start(reply, t);
+        if let Some(observer) = ON_INITIAL_REPLY_HIDDEN.get() {
+            observer(reply, t);
+        }
     }
     Ok(())
 }
@@ -213,11 +231,4 @@ fn request_method_is(h: Headers<'_>, method: &str) -> bool {
             .nth(1)
             .is_some_and(|m| m.eq_ignore_ascii_case(method))
     })
-}
-
-/// A reply of a hidden transaction went out (tm TMCB_RESPONSE_OUT).
-pub fn reply_sent(state: &TxState, code: i32) {
-    if state.kind() == Kind::Initial {
-        dialog_hiding::initial_reply_sent(state, code);
-    }
 }
