@@ -127,11 +127,6 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     Ok(true)
 }
 
-/// True if topos_request() hid `msg` (the request being processed).
-pub fn was_hidden(msg: &SipMsg) -> bool {
-    message_context::read(msg.identity(), |c| c.hidden)
-}
-
 /// `topos_reply()`: the reply goes upstream with the sender's own Via stack
 /// and nothing of the far side.
 ///
