@@ -2,21 +2,22 @@
 //! on the safe `SipMsg` wrapper, the per-process store and the pure
 //! `billing` module.
 
-use crate::billing::call::{billing_key, bounded_user, AnswerRecord, Bill, Side};
+use crate::billing::call::{billing_key, bounded_user, AnswerRecord, Bill, HungUpBy};
 use crate::billing::rates::RateTable;
 use crate::billing::{BillingConfig, CdrSink};
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::ffi::guard::Ret;
 use crate::ffi::msg::SipMsg;
 use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::Transaction;
 use crate::ffi::tx_state::Kind;
-use crate::sip::dialog::DialogIds;
+use crate::message_context;
+use crate::sip::dialog_ids::DialogIds;
 use crate::state::{self, with_store};
 use crate::stats;
-use crate::store::lmdb::now_ms;
 use crate::store::{state as store_state, Lifecycle, Lived};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -34,19 +35,10 @@ pub const BILL_GRACE: Duration = Duration::from_secs(300);
 /// unanswered call, a BYE already billed, or an unknown dialog).
 pub const NOTHING_TO_BILL: i32 = -2;
 
-/// The last bill of this process, readable as `$billing(...)` while the
-/// script still handles the BYE that produced it.
-struct LastBill {
-    msg: (usize, u32, i32),
-    fields: [String; 6],
-}
-
 thread_local! {
     /// This process's billing configuration and the rates generation it
     /// was loaded at (`topos_rs.rates_reload` bumps the generation).
     static CURRENT: RefCell<Option<(u64, Rc<BillingConfig>)>> = const { RefCell::new(None) };
-    static LAST_BILL: RefCell<Option<LastBill>> = const { RefCell::new(None) };
-    static DEFERRED_START: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
 }
 
 /// Names of the `$billing(name)` fields, in index order.
@@ -72,17 +64,18 @@ pub fn billing_start(msg: &mut SipMsg) -> Result<bool> {
             None => Ok(false),
         };
     }
-    DEFERRED_START.with(|d| d.set(msg.identity()));
+    message_context::write(msg.identity(), |c| c.deferred_billing_start = true);
     Ok(true)
 }
 
 /// Runs a billing_start() that the core onreply_route noted, now that tm
 /// matched the reply to hidden transaction `t`.
 pub fn run_deferred_start(msg: &mut SipMsg, t: &Transaction) {
-    if DEFERRED_START.with(|d| d.get()) != msg.identity() {
+    let noted = message_context::read(msg.identity(), |c| c.deferred_billing_start);
+    if !noted {
         return;
     }
-    DEFERRED_START.with(|d| d.set((0, 0, 0)));
+    message_context::write(msg.identity(), |c| c.deferred_billing_start = false);
     if let Err(e) = start_for(msg, t) {
         log::error!("billing_start: {e}");
     }
@@ -168,7 +161,7 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
     let end_ms = now_ms();
     let mut ids = DialogIds::from_message(msg.buf())?;
     // After topos_request(), the Call-ID the caller's side knows.
-    if let Some(id) = state::caller_call_id(msg.identity()) {
+    if let Some(id) = message_context::read(msg.identity(), |c| c.caller_call_id.clone()) {
         ids.call_id = id.into();
     }
     // The record is keyed by the caller's tag: the From-tag of a BYE from
@@ -176,20 +169,23 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
     // A BYE Kamailio sends itself (dialog module, tm:local-request) bills
     // like any other; the CDR says who hung up.
     let local = current_route() == Route::Local;
-    let candidates = [(&ids.from.tag, Side::Caller), (&ids.to.tag, Side::Callee)];
+    let candidates = [
+        (&ids.from.tag, HungUpBy::Caller),
+        (&ids.to.tag, HungUpBy::Callee),
+    ];
     let mut found = None;
-    for (tag, side) in candidates {
+    for (tag, by) in candidates {
         let Some(tag) = tag else { continue };
         let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
         // The record is ended, not deleted: it stays BILL_GRACE as a
         // tombstone, so a late or forged 2xx cannot start the call again
         // and a second BYE (either side, any node) bills nothing.
-        let side = if local { Side::Kamailio } else { side };
+        let by = if local { HungUpBy::Kamailio } else { by };
         match with_store("billing_stop", |s| {
             s.get_lifecycle(&key, Lifecycle::End(BILL_GRACE), None)
         }) {
             Some(Lived::EndedNow(raw)) => {
-                found = Some((raw, side));
+                found = Some((raw, by));
                 break;
             }
             Some(Lived::Ended(_)) => break,
@@ -205,7 +201,7 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
             }
         }
     }
-    let Some((raw, side)) = found else {
+    let Some((raw, hung_up_by)) = found else {
         log::debug!("billing_stop: nothing to bill for Call-ID {}", ids.call_id);
         return Ok(Ret::Code(NOTHING_TO_BILL));
     };
@@ -216,7 +212,7 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
         ))
     })?;
     let cfg = current_config()?;
-    let bill = Bill::new(&cfg, &ids.call_id, record, end_ms, side, node);
+    let bill = Bill::new(&cfg, &ids.call_id, record, end_ms, hung_up_by, node);
     log::info!("{}", bill.log_line());
     write_cdr(&cfg, &bill);
     if let Some(st) = stats::get() {
@@ -226,19 +222,16 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
         st.billed_minor_units
             .fetch_add(minor.mantissa() as i64, Ordering::Relaxed);
     }
-    LAST_BILL.with(|l| {
-        *l.borrow_mut() = Some(LastBill {
-            msg: msg.identity(),
-            fields: [
-                bill.charge.duration.to_string(),
-                bill.charge.billed_seconds.to_string(),
-                bill.cost_text(),
-                bill.currency.clone(),
-                bill.tariff.rate.to_string(),
-                bill.hangup.as_str().to_string(),
-            ],
-        })
-    });
+    // Readable as `$billing(...)` while the script still handles this BYE.
+    let fields = vec![
+        bill.charge.duration.to_string(),
+        bill.charge.billed_seconds.to_string(),
+        bill.cost_text(),
+        bill.currency.clone(),
+        bill.tariff.rate.to_string(),
+        bill.hangup.as_str().to_string(),
+    ];
+    message_context::write(msg.identity(), |c| c.last_bill = Some(fields));
     Ok(Ret::True)
 }
 
@@ -282,11 +275,10 @@ fn write_cdr(cfg: &BillingConfig, bill: &Bill) {
 /// value from the call `billing_stop()` just billed; None if this message
 /// billed nothing.
 pub fn with_billing_field<T>(msg: &SipMsg, field: usize, f: impl FnOnce(&str) -> T) -> Option<T> {
-    LAST_BILL.with(|l| {
-        l.borrow()
+    message_context::read(msg.identity(), |c| {
+        c.last_bill
             .as_ref()
-            .filter(|b| b.msg == msg.identity())
-            .and_then(|b| b.fields.get(field))
+            .and_then(|fields| fields.get(field))
             .map(|v| f(v))
     })
 }

@@ -34,7 +34,7 @@ from_display!(
     crate::sip::via::ViaError,
     crate::sip::restore::RestoreError,
     crate::config::ParamError,
-    crate::sip::dialog::DialogError,
+    crate::sip::dialog_ids::DialogError,
     crate::dialog::plan::PlanError
 );
 

@@ -12,12 +12,18 @@ pub mod error;
 pub mod billing;
 #[cfg(not(any(test, fuzzing)))]
 pub mod billing_functions;
+pub mod clock;
 #[cfg(not(any(test, fuzzing)))]
 pub mod diagnostics;
 pub mod dialog;
 #[cfg(not(any(test, fuzzing)))]
 pub mod ffi;
 pub mod hex;
+#[cfg(not(any(test, fuzzing)))]
+pub mod hooks;
+pub mod message_context;
+#[cfg(not(any(test, fuzzing)))]
+pub mod rpc_commands;
 pub mod sip;
 pub mod state;
 pub mod stats;

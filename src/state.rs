@@ -51,26 +51,6 @@ thread_local! {
     static STORE: RefCell<Option<ProcessStore>> = const { RefCell::new(None) };
     static ERRORS: RefCell<ErrorLog> = RefCell::new(ErrorLog::default());
     static REFUSALS: RefCell<ErrorLog> = RefCell::new(ErrorLog::default());
-    static CALLER_CALL_ID: RefCell<Option<(MsgIdentity, String)>> = const { RefCell::new(None) };
-}
-
-/// Identifies a message within a process: (address, id, pid).
-pub type MsgIdentity = (usize, u32, i32);
-
-/// Remembers, for the message `msg` identifies, the Call-ID as the
-/// caller's side knows it (it differs from the message's with mask_callid).
-pub fn set_caller_call_id(msg: MsgIdentity, call_id: &str) {
-    CALLER_CALL_ID.with(|c| *c.borrow_mut() = Some((msg, call_id.to_string())));
-}
-
-/// The caller side's Call-ID of message `msg`, if topos_rs knows it.
-pub fn caller_call_id(msg: MsgIdentity) -> Option<String> {
-    CALLER_CALL_ID.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(m, _)| *m == msg)
-            .map(|(_, id)| id.clone())
-    })
 }
 
 /// Logs a refused request at WARN, rate-limited like storage errors: a

@@ -63,7 +63,7 @@ pub fn bounded_user(user: &str) -> String {
 
 /// Who ended the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub enum HungUpBy {
     Caller,
     Callee,
     /// Kamailio itself (dialog module timeout, dlg.end_dlg, a BYE of
@@ -71,12 +71,12 @@ pub enum Side {
     Kamailio,
 }
 
-impl Side {
+impl HungUpBy {
     pub fn as_str(self) -> &'static str {
         match self {
-            Side::Caller => "caller",
-            Side::Callee => "callee",
-            Side::Kamailio => "kamailio",
+            HungUpBy::Caller => "caller",
+            HungUpBy::Callee => "callee",
+            HungUpBy::Kamailio => "kamailio",
         }
     }
 }
@@ -91,7 +91,7 @@ pub struct Bill {
     pub charge: Charge,
     pub currency: String,
     pub decimals: u32,
-    pub hangup: Side,
+    pub hangup: HungUpBy,
     /// Kamailio's server_id of the node that billed.
     pub node: i64,
 }
@@ -110,7 +110,7 @@ impl Bill {
         call_id: &str,
         record: AnswerRecord,
         end_ms: u64,
-        hangup: Side,
+        hangup: HungUpBy,
         node: i64,
     ) -> Bill {
         // Whole seconds from answer to BYE, rounded down.
@@ -192,7 +192,7 @@ mod tests {
             "c12345abcd",
             record(),
             1_700_000_120_999,
-            Side::Caller,
+            HungUpBy::Caller,
             0,
         );
         assert_eq!(
@@ -203,7 +203,14 @@ mod tests {
 
     #[test]
     fn cdr_has_every_field() {
-        let b = Bill::new(&cfg(), "c1", record(), 1_700_000_002_500, Side::Callee, 7);
+        let b = Bill::new(
+            &cfg(),
+            "c1",
+            record(),
+            1_700_000_002_500,
+            HungUpBy::Callee,
+            7,
+        );
         let v: serde_json::Value = serde_json::from_str(&b.cdr_json()).unwrap();
         assert_eq!(v["call_id"], "c1");
         assert_eq!(v["from"], "01089672389");
@@ -224,7 +231,14 @@ mod tests {
 
     #[test]
     fn clock_going_backwards_bills_zero() {
-        let b = Bill::new(&cfg(), "c", record(), 1_600_000_000_000, Side::Caller, 0);
+        let b = Bill::new(
+            &cfg(),
+            "c",
+            record(),
+            1_600_000_000_000,
+            HungUpBy::Caller,
+            0,
+        );
         assert_eq!(b.charge.duration, 0);
         assert_eq!(b.cost_text(), "0.00");
     }
@@ -233,7 +247,7 @@ mod tests {
     fn control_characters_never_break_the_log_line() {
         let mut r = record();
         r.from_user = "evil\r\nCALL BILLING - fake".into();
-        let b = Bill::new(&cfg(), "c\n1", r, 1_700_000_001_000, Side::Caller, 0);
+        let b = Bill::new(&cfg(), "c\n1", r, 1_700_000_001_000, HungUpBy::Caller, 0);
         assert!(!b.log_line().contains('\n') && !b.log_line().contains('\r'));
         assert!(b
             .log_line()
@@ -280,11 +294,11 @@ mod tests {
     fn callee_number_selects_the_tariff() {
         let mut c = cfg();
         c.rates = super::super::rates::RateTable::parse("r", "1354,1.005\n", &c.default).unwrap();
-        let b = Bill::new(&c, "c", record(), 1_700_000_001_000, Side::Caller, 0);
+        let b = Bill::new(&c, "c", record(), 1_700_000_001_000, HungUpBy::Caller, 0);
         assert_eq!(b.cost_text(), "1.01");
         let mut other = record();
         other.to_user = "999".into();
-        let b = Bill::new(&c, "c", other, 1_700_000_001_000, Side::Caller, 0);
+        let b = Bill::new(&c, "c", other, 1_700_000_001_000, HungUpBy::Caller, 0);
         assert_eq!(b.cost_text(), "0.05");
     }
 }

@@ -1,5 +1,6 @@
 //! The edits that hide a dialog's topology, computed from message bytes
-//! alone. The FFI layer turns each `Edit` into a Kamailio lump; nothing here
+//! alone (`sip::edit::Edit`s, which the FFI layer turns into Kamailio
+//! lumps); nothing here
 //! knows Kamailio, so every rule is unit-tested.
 //!
 //! What each side sees:
@@ -10,18 +11,12 @@
 //! - Route: the route set toward the receiving side only.
 //! - Call-ID: with mask_callid, the callee side sees a different one.
 
+use crate::sip::edit::Edit;
 use crate::sip::headers::{map_cow, Headers};
 use crate::sip::name_addr::{entry_uri, split_entries};
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
-
-/// One change to a message: the FFI layer applies it as a lump.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Edit {
-    Delete(Range<usize>),
-    Insert(usize, Vec<u8>),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
@@ -38,18 +33,13 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// In a `MaskedContact`'s `hostport`: the socket the message leaves on,
-/// filled in by the core for each copy it sends (the FFI layer turns it
-/// into Kamailio's send-socket substitution, as `record_route()` uses).
-/// NUL never occurs in a header this module writes or accepts.
-pub const SEND_SOCKET: &str = "\0send-socket\0";
-
 /// The Contact Kamailio shows in place of a party's own:
 /// `<sip:TOKEN@host[:port][;transport=x]>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaskedContact {
     pub token: String,
-    /// `host[:port]` (IPv6 in brackets) and optional `;transport=...`.
+    /// `host[:port]` (IPv6 in brackets) and optional `;transport=...`, or
+    /// `sip::edit::SEND_SOCKET` for the socket the message leaves on.
     pub hostport: String,
 }
 
@@ -342,59 +332,10 @@ pub fn in_dialog_reply<'a>(
     (edits, contact)
 }
 
-/// Orders edits by position and merges deletions that overlap or touch,
-/// so a block of consecutive header lines goes with one lump.
-pub fn coalesce(mut edits: Vec<Edit>) -> Vec<Edit> {
-    edits.sort_by_key(|e| match e {
-        Edit::Delete(r) => (r.start, 1),
-        Edit::Insert(at, _) => (*at, 0),
-    });
-    let mut out: Vec<Edit> = Vec::with_capacity(edits.len());
-    for e in edits {
-        if let Edit::Delete(r) = &e {
-            if let Some(Edit::Delete(last)) =
-                out.iter_mut().rev().find(|x| matches!(x, Edit::Delete(_)))
-            {
-                if r.start <= last.end {
-                    last.end = last.end.max(r.end);
-                    continue;
-                }
-            }
-        }
-        out.push(e);
-    }
-    out
-}
-
-/// Applies edits to bytes the way Kamailio applies lumps (for tests and for
-/// checking plans): deletions skip bytes, insertions go in at their offset.
-pub fn apply(msg: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut points: Vec<(usize, u8, &Edit)> = edits
-        .iter()
-        .map(|e| match e {
-            Edit::Delete(r) => (r.start, 1, e),
-            Edit::Insert(at, _) => (*at, 0, e),
-        })
-        .collect();
-    points.sort_by_key(|(at, kind, _)| (*at, *kind));
-    let mut out = Vec::with_capacity(msg.len());
-    let mut pos = 0;
-    for (at, _, e) in points {
-        let at = at.max(pos);
-        out.extend_from_slice(&msg[pos..at]);
-        pos = at;
-        match e {
-            Edit::Delete(r) => pos = pos.max(r.end),
-            Edit::Insert(_, text) => out.extend_from_slice(text),
-        }
-    }
-    out.extend_from_slice(&msg[pos..]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::edit::apply;
     use crate::sip::headers::Scanned;
 
     const INVITE: &str = "INVITE sip:bob@10.2.2.2 SIP/2.0\r\n\
@@ -651,37 +592,6 @@ Content-Length: 0\r\n\r\n";
         assert!(!out.contains("Record-Route"));
         assert!(out.contains("Contact: <sip:TOKb@203.0.113.1:5060>\r\n"));
         assert!(out.contains("Call-ID: orig\r\n"));
-    }
-
-    #[test]
-    fn coalescing_merges_touching_deletions_and_keeps_the_result() {
-        let msg = "INVITE x SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
-        let a = 18..24;
-        let b = 24..30;
-        let d = 36..42;
-        let edits = vec![
-            Edit::Delete(d.clone()),
-            Edit::Insert(24, b"X: y\r\n".to_vec()),
-            Edit::Delete(b.clone()),
-            Edit::Delete(a.clone()),
-        ];
-        let merged = coalesce(edits.clone());
-        assert_eq!(
-            merged,
-            vec![
-                Edit::Delete(18..30),
-                Edit::Insert(24, b"X: y\r\n".to_vec()),
-                Edit::Delete(d)
-            ]
-        );
-        assert_eq!(
-            String::from_utf8(apply(msg.as_bytes(), &merged)).unwrap(),
-            "INVITE x SIP/2.0\r\nX: y\r\nC: 3\r\n\r\n"
-        );
-        assert_eq!(
-            apply(msg.as_bytes(), &merged),
-            apply(msg.as_bytes(), &edits)
-        );
     }
 
     #[test]

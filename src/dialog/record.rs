@@ -5,7 +5,7 @@
 
 use crate::dialog::token::{binding, Secrets, Side};
 use crate::hex::hex_digits;
-use crate::store::key::dialog_key_with;
+use crate::store::key::{dialog_key_with, fnv1a64};
 use crate::store::record::{Record, RecordError, RecordWriter};
 
 const CALL_ID: u8 = 1;
@@ -88,10 +88,7 @@ pub struct DialogRecord {
 /// the transaction can remember tags as numbers. The full tag is in the
 /// record and checked on every lookup.
 pub fn tag_hash(tag: &str) -> u64 {
-    let h = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    h.max(1)
+    fnv1a64(tag.as_bytes()).max(1)
 }
 
 /// `topos_rs:{<tag of the dialog id>}:dlg:<dialog id hex> <tag hash hex>`.

@@ -8,6 +8,7 @@ use super::bindings::{sip_msg, topos_shim_bind_dialog, topos_shim_dlg_hidden_inv
 use super::guard::guard;
 use super::msg::SipMsg;
 use crate::error::{Error, Result};
+use crate::message_context;
 use std::os::raw::c_int;
 
 /// Binds the dialog module's API if it is loaded (mod_init); false if not.
@@ -30,7 +31,8 @@ pub fn hidden_invite(msg: &SipMsg) {
     unsafe { topos_shim_dlg_hidden_invite(msg.as_ptr()) }
 }
 
-/// Called by the dialog module's creation callback (through the shim).
+/// Called by the dialog module's creation callback (through the shim): 1 if
+/// topos_request() hid `msg`.
 ///
 /// # Safety
 /// `msg` is the request the dialog module is creating a dialog for.
@@ -39,7 +41,7 @@ pub unsafe extern "C" fn topos_rs_request_was_hidden(msg: *mut sip_msg) -> c_int
     guard("dialog creation callback", || {
         // SAFETY: the request being processed, valid for the call.
         match unsafe { SipMsg::from_raw(msg) } {
-            Some(m) => crate::topos::was_hidden(&m) as c_int,
+            Some(m) => message_context::read(m.identity(), |c| c.hidden) as c_int,
             None => 0,
         }
     })

@@ -12,8 +12,9 @@ use super::bindings::{
     topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
     SIP_REPLY, SIP_REQUEST,
 };
-use crate::dialog::plan::{coalesce, Edit, SEND_SOCKET};
 use crate::error::{Error, Result};
+use crate::message_context::MsgId;
+use crate::sip::edit::{self, coalesce, Edit, SEND_SOCKET};
 use crate::sip::name_addr::uri_host_port;
 use crate::sip::restore::TopViaUpdate;
 use std::marker::PhantomData;
@@ -164,10 +165,10 @@ impl<'k> SipMsg<'k> {
         unsafe { self.get().first_line.u.reply.statuscode }
     }
 
-    /// Identifies this message within this process: (pointer, id, pid).
-    pub fn identity(&self) -> (usize, u32, i32) {
+    /// Identifies this message within this process.
+    pub fn identity(&self) -> MsgId {
         let m = self.get();
-        (self.raw.as_ptr() as usize, m.id, m.pid)
+        MsgId::new(self.raw.as_ptr() as usize, m.id, m.pid)
     }
 
     /// Queues a plan's edits: deletions of original bytes and insertions
@@ -182,6 +183,12 @@ impl<'k> SipMsg<'k> {
             self.pending.push(e);
         }
         Ok(())
+    }
+
+    /// Drops the edits queued since the last `commit` (a plan that failed
+    /// half-way).
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
     }
 
     /// Turns the queued edits into lumps, adjacent deletions merged: every
@@ -416,7 +423,7 @@ impl<'k> SipMsg<'k> {
                 edits.push(Edit::Delete(at..at + l.len as usize));
             }
         }
-        Some(crate::dialog::plan::apply(base, &edits))
+        Some(edit::apply(base, &edits))
     }
 
     /// Where the message came from, as a SIP URI the core can send to

@@ -1,6 +1,8 @@
 //! The tm module: its API (bound through `find_export("load_tm")`), the
 //! `Transaction` wrapper, and the transaction callbacks that carry Via hiding
-//! through every branch and every reply.
+//! through every branch and every reply. What happens to the replies of a
+//! hidden transaction is the module's behaviour, not this wrapper's: it
+//! registers `TransactionHooks` at mod_init.
 
 use super::bindings::{
     cell, sip_msg, str_, tm_binds, tmcb_params, topos_shim_load_tm, topos_shim_t_undefined,
@@ -12,7 +14,6 @@ use super::msg::SipMsg;
 use super::tx_state::{self, NewTxState, TxState};
 use super::via_swap;
 use crate::error::{Error, Result};
-use crate::{stats, topos};
 use std::os::raw::c_int;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
@@ -24,6 +25,27 @@ unsafe impl Sync for TmApi {}
 unsafe impl Send for TmApi {}
 
 static TM: OnceLock<TmApi> = OnceLock::new();
+
+/// The events of a hidden transaction that the module's behaviour handles.
+pub trait TransactionHooks: Sync {
+    /// tm matched `reply` to hidden transaction `t` (before any reply
+    /// route): the reply must not go out as it came.
+    fn reply_received(&self, t: &Transaction, reply: &mut SipMsg);
+    /// A reply of a hidden transaction went out with status `code`.
+    fn reply_sent(&self, state: &TxState, code: i32);
+}
+
+static HOOKS: OnceLock<&'static dyn TransactionHooks> = OnceLock::new();
+
+/// Installs the hooks of hidden transactions (mod_init, before the fork;
+/// the first call wins). Until then no transaction is hidden.
+pub fn register_hooks(hooks: &'static dyn TransactionHooks) {
+    let _ = HOOKS.set(hooks);
+}
+
+fn hooks() -> Option<&'static dyn TransactionHooks> {
+    HOOKS.get().copied()
+}
 
 /// Binds tm's API; mod_init calls this so a missing tm stops start-up.
 pub fn load() -> Result<()> {
@@ -139,6 +161,10 @@ pub fn hide_transaction_of(msg: &SipMsg, state: NewTxState) -> Result<()> {
     if current.as_ref().is_some_and(Transaction::is_hidden) {
         return Ok(());
     }
+    // A hidden transaction's replies need the hooks.
+    if hooks().is_none() {
+        return Err(Error::new("no transaction hooks registered"));
+    }
     let register = api()?
         .register_tmcb
         .ok_or_else(|| Error::new("tm has no register_tmcb"))?;
@@ -240,32 +266,12 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
                 }
             }
             TMCB_RESPONSE_IN => {
-                let Some(raw) = real_transaction(t) else {
+                let (Some(raw), Some(hooks)) = (real_transaction(t), hooks()) else {
                     return;
                 };
-                let trans = Transaction { raw };
                 // SAFETY: the reply tm is processing, valid for this call.
-                let failed = unsafe { SipMsg::from_raw(p.rpl) }.and_then(|mut reply| {
-                    let status = reply.status();
-                    topos::hide_reply(&trans, &mut reply)
-                        .err()
-                        .map(|e| (status, e))
-                });
-                if let Some((status, e)) = failed {
-                    // Fail closed: the reply never goes out as it came.
-                    stats::bump(|s| &s.replies_reduced);
-                    log::error!(
-                        "a {status} reply of a hidden transaction could not be hidden ({e}); \
-                         relayed reduced to its status line, the caller's Via stack, From, \
-                         To, Call-ID and CSeq"
-                    );
-                    // SAFETY: as above; a fresh wrapper (the failed attempt's
-                    // queued edits were dropped with the first one).
-                    if let Some(mut reply) = unsafe { SipMsg::from_raw(p.rpl) } {
-                        if let Err(e) = topos::reduce_reply(&trans, &mut reply) {
-                            log::error!("reducing a {status} reply: {e}");
-                        }
-                    }
+                if let Some(mut reply) = unsafe { SipMsg::from_raw(p.rpl) } {
+                    hooks.reply_received(&Transaction { raw }, &mut reply);
                 }
             }
             TMCB_RESPONSE_FWDED => {
@@ -281,8 +287,9 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
                     return;
                 }
                 // SAFETY: tm passes the address of our registered parameter.
-                if let Some(state) = unsafe { TxState::from_param(*p.param) } {
-                    topos::reply_sent(state, p.code);
+                let state = unsafe { TxState::from_param(*p.param) };
+                if let (Some(state), Some(hooks)) = (state, hooks()) {
+                    hooks.reply_sent(state, p.code);
                 }
             }
             _ => {}

@@ -3,9 +3,11 @@
 //! transaction. Replies of one transaction may be handled by different
 //! worker processes at once, so the fields that change are atomics (shared
 //! memory is the same physical memory in every process).
+//!
+//! It holds plain data (ids, secrets and hashes as bytes and numbers); what
+//! they mean is `crate::dialog::token`'s and `crate::topos`'s business.
 
 use super::bindings::{topos_shim_shm_free, topos_shim_shm_malloc};
-use crate::dialog::token::{DialogId, Secrets, Side};
 use std::os::raw::c_void;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -29,8 +31,9 @@ pub enum Kind {
 pub struct TxState {
     magic: u64,
     kind: u8,
-    /// In-dialog: the side the request goes to (0 caller, 1 callee).
-    target: u8,
+    /// In-dialog: 1 if the request goes to the callee side, 0 if to the
+    /// caller side.
+    to_callee: u8,
     /// In-dialog: INVITE or UPDATE (a 2xx refreshes remote targets).
     target_refresh: u8,
     callee_call_id_len: u8,
@@ -54,7 +57,14 @@ pub struct TxState {
 pub struct NewTxState(*mut TxState);
 
 impl NewTxState {
-    pub fn alloc(kind: Kind, id: DialogId, secrets: Secrets) -> Option<NewTxState> {
+    /// A state for a transaction of dialog `dialog_id`, with both sides'
+    /// token secrets.
+    pub fn alloc(
+        kind: Kind,
+        dialog_id: [u8; 16],
+        caller_secret: [u8; 16],
+        callee_secret: [u8; 16],
+    ) -> Option<NewTxState> {
         // SAFETY: plain shared-memory allocation, checked for null; the
         // struct is fully written before use.
         unsafe {
@@ -67,13 +77,13 @@ impl NewTxState {
                 TxState {
                     magic: MAGIC,
                     kind: kind as u8,
-                    target: 0,
+                    to_callee: 0,
                     target_refresh: 0,
                     callee_call_id_len: 0,
                     _pad: [0; 4],
-                    dialog_id: id.0,
-                    caller_secret: secrets.caller,
-                    callee_secret: secrets.callee,
+                    dialog_id,
+                    caller_secret,
+                    callee_secret,
                     callee_tag_hash: 0,
                     callee_call_id: [0; MAX_CALL_ID],
                     early: Default::default(),
@@ -132,29 +142,27 @@ impl TxState {
         }
     }
 
-    pub fn dialog_id(&self) -> DialogId {
-        DialogId(self.dialog_id)
+    pub fn dialog_id_bytes(&self) -> [u8; 16] {
+        self.dialog_id
     }
 
-    pub fn secrets(&self) -> Secrets {
-        Secrets {
-            caller: self.caller_secret,
-            callee: self.callee_secret,
-        }
+    pub fn caller_secret(&self) -> [u8; 16] {
+        self.caller_secret
     }
 
-    pub fn set_in_dialog(&mut self, target: Side, callee_tag_hash: u64, target_refresh: bool) {
-        self.target = matches!(target, Side::Callee) as u8;
+    pub fn callee_secret(&self) -> [u8; 16] {
+        self.callee_secret
+    }
+
+    pub fn set_in_dialog(&mut self, to_callee: bool, callee_tag_hash: u64, target_refresh: bool) {
+        self.to_callee = to_callee as u8;
         self.callee_tag_hash = callee_tag_hash;
         self.target_refresh = target_refresh as u8;
     }
 
-    pub fn target(&self) -> Side {
-        if self.target == 1 {
-            Side::Callee
-        } else {
-            Side::Caller
-        }
+    /// In-dialog: true if the request goes to the callee side.
+    pub fn to_callee(&self) -> bool {
+        self.to_callee == 1
     }
 
     pub fn callee_tag_hash(&self) -> u64 {

@@ -186,6 +186,12 @@ pub fn is_via_name(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v")
 }
 
+/// True if a field name is `long` or its compact form, any case.
+pub fn name_is(name: &[u8], long: &str, compact: Option<&str>) -> bool {
+    name.eq_ignore_ascii_case(long.as_bytes())
+        || compact.is_some_and(|c| name.eq_ignore_ascii_case(c.as_bytes()))
+}
+
 /// `f(text)`, borrowed from `text` when `text` is (header values are
 /// borrowed from the message unless they were not UTF-8), owned otherwise.
 pub fn map_cow<'a>(
@@ -229,11 +235,9 @@ impl<'a> Headers<'a> {
         long: &'static str,
         compact: Option<&'static str>,
     ) -> impl Iterator<Item = &'a HeaderField> {
-        self.fields.iter().filter(move |f| {
-            let n = self.name(f);
-            n.eq_ignore_ascii_case(long.as_bytes())
-                || compact.is_some_and(|c| n.eq_ignore_ascii_case(c.as_bytes()))
-        })
+        self.fields
+            .iter()
+            .filter(move |f| name_is(self.name(f), long, compact))
     }
 
     /// The Via header fields, in order.

@@ -6,9 +6,11 @@ use crate::hex::hex_digits;
 
 pub const PREFIX: &str = "topos_rs:";
 
-/// FNV-1a, 64 bit: a stable hash (same on every node and version) used only
-/// to build the hash tag; uniqueness comes from the full dialog id in the key.
-fn fnv1a64(bytes: &[u8]) -> u64 {
+/// FNV-1a, 64 bit: a stable hash (same on every node and version, so keys
+/// built from it never change). The key's hash tag uses it on the Call-ID
+/// (uniqueness comes from the full dialog id in the key), dialog records on
+/// the callee tag.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -14,21 +14,14 @@
 //! holds only the state of calls in progress).
 
 use super::{state, ttl_ms, Guard, Lifecycle, Lived, Store, StoreError, StoreResult, Sweep};
+use crate::clock::now_ms;
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const VALUE_FORMAT: u8 = 1;
 const HEADER: usize = 9;
-
-/// Wall-clock milliseconds: shared by all processes and across restarts.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 fn map_err(e: heed::Error) -> StoreError {
     match e {

@@ -6,11 +6,14 @@
 //! hiding keeps one record per dialog (per callee tag) in the store; the
 //! transaction's `TxState` (shared memory) links its replies to the dialog.
 
-mod dialog;
+mod dialog_hiding;
 mod reduce;
+mod tm_hooks;
+mod tx_dialog;
 mod via;
 
-pub use reduce::reduce_reply;
+use reduce::reduce_reply;
+pub use tm_hooks::TM_HOOKS;
 
 use crate::dialog::plan;
 use crate::dialog::token::{DialogId, Secrets};
@@ -18,20 +21,26 @@ use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
 use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::{self, Transaction};
-use crate::ffi::tx_state::{Kind, NewTxState, TxState};
+use crate::ffi::tx_state::Kind;
 use crate::ffi::via_swap;
-use crate::sip::dialog::DialogIds;
+use crate::message_context;
+use crate::sip::dialog_ids::DialogIds;
 use crate::sip::headers::{scan_headers, Headers};
 use crate::sip::restore::check_restorable;
 use crate::stats;
-use std::cell::Cell;
+use std::sync::OnceLock;
 
-thread_local! {
-    // Per-process memory of the last message handled, so a second call for
-    // the same message (script calls it twice, or the tm callback already
-    // ran) changes nothing.
-    static LAST_HIDDEN: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
-    static LAST_RESTORED: Cell<(usize, u32, i32)> = const { Cell::new((0, 0, 0)) };
+/// Told when a reply to a dialog-creating request was hidden, with the
+/// reply and its transaction (billing starts a `billing_start()` the core
+/// onreply_route noted for it).
+pub type InitialReplyHidden = fn(&mut SipMsg, &Transaction);
+
+static ON_INITIAL_REPLY_HIDDEN: OnceLock<InitialReplyHidden> = OnceLock::new();
+
+/// Registers the one `InitialReplyHidden` observer (mod_init, before the
+/// fork; the first call wins).
+pub fn on_initial_reply_hidden(f: InitialReplyHidden) {
+    let _ = ON_INITIAL_REPLY_HIDDEN.set(f);
 }
 
 /// `topos_request()`: the request leaves with exactly one Via (Kamailio's),
@@ -42,15 +51,16 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     if !msg.is_request() {
         return Err(Error::new("topos_request() called for a reply"));
     }
+    // A second call for the same message changes nothing.
     let id = msg.identity();
-    if LAST_HIDDEN.get() == id {
+    if message_context::read(id, |c| c.hidden) {
         return Ok(true);
     }
     // A request Kamailio sends itself (event_route[tm:local-request]): the
     // dialog module's BYE to the callee side carries the caller's Call-ID,
     // which that side has never seen with mask_callid.
     if current_route() == Route::Local {
-        return dialog::local_request(msg);
+        return dialog_hiding::local_request(msg);
     }
     // In failure_route the request is tm's copy of the transaction's
     // request, which carries the hiding done in request_route already (its
@@ -72,15 +82,15 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     check_restorable(h)?;
     let ids = DialogIds::from_headers(h)?;
     let state = if ids.to.tag.is_some() {
-        match dialog::route_in_dialog(msg, h, &ids)? {
-            dialog::InDialog::Routed(state) => state,
-            dialog::InDialog::Refused(why) => {
+        match dialog_hiding::route_in_dialog(msg, h, &ids)? {
+            dialog_hiding::InDialog::Routed(state) => state,
+            dialog_hiding::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
                 crate::state::log_refusal(&format!("topos_request: refused: {why}"));
                 return Ok(false);
             }
         }
-    } else if dialog::creates_dialog(msg) {
+    } else if dialog_hiding::creates_dialog(msg) {
         // A dialog whose record cannot be stored could be neither routed
         // nor billed later: while the store is known down, new dialogs are
         // refused at once (the script answers) instead of failing mid-call.
@@ -90,16 +100,17 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
             );
             return Ok(false);
         }
-        let state = dialog::hide_initial(msg, h)?;
+        let state = dialog_hiding::hide_initial(msg, h)?;
         crate::ffi::dialog_module::hidden_invite(msg);
         Some(state)
     } else {
         let register = request_method_is(h, "REGISTER");
         msg.apply(plan::outside_dialog(h, register))?;
-        Some(
-            NewTxState::alloc(Kind::ViaOnly, DialogId([0; 16]), Secrets::default())
-                .ok_or_else(out_of_shm)?,
-        )
+        Some(tx_dialog::new_state(
+            Kind::ViaOnly,
+            DialogId([0; 16]),
+            Secrets::default(),
+        )?)
     };
     via::hide_request_vias(msg, h)?;
     msg.commit()?;
@@ -111,18 +122,9 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     } else if let Some(state) = state {
         tm::hide_transaction_of(msg, state)?;
     }
-    LAST_HIDDEN.set(id);
+    message_context::write(id, |c| c.hidden = true);
     stats::bump(|s| &s.requests_hidden);
     Ok(true)
-}
-
-fn out_of_shm() -> Error {
-    Error::new("out of shared memory")
-}
-
-/// True if topos_request() hid `msg` (the request being processed).
-pub fn was_hidden(msg: &SipMsg) -> bool {
-    LAST_HIDDEN.get() == msg.identity()
 }
 
 /// `topos_reply()`: the reply goes upstream with the sender's own Via stack
@@ -165,8 +167,10 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     if reply.status() == 100 {
         return Ok(());
     }
+    // Once per reply: the tm callback or the named reply route, whichever
+    // runs first.
     let id = reply.identity();
-    if LAST_RESTORED.get() == id {
+    if message_context::read(id, |c| c.restored) {
         return Ok(());
     }
     let Some(state) = t.hiding_state() else {
@@ -187,8 +191,8 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     };
     via::restore_reply_vias(&parts, reply)?;
     match state.kind() {
-        Kind::Initial => dialog::initial_reply(state, &parts, reply)?,
-        Kind::InDialog => dialog::in_dialog_reply(state, &parts, reply)?,
+        Kind::Initial => dialog_hiding::initial_reply(state, &parts, reply)?,
+        Kind::InDialog => dialog_hiding::in_dialog_reply(state, &parts, reply)?,
         Kind::ViaOnly => {
             let register = request_method_is(parts.request_headers, "REGISTER");
             reply.apply(plan::outside_dialog(parts.reply_headers, register))?
@@ -204,10 +208,12 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     // callee's reply without Content-Length gets one on the way to a TCP,
     // TLS or WebSocket caller, as without topos_rs.
     reply.take_via2_from(&request);
-    LAST_RESTORED.set(id);
+    message_context::write(id, |c| c.restored = true);
     stats::bump(|s| &s.replies_restored);
     if state.kind() == Kind::Initial {
-        crate::billing_functions::run_deferred_start(reply, t);
+        if let Some(observer) = ON_INITIAL_REPLY_HIDDEN.get() {
+            observer(reply, t);
+        }
     }
     Ok(())
 }
@@ -220,11 +226,4 @@ fn request_method_is(h: Headers<'_>, method: &str) -> bool {
             .nth(1)
             .is_some_and(|m| m.eq_ignore_ascii_case(method))
     })
-}
-
-/// A reply of a hidden transaction went out (tm TMCB_RESPONSE_OUT).
-pub fn reply_sent(state: &TxState, code: i32) {
-    if state.kind() == Kind::Initial {
-        dialog::initial_reply_sent(state, code);
-    }
 }

@@ -6,10 +6,10 @@
 //! Call-ID and CSeq, and no body. Nothing the far side wrote passes but the
 //! status line and the tag.
 
-use crate::dialog::plan::Edit;
 use crate::error::Result;
 use crate::ffi::msg::SipMsg;
 use crate::ffi::tm::Transaction;
+use crate::sip::edit::Edit;
 use crate::sip::headers::{is_token, scan_headers, Headers};
 use crate::sip::restore::restored_via_block;
 

@@ -1,9 +1,9 @@
 //! Via hiding: the request leaves with Kamailio's Via only; every reply of
 //! the transaction gets the original stack back from `t->uas.request`.
 
-use crate::dialog::plan::Edit;
 use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
+use crate::sip::edit::Edit;
 use crate::sip::headers::Headers;
 use crate::sip::restore::restored_via_block;
 use crate::sip::via::parse_via_value;

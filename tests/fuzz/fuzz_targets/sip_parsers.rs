@@ -4,9 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use topos_rs::dialog::plan::{self, apply, MaskedContact};
+use topos_rs::dialog::plan::{self, MaskedContact};
 use topos_rs::dialog::token::parse_token;
-use topos_rs::sip::dialog::DialogIds;
+use topos_rs::sip::dialog_ids::DialogIds;
+use topos_rs::sip::edit::{apply, coalesce};
 use topos_rs::sip::headers::{scan_headers, Headers};
 use topos_rs::sip::name_addr::{entry_uri, split_entries, uri_host_port};
 use topos_rs::sip::restore::{restored_via_block, TopViaUpdate};
@@ -39,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = restored_via_block(h, update);
     let _ = DialogIds::from_headers(h);
     let _ = plan::caller_side(h);
-    let _ = apply(data, &plan::coalesce(plan::initial_request(h, &masked, Some("masked"))));
+    let _ = apply(data, &coalesce(plan::initial_request(h, &masked, Some("masked"))));
     let (edits, _) = plan::reply_to_caller(h, &["<sip:a;lr>".into()], &masked, Some("c"), &|u| {
         u.contains("127.0.0.1")
     });

@@ -1,7 +1,7 @@
 //! The identifiers of a dialog as a message carries them: Call-ID, the
 //! From and To tags and users, the CSeq method (RFC 3261 8.1.1, 12).
 
-use super::headers::{map_cow, scan_headers, Headers, ScanError};
+use super::headers::{map_cow, name_is, scan_headers, Headers, ScanError};
 use super::name_addr::entry_uri;
 use std::borrow::Cow;
 use std::fmt;
@@ -49,7 +49,7 @@ impl Party<'_> {
 
     /// The user part of the URI ("" if it has none).
     pub fn user(&self) -> &str {
-        uri_user(entry_uri(&self.value))
+        user_or_number(entry_uri(&self.value))
     }
 }
 
@@ -61,11 +61,6 @@ pub struct DialogIds<'a> {
     pub from: Party<'a>,
     pub to: Party<'a>,
     pub cseq_method: Cow<'a, str>,
-}
-
-fn header_is(name: &[u8], long: &str, compact: Option<&str>) -> bool {
-    name.eq_ignore_ascii_case(long.as_bytes())
-        || compact.is_some_and(|c| name.eq_ignore_ascii_case(c.as_bytes()))
 }
 
 impl DialogIds<'_> {
@@ -96,19 +91,19 @@ impl<'a> DialogIds<'a> {
             let name = h.name(f);
             // Each name is compared once; only the first field of each of
             // the four headers is decoded, every other value never is.
-            if header_is(name, "call-id", Some("i")) {
+            if name_is(name, "call-id", Some("i")) {
                 if call_id.is_none() {
                     call_id = map_cow(h.value(f), |v| Some(v.trim()));
                 }
-            } else if header_is(name, "from", Some("f")) {
+            } else if name_is(name, "from", Some("f")) {
                 if from.is_none() {
                     from = Some(parse_party(h.value(f)).ok_or(DialogError::Malformed("From"))?);
                 }
-            } else if header_is(name, "to", Some("t")) {
+            } else if name_is(name, "to", Some("t")) {
                 if to.is_none() {
                     to = Some(parse_party(h.value(f)).ok_or(DialogError::Malformed("To"))?);
                 }
-            } else if header_is(name, "cseq", None) && cseq.is_none() {
+            } else if name_is(name, "cseq", None) && cseq.is_none() {
                 let method = map_cow(h.value(f), |v| v.split_whitespace().nth(1))
                     .ok_or(DialogError::Malformed("CSeq"))?;
                 cseq = Some(method);
@@ -161,8 +156,9 @@ fn parse_party_str(value: &str) -> Option<Party<'_>> {
     })
 }
 
-/// The user part of a SIP/SIPS/TEL URI ("" if it has none).
-fn uri_user(uri: &str) -> &str {
+/// Who a From or To URI names, for billing: the user part of a SIP/SIPS
+/// URI, the number of a TEL URI ("" if it names neither).
+fn user_or_number(uri: &str) -> &str {
     let uri = uri.trim();
     let rest = match uri.split_once(':') {
         Some((scheme, rest))

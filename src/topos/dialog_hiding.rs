@@ -15,13 +15,16 @@ use crate::dialog::token::{binding, parse_token, DialogId, Secrets, Side};
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState, MAX_EARLY};
-use crate::sip::dialog::DialogIds;
+use crate::message_context;
+use crate::sip::dialog_ids::DialogIds;
+use crate::sip::edit::SEND_SOCKET;
 use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, uri_user};
 use crate::state::{self, with_store};
 use crate::stats;
 use crate::store::key::call_digest_hex;
 use crate::store::{state as store_state, Guard, Lifecycle, Lived};
+use crate::topos::tx_dialog::{new_state, set_in_dialog, TxDialog};
 use crate::topos::ReplyParts;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -69,7 +72,7 @@ fn request_contact_hostport() -> Result<String> {
     Ok(state::config()?
         .contact_host
         .clone()
-        .unwrap_or_else(|| plan::SEND_SOCKET.to_string()))
+        .unwrap_or_else(|| SEND_SOCKET.to_string()))
 }
 
 /// `host:port` for a masked Contact in a reply to `request`: the socket the
@@ -111,8 +114,7 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
         token: id.token(Side::Caller, &secrets),
         hostport: request_contact_hostport()?,
     };
-    let mut st = NewTxState::alloc(Kind::Initial, id, secrets)
-        .ok_or_else(|| Error::new("out of shared memory"))?;
+    let mut st = new_state(Kind::Initial, id, secrets)?;
     let callee_call_id = if cfg.mask_callid {
         let c = DialogId::from_random(random_id()?).hex();
         st.get_mut().set_callee_call_id(&c);
@@ -466,14 +468,14 @@ pub fn route_in_dialog(
         .map(|r| entry_uri(r))
         .or_else(|| (cfg.route_to_source && !hop.is_empty()).then_some(hop.as_str()));
     msg.retarget(target_uri, next_hop)?;
-    state::set_caller_call_id(msg.identity(), &rec.call_id);
+    message_context::write(msg.identity(), |c| {
+        c.caller_call_id = Some(rec.call_id.clone())
+    });
     if msg.is_ack() {
         return Ok(InDialog::Routed(None));
     }
-    let mut st = NewTxState::alloc(Kind::InDialog, id, rec.secrets)
-        .ok_or_else(|| Error::new("out of shared memory"))?;
-    st.get_mut()
-        .set_in_dialog(target, h, method_is(msg, &["INVITE", "UPDATE"]));
+    let mut st = new_state(Kind::InDialog, id, rec.secrets)?;
+    set_in_dialog(&mut st, target, h, method_is(msg, &["INVITE", "UPDATE"]));
     Ok(InDialog::Routed(Some(st)))
 }
 

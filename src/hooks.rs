@@ -1,0 +1,11 @@
+//! Connects the parts that must not know each other, once at mod_init
+//! (before any message and before the fork): topos handles the events of
+//! hidden tm transactions, and billing learns when topos hid a reply to a
+//! dialog-creating request (to run a `billing_start()` noted before tm
+//! matched the reply).
+
+/// Registers every hook.
+pub fn connect() {
+    crate::ffi::tm::register_hooks(&crate::topos::TM_HOOKS);
+    crate::topos::on_initial_reply_hidden(crate::billing_functions::run_deferred_start);
+}

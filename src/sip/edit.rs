@@ -1,0 +1,106 @@
+//! Changes to a message's bytes, as the planners (`dialog::plan`,
+//! `topos`) express them and the FFI layer applies them (one Kamailio lump
+//! each): deletions of original bytes and insertions at original offsets.
+//! `apply` does to bytes what Kamailio does with the lumps, so plans are
+//! checked without Kamailio.
+
+use std::ops::Range;
+
+/// One change to a message: the FFI layer applies it as a lump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    Delete(Range<usize>),
+    Insert(usize, Vec<u8>),
+}
+
+/// In inserted text: the socket the message leaves on, filled in by the
+/// core for each copy it sends (the FFI layer turns it into Kamailio's
+/// send-socket substitution, as `record_route()` uses). NUL never occurs
+/// in a header topos_rs writes or accepts.
+pub const SEND_SOCKET: &str = "\0send-socket\0";
+
+/// Orders edits by position and merges deletions that overlap or touch,
+/// so a block of consecutive header lines goes with one lump.
+pub fn coalesce(mut edits: Vec<Edit>) -> Vec<Edit> {
+    edits.sort_by_key(|e| match e {
+        Edit::Delete(r) => (r.start, 1),
+        Edit::Insert(at, _) => (*at, 0),
+    });
+    let mut out: Vec<Edit> = Vec::with_capacity(edits.len());
+    for e in edits {
+        if let Edit::Delete(r) = &e {
+            if let Some(Edit::Delete(last)) =
+                out.iter_mut().rev().find(|x| matches!(x, Edit::Delete(_)))
+            {
+                if r.start <= last.end {
+                    last.end = last.end.max(r.end);
+                    continue;
+                }
+            }
+        }
+        out.push(e);
+    }
+    out
+}
+
+/// Applies edits to bytes the way Kamailio applies lumps (for tests and for
+/// checking plans): deletions skip bytes, insertions go in at their offset.
+pub fn apply(msg: &[u8], edits: &[Edit]) -> Vec<u8> {
+    let mut points: Vec<(usize, u8, &Edit)> = edits
+        .iter()
+        .map(|e| match e {
+            Edit::Delete(r) => (r.start, 1, e),
+            Edit::Insert(at, _) => (*at, 0, e),
+        })
+        .collect();
+    points.sort_by_key(|(at, kind, _)| (*at, *kind));
+    let mut out = Vec::with_capacity(msg.len());
+    let mut pos = 0;
+    for (at, _, e) in points {
+        let at = at.max(pos);
+        out.extend_from_slice(&msg[pos..at]);
+        pos = at;
+        match e {
+            Edit::Delete(r) => pos = pos.max(r.end),
+            Edit::Insert(_, text) => out.extend_from_slice(text),
+        }
+    }
+    out.extend_from_slice(&msg[pos..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalescing_merges_touching_deletions_and_keeps_the_result() {
+        let msg = "INVITE x SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
+        let a = 18..24;
+        let b = 24..30;
+        let d = 36..42;
+        let edits = vec![
+            Edit::Delete(d.clone()),
+            Edit::Insert(24, b"X: y\r\n".to_vec()),
+            Edit::Delete(b.clone()),
+            Edit::Delete(a.clone()),
+        ];
+        let merged = coalesce(edits.clone());
+        assert_eq!(
+            merged,
+            vec![
+                Edit::Delete(18..30),
+                Edit::Insert(24, b"X: y\r\n".to_vec()),
+                Edit::Delete(d)
+            ]
+        );
+        assert_eq!(
+            String::from_utf8(apply(msg.as_bytes(), &merged)).unwrap(),
+            "INVITE x SIP/2.0\r\nX: y\r\nC: 3\r\n\r\n"
+        );
+        assert_eq!(
+            apply(msg.as_bytes(), &merged),
+            apply(msg.as_bytes(), &edits)
+        );
+    }
+}
