@@ -4,13 +4,12 @@
 //! what hiding found.
 //!
 //! One Kamailio process handles one message at a time (one thread each),
-//! so one context per process is enough: it belongs to one message, named
-//! by its `MsgId`, and a write for another message starts a fresh one.
-//! Reads never reset it: a message of its own that Kamailio runs in the
-//! middle of another's handling (tm's faked request in failure_route, a
-//! local request in event_route[tm:local-request]) only reads the
-//! context unless it is itself hidden or billed, and the outer message's
-//! facts stay for its later steps.
+//! but Kamailio may run a message of its own in the middle of another's
+//! handling (tm's faked request in failure_route, a local request in
+//! event_route[tm:local-request]), and that one may be hidden or billed
+//! too. So the process keeps the contexts of the last two messages it
+//! wrote for, each named by its `MsgId`: the nested message's facts never
+//! evict the outer message's, which its later steps still read.
 
 use std::cell::RefCell;
 
@@ -62,41 +61,51 @@ impl MessageContext {
     };
 }
 
-struct Current {
-    id: Option<MsgId>,
-    context: MessageContext,
+/// How many messages' contexts a process keeps: the message being handled
+/// and one Kamailio runs in the middle of it.
+const KEPT: usize = 2;
+
+struct Kept {
+    /// Least recently written first: a new message takes `slots[0]`'s place.
+    slots: [Option<(MsgId, MessageContext)>; KEPT],
 }
 
 thread_local! {
-    static CURRENT: RefCell<Current> = const {
-        RefCell::new(Current {
-            id: None,
-            context: MessageContext::EMPTY,
-        })
-    };
+    static KEPT_CONTEXTS: RefCell<Kept> = const { RefCell::new(Kept { slots: [None, None] }) };
 }
 
-/// `f` of what is known about message `id` (`MessageContext::EMPTY` if the
-/// context belongs to another message).
+/// `f` of what is known about message `id` (`MessageContext::EMPTY` if
+/// nothing is kept for it).
 pub fn read<T>(id: MsgId, f: impl FnOnce(&MessageContext) -> T) -> T {
-    CURRENT.with_borrow(|c| {
-        if c.id == Some(id) {
-            f(&c.context)
-        } else {
-            f(&MessageContext::EMPTY)
-        }
-    })
+    KEPT_CONTEXTS.with_borrow(
+        |k| match k.slots.iter().flatten().find(|(kept, _)| *kept == id) {
+            Some((_, context)) => f(context),
+            None => f(&MessageContext::EMPTY),
+        },
+    )
 }
 
-/// Changes what is known about message `id`; the facts of the message
-/// before it are dropped.
+/// Changes what is known about message `id`; a message nothing is kept
+/// for starts empty and takes the place of the least recently written one.
 pub fn write<T>(id: MsgId, f: impl FnOnce(&mut MessageContext) -> T) -> T {
-    CURRENT.with_borrow_mut(|c| {
-        if c.id != Some(id) {
-            c.id = Some(id);
-            c.context = MessageContext::EMPTY;
+    KEPT_CONTEXTS.with_borrow_mut(|k| {
+        let last = KEPT - 1;
+        match k
+            .slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|(kept, _)| *kept == id))
+        {
+            // The most recently written message moves to the end.
+            Some(i) => k.slots[i..].rotate_left(1),
+            None => {
+                k.slots.rotate_left(1);
+                k.slots[last] = Some((id, MessageContext::EMPTY));
+            }
         }
-        f(&mut c.context)
+        match &mut k.slots[last] {
+            Some((_, context)) => f(context),
+            None => unreachable!("the last slot holds the message just written for"),
+        }
     })
 }
 
@@ -121,10 +130,16 @@ mod tests {
         assert_eq!(read(a, |c| c.last_bill.clone()), Some(vec!["60".into()]));
         // Another message at the same address sees nothing of them.
         assert_eq!(read(b, Clone::clone), MessageContext::EMPTY);
-        // Reading for it keeps them; writing for it starts afresh.
-        assert!(read(a, |c| c.hidden));
+        // A message handled in the middle of `a` keeps `a`'s facts.
         write(b, |c| c.restored = true);
-        assert_eq!(read(a, Clone::clone), MessageContext::EMPTY);
+        assert!(read(a, |c| c.hidden));
         assert!(read(b, |c| c.restored && !c.hidden));
+        // A third message evicts the one written for least recently.
+        write(a, |c| c.deferred_billing_start = true);
+        let c3 = MsgId::new(0x1000, 9, 42);
+        write(c3, |c| c.hidden = true);
+        assert_eq!(read(b, Clone::clone), MessageContext::EMPTY);
+        assert!(read(a, |c| c.hidden && c.deferred_billing_start));
+        assert!(read(c3, |c| c.hidden && !c.restored));
     }
 }
