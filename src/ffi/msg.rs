@@ -98,9 +98,13 @@ unsafe fn take_pkg_text(p: *mut c_char, len: c_uint) -> Option<Vec<u8>> {
     if p.is_null() {
         return None;
     }
-    let v = std::slice::from_raw_parts(p as *const u8, len as usize).to_vec();
-    topos_shim_pkg_free(p.cast());
-    Some(v)
+    // SAFETY: per the function's contract, `len` bytes at `p` are ours to
+    // read and then to free (once).
+    unsafe {
+        let v = std::slice::from_raw_parts(p as *const u8, len as usize).to_vec();
+        topos_shim_pkg_free(p.cast());
+        Some(v)
+    }
 }
 
 impl<'k> SipMsg<'k> {
@@ -614,7 +618,8 @@ pub fn is_kamailio_uri(uri: &str) -> bool {
 /// `msg` is a valid message with a parsed, non-null `via1`.
 #[cfg(kamailio_via_noreceived)]
 unsafe fn rport_rule(msg: *mut sip_msg) -> bool {
-    super::bindings::rport_test(msg) != 0
+    // SAFETY: per the function's contract.
+    unsafe { super::bindings::rport_test(msg) != 0 }
 }
 
 /// Whether the core adds `;rport=` to the top Via of `msg` when relaying it.
@@ -626,5 +631,10 @@ unsafe fn rport_rule(msg: *mut sip_msg) -> bool {
 #[cfg(not(kamailio_via_noreceived))]
 unsafe fn rport_rule(msg: *mut sip_msg) -> bool {
     use super::bindings::{global_req_flags, FL_FORCE_RPORT};
-    ((*msg).msg_flags | global_req_flags) & FL_FORCE_RPORT != 0 || !(*(*msg).via1).rport.is_null()
+    // SAFETY: per the function's contract; global_req_flags is a core
+    // global, read in the process that routes `msg`.
+    unsafe {
+        ((*msg).msg_flags | global_req_flags) & FL_FORCE_RPORT != 0
+            || !(*(*msg).via1).rport.is_null()
+    }
 }
