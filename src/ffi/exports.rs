@@ -3,22 +3,19 @@
 //! thin `extern "C"` shell around a plain Rust function, run under the guard.
 
 use super::bindings::{
-    cmd_export_t, module_exports, param_export_t, register_script_cb, script_cb_flag_BRANCH_CB,
-    script_cb_flag_FAILURE_CB, script_cb_flag_REQUEST_CB, sip_msg, topos_shim_runtime_dir,
-    BRANCH_ROUTE, CORE_ONREPLY_ROUTE, FAILURE_ROUTE, LOCAL_ROUTE, PARAM_STRING, POST_SCRIPT_CB,
-    REQUEST_ROUTE, TM_ONREPLY_ROUTE,
+    cmd_export_t, module_exports, param_export_t, pv_export_t, register_script_cb, register_timer,
+    script_cb_flag_BRANCH_CB, script_cb_flag_FAILURE_CB, script_cb_flag_REQUEST_CB, sip_msg,
+    sr_kemi_t, topos_param_flags_TOPOS_PARAM_USE_FUNC, topos_shim_pvs, topos_shim_runtime_dir,
+    PARAM_INT, PARAM_STRING, POST_SCRIPT_CB, PROC_INIT, PROC_MAIN, PROC_POSTCHILDINIT,
 };
-use super::bindings::{
-    pv_export_t, register_timer, server_id, topos_shim_fixup_free_str_pv,
-    topos_shim_fixup_free_str_str, topos_shim_fixup_str_pv, topos_shim_fixup_str_str,
-    topos_shim_pvs, PARAM_INT, PROC_INIT, PROC_MAIN, PROC_POSTCHILDINIT,
-};
-use super::guard::{guard, guard_void, install_panic_hook, script_result, Ret};
-use super::msg::{ScriptParam, SipMsg};
+use super::guard::{guard, guard_void, install_panic_hook};
+use super::msg::SipMsg;
+use super::script_functions::{CFG_FUNCTIONS, KEMI_FUNCTIONS};
+use super::script_table::register_kemi;
 use super::{logger, tm, via_swap};
 use crate::config::{ModuleConfig, ParamError, Storage};
 use crate::error::Result;
-use crate::{billing_functions, diagnostics, state, topos};
+use crate::{billing_functions, state};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_uint, c_void};
 use std::sync::Mutex;
@@ -38,84 +35,6 @@ pub static module_version: CStrPtr =
 #[no_mangle]
 pub static module_flags: CStrPtr =
     CStrPtr(concat!(env!("TOPOS_MODULE_FLAGS"), "\0").as_ptr().cast());
-
-/// Bit 31: the parameter is set through a function (PARAM_USE_FUNC).
-const PARAM_USE_FUNC: c_uint = 1 << 31;
-
-type ScriptFn2 = fn(&mut SipMsg, ScriptParam, ScriptParam) -> Result<bool>;
-
-/// Runs a script function on the message Kamailio passed in.
-pub(crate) fn run_script<R: Into<Ret>>(
-    name: &str,
-    msg: *mut sip_msg,
-    f: impl FnOnce(&mut SipMsg) -> Result<R>,
-) -> c_int {
-    guard(name, || {
-        // SAFETY: Kamailio passes the message being routed, valid for the call.
-        match unsafe { SipMsg::from_raw(msg) } {
-            Some(mut m) => script_result(name, f(&mut m)),
-            None => -1,
-        }
-    })
-}
-
-/// Runs a two-parameter script function (parameters already fixed up).
-fn run_script2(
-    name: &str,
-    msg: *mut sip_msg,
-    p1: *mut c_char,
-    p2: *mut c_char,
-    f: ScriptFn2,
-) -> c_int {
-    guard(name, || {
-        // SAFETY: Kamailio passes the message being routed, valid for the call.
-        match unsafe { SipMsg::from_raw(msg) } {
-            Some(mut m) => script_result(name, f(&mut m, ScriptParam(p1), ScriptParam(p2))),
-            None => -1,
-        }
-    })
-}
-
-unsafe extern "C" fn w_topos_store_set(
-    msg: *mut sip_msg,
-    p1: *mut c_char,
-    p2: *mut c_char,
-) -> c_int {
-    run_script2("topos_store_set", msg, p1, p2, diagnostics::topos_store_set)
-}
-
-unsafe extern "C" fn w_topos_store_get(
-    msg: *mut sip_msg,
-    p1: *mut c_char,
-    p2: *mut c_char,
-) -> c_int {
-    run_script2("topos_store_get", msg, p1, p2, diagnostics::topos_store_get)
-}
-
-unsafe extern "C" fn w_topos_request(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    run_script("topos_request", msg, topos::topos_request)
-}
-
-unsafe extern "C" fn w_topos_reply(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    run_script("topos_reply", msg, topos::topos_reply)
-}
-
-unsafe extern "C" fn w_billing_start(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    run_script("billing_start", msg, billing_functions::billing_start)
-}
-
-/// This node's server_id (core parameter), for CDRs.
-pub(crate) fn server_node() -> i64 {
-    // SAFETY: server_id is a core global, set from the config before fork.
-    unsafe { server_id as i64 }
-}
-
-unsafe extern "C" fn w_billing_stop(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    let node = server_node();
-    run_script("billing_stop", msg, |m| {
-        billing_functions::billing_stop(m, node)
-    })
-}
 
 /// `$billing(name)`: the index of a field name, or -1 (called from the shim
 /// while the config is parsed).
@@ -168,81 +87,6 @@ pub unsafe extern "C" fn topos_rs_billing_value(
         .map_or(-1, |_| 0)
     })
 }
-
-const fn cmd(
-    name: &'static CStr,
-    f: unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int,
-    flags: u32,
-) -> cmd_export_t {
-    cmd_export_t {
-        name: name.as_ptr() as *mut c_char,
-        function: Some(f),
-        param_no: 0,
-        fixup: None,
-        free_fixup: None,
-        flags,
-    }
-}
-
-const NULL_CMD: cmd_export_t = cmd_export_t {
-    name: std::ptr::null_mut(),
-    function: None,
-    param_no: 0,
-    fixup: None,
-    free_fixup: None,
-    flags: 0,
-};
-
-const fn cmd2(
-    name: &'static CStr,
-    f: unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int,
-    fixup: unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int,
-    free_fixup: unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int,
-) -> cmd_export_t {
-    cmd_export_t {
-        name: name.as_ptr() as *mut c_char,
-        function: Some(f),
-        param_no: 2,
-        fixup: Some(fixup),
-        free_fixup: Some(free_fixup),
-        flags: ANY_ROUTE,
-    }
-}
-
-/// Every routing block (ANY_ROUTE in core/route.h).
-const ANY_ROUTE: u32 = 0xFFFF_FFFF;
-
-static mut CMDS: [cmd_export_t; 7] = [
-    cmd(
-        c"topos_request",
-        w_topos_request,
-        REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE | LOCAL_ROUTE,
-    ),
-    cmd(
-        c"topos_reply",
-        w_topos_reply,
-        TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE,
-    ),
-    cmd(
-        c"billing_start",
-        w_billing_start,
-        TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE,
-    ),
-    cmd(c"billing_stop", w_billing_stop, REQUEST_ROUTE | LOCAL_ROUTE),
-    cmd2(
-        c"topos_store_set",
-        w_topos_store_set,
-        topos_shim_fixup_str_str,
-        topos_shim_fixup_free_str_str,
-    ),
-    cmd2(
-        c"topos_store_get",
-        w_topos_store_get,
-        topos_shim_fixup_str_pv,
-        topos_shim_fixup_free_str_pv,
-    ),
-    NULL_CMD,
-];
 
 /// Parameters as the config sets them (before mod_init, one process).
 static CONFIG: Mutex<Option<ModuleConfig>> = Mutex::new(None);
@@ -379,7 +223,7 @@ const fn param(
 ) -> param_export_t {
     param_export_t {
         name: name.as_ptr() as *mut c_char,
-        type_: kind | PARAM_USE_FUNC,
+        type_: kind | topos_param_flags_TOPOS_PARAM_USE_FUNC,
         param_pointer: f as *mut c_void,
     }
 }
@@ -558,7 +402,7 @@ unsafe extern "C" fn destroy() {
 pub static mut exports: module_exports = module_exports {
     name: c"topos_rs".as_ptr() as *mut c_char,
     dlflags: 0,
-    cmds: &raw mut CMDS as *mut cmd_export_t,
+    cmds: &raw mut CFG_FUNCTIONS as *mut cmd_export_t,
     params: &raw mut PARAMS as *mut param_export_t,
     rpc_methods: &raw mut super::rpc::RPC_METHODS as *mut super::bindings::rpc_export_t,
     pv_items: &raw mut topos_shim_pvs as *mut pv_export_t,
@@ -569,7 +413,7 @@ pub static mut exports: module_exports = module_exports {
 };
 
 /// Called by Kamailio right after loading the module: registers the KEMI
-/// functions.
+/// functions (declared in script_functions.rs).
 ///
 /// # Safety
 /// Called by Kamailio with its own arguments, which are not used.
@@ -581,5 +425,8 @@ pub unsafe extern "C" fn mod_register(
     _p2: *mut c_void,
 ) -> c_int {
     logger::init();
-    guard("mod_register", super::kemi::register)
+    // SAFETY: the KEMI table is 'static and ends with its empty entry.
+    guard("mod_register", || unsafe {
+        register_kemi(&raw mut KEMI_FUNCTIONS as *mut sr_kemi_t)
+    })
 }

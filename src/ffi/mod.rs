@@ -12,8 +12,6 @@ pub mod dialog_module;
 pub mod exports;
 #[cfg(not(any(test, fuzzing)))]
 pub mod guard;
-#[cfg(not(any(test, fuzzing)))]
-pub mod kemi;
 pub mod lmdb_env;
 #[cfg(not(any(test, fuzzing)))]
 pub mod logger;
@@ -23,6 +21,12 @@ pub mod msg;
 pub mod route;
 #[cfg(not(any(test, fuzzing)))]
 pub mod rpc;
+#[cfg(not(any(test, fuzzing)))]
+pub mod script_args;
+#[cfg(not(any(test, fuzzing)))]
+pub mod script_functions;
+#[cfg(not(any(test, fuzzing)))]
+pub mod script_table;
 #[cfg(not(any(test, fuzzing)))]
 pub mod tm;
 #[cfg(not(any(test, fuzzing)))]

@@ -21,11 +21,12 @@ use std::ops::Range;
 use std::os::raw::{c_char, c_int, c_uint};
 use std::ptr::NonNull;
 
-/// A script function parameter after its fixup (Kamailio passes it as an
-/// opaque `char *`): a string that may hold pseudo-variables, or a writable
-/// pseudo-variable, depending on the function's fixup.
+/// A cfg script function parameter after its fixup (Kamailio passes it as
+/// an opaque `char *`): a string that may hold pseudo-variables, or a
+/// writable pseudo-variable, depending on the function's fixup. Only the FFI
+/// layer sees it (handlers get `script_args::ScriptArgs`).
 #[derive(Clone, Copy)]
-pub struct ScriptParam(pub(crate) *mut c_char);
+pub(in crate::ffi) struct ScriptParam(pub(in crate::ffi) *mut c_char);
 
 /// A message Kamailio handed to the module (a received request or reply, a
 /// tm "faked" request, or a transaction's shm copy of its request), valid
@@ -530,7 +531,7 @@ impl<'k> SipMsg<'k> {
 
     /// A string parameter's value for this message (pseudo-variables
     /// expanded).
-    pub fn param_str(&mut self, p: ScriptParam) -> Result<Vec<u8>> {
+    pub(in crate::ffi) fn param_str(&mut self, p: ScriptParam) -> Result<Vec<u8>> {
         let mut out = str_::default();
         // SAFETY: `p` was fixed up as a string parameter for this function;
         // the result points into pkg/static memory valid during the call.
@@ -546,7 +547,7 @@ impl<'k> SipMsg<'k> {
     }
 
     /// Sets a writable pseudo-variable parameter to `value`.
-    pub fn set_pv_str(&mut self, p: ScriptParam, value: &[u8]) -> Result<()> {
+    pub(in crate::ffi) fn set_pv_str(&mut self, p: ScriptParam, value: &[u8]) -> Result<()> {
         // SAFETY: `p` was fixed up as a writable pseudo-variable; Kamailio
         // copies the value.
         let rc = unsafe {
