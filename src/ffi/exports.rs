@@ -5,20 +5,20 @@
 use super::bindings::{
     cmd_export_t, module_exports, param_export_t, pv_export_t, register_script_cb, register_timer,
     script_cb_flag_BRANCH_CB, script_cb_flag_FAILURE_CB, script_cb_flag_REQUEST_CB, sip_msg,
-    sr_kemi_t, topos_param_flags_TOPOS_PARAM_USE_FUNC, topos_shim_pvs, topos_shim_runtime_dir,
-    PARAM_INT, PARAM_STRING, POST_SCRIPT_CB, PROC_INIT, PROC_MAIN, PROC_POSTCHILDINIT,
+    sr_kemi_t, topos_shim_pvs, topos_shim_runtime_dir, POST_SCRIPT_CB, PROC_INIT, PROC_MAIN,
+    PROC_POSTCHILDINIT,
 };
 use super::guard::{guard, guard_void, install_panic_hook};
+use super::module_params::{take_config, PARAM_EXPORTS};
 use super::msg::SipMsg;
 use super::script_functions::{CFG_FUNCTIONS, KEMI_FUNCTIONS};
 use super::script_table::register_kemi;
 use super::{logger, tm, via_swap};
-use crate::config::{ModuleConfig, ParamError, Storage};
+use crate::config::{ModuleConfig, Storage};
 use crate::error::Result;
 use crate::{billing_functions, state};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_uint, c_void};
-use std::sync::Mutex;
 
 /// A C `char *` that may live in a static.
 #[repr(transparent)]
@@ -87,177 +87,6 @@ pub unsafe extern "C" fn topos_rs_billing_value(
         .map_or(-1, |_| 0)
     })
 }
-
-/// Parameters as the config sets them (before mod_init, one process).
-static CONFIG: Mutex<Option<ModuleConfig>> = Mutex::new(None);
-
-/// Applies one parameter value to the configuration; errors are logged and
-/// stop Kamailio's start-up (the parser reports the modparam line).
-fn set_param(
-    name: &str,
-    apply: impl FnOnce(&mut ModuleConfig) -> std::result::Result<(), ParamError>,
-) -> c_int {
-    // Parameters are set while the config is parsed, before mod_init.
-    logger::init();
-    guard(name, || {
-        let mut cfg = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
-        match apply(cfg.get_or_insert_with(ModuleConfig::default)) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("{e}");
-                -1
-            }
-        }
-    })
-}
-
-unsafe extern "C" fn param_storage(_kind: c_uint, val: *mut c_void) -> c_int {
-    // SAFETY: Kamailio passes the parameter's string.
-    let text = unsafe { param_text(val) };
-    set_param("modparam storage", |c| {
-        c.storage = Some(Storage::parse(&text)?);
-        Ok(())
-    })
-}
-
-/// A string parameter's text.
-///
-/// # Safety
-/// `val` is null or the NUL-terminated string Kamailio passes.
-unsafe fn param_text(val: *mut c_void) -> String {
-    if val.is_null() {
-        return String::new();
-    }
-    // SAFETY: per the function's contract.
-    unsafe { CStr::from_ptr(val as *const c_char) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-macro_rules! int_param {
-    ($fn_name:ident, $label:literal, $setter:ident) => {
-        unsafe extern "C" fn $fn_name(_kind: c_uint, val: *mut c_void) -> c_int {
-            // An integer parameter arrives as the pointer value itself.
-            let v = val as isize as i64;
-            set_param($label, |c| c.$setter(v))
-        }
-    };
-}
-
-macro_rules! string_param {
-    ($fn_name:ident, $label:literal, $setter:ident) => {
-        unsafe extern "C" fn $fn_name(_kind: c_uint, val: *mut c_void) -> c_int {
-            // SAFETY: Kamailio passes the parameter's string.
-            let text = unsafe { param_text(val) };
-            set_param($label, |c| c.$setter(&text))
-        }
-    };
-}
-
-string_param!(
-    param_billing_rate,
-    "modparam billing_rate",
-    set_billing_rate
-);
-string_param!(
-    param_billing_currency,
-    "modparam billing_currency",
-    set_billing_currency
-);
-string_param!(
-    param_billing_increment,
-    "modparam billing_increment",
-    set_billing_increment
-);
-string_param!(
-    param_billing_connect_fee,
-    "modparam billing_connect_fee",
-    set_billing_connect_fee
-);
-string_param!(
-    param_billing_rates_file,
-    "modparam billing_rates_file",
-    set_billing_rates_file
-);
-string_param!(param_billing_cdr, "modparam billing_cdr", set_billing_cdr);
-string_param!(
-    param_contact_host,
-    "modparam contact_host",
-    set_contact_host
-);
-
-int_param!(
-    param_lmdb_map_size,
-    "modparam lmdb_map_size",
-    set_lmdb_map_size
-);
-int_param!(
-    param_redis_timeout,
-    "modparam redis_timeout",
-    set_redis_timeout
-);
-int_param!(param_mask_callid, "modparam mask_callid", set_mask_callid);
-int_param!(param_bind_source, "modparam bind_source", set_bind_source);
-int_param!(
-    param_route_to_source,
-    "modparam route_to_source",
-    set_route_to_source
-);
-
-int_param!(
-    param_dialog_expire,
-    "modparam dialog_expire",
-    set_dialog_expire
-);
-
-int_param!(
-    param_billing_decimals,
-    "modparam billing_decimals",
-    set_billing_decimals
-);
-
-const fn param(
-    name: &'static CStr,
-    kind: c_uint,
-    f: unsafe extern "C" fn(c_uint, *mut c_void) -> c_int,
-) -> param_export_t {
-    param_export_t {
-        name: name.as_ptr() as *mut c_char,
-        type_: kind | topos_param_flags_TOPOS_PARAM_USE_FUNC,
-        param_pointer: f as *mut c_void,
-    }
-}
-
-static mut PARAMS: [param_export_t; 16] = [
-    param(c"storage", PARAM_STRING, param_storage),
-    param(c"lmdb_map_size", PARAM_INT, param_lmdb_map_size),
-    param(c"redis_timeout", PARAM_INT, param_redis_timeout),
-    param(c"billing_rate", PARAM_STRING, param_billing_rate),
-    param(c"billing_currency", PARAM_STRING, param_billing_currency),
-    param(c"billing_decimals", PARAM_INT, param_billing_decimals),
-    param(c"billing_increment", PARAM_STRING, param_billing_increment),
-    param(
-        c"billing_connect_fee",
-        PARAM_STRING,
-        param_billing_connect_fee,
-    ),
-    param(
-        c"billing_rates_file",
-        PARAM_STRING,
-        param_billing_rates_file,
-    ),
-    param(c"billing_cdr", PARAM_STRING, param_billing_cdr),
-    param(c"mask_callid", PARAM_INT, param_mask_callid),
-    param(c"bind_source", PARAM_INT, param_bind_source),
-    param(c"route_to_source", PARAM_INT, param_route_to_source),
-    param(c"contact_host", PARAM_STRING, param_contact_host),
-    param(c"dialog_expire", PARAM_INT, param_dialog_expire),
-    param_export_t {
-        name: std::ptr::null_mut(),
-        type_: 0,
-        param_pointer: std::ptr::null_mut(),
-    },
-];
 
 /// How often the timer process sweeps expired records (seconds).
 const SWEEP_INTERVAL_S: c_uint = 10;
@@ -336,11 +165,7 @@ fn init() -> Result<()> {
             "cannot register the post-script callback",
         ));
     }
-    let mut cfg = CONFIG
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .unwrap_or_default();
+    let mut cfg = take_config();
     if cfg.storage.is_none() {
         // SAFETY: the core's runtime_dir string, set before mod_init.
         let dir = unsafe { CStr::from_ptr(topos_shim_runtime_dir()) }.to_string_lossy();
@@ -403,7 +228,7 @@ pub static mut exports: module_exports = module_exports {
     name: c"topos_rs".as_ptr() as *mut c_char,
     dlflags: 0,
     cmds: &raw mut CFG_FUNCTIONS as *mut cmd_export_t,
-    params: &raw mut PARAMS as *mut param_export_t,
+    params: &raw mut PARAM_EXPORTS as *mut param_export_t,
     rpc_methods: &raw mut super::rpc::RPC_METHODS as *mut super::bindings::rpc_export_t,
     pv_items: &raw mut topos_shim_pvs as *mut pv_export_t,
     response_f: None,

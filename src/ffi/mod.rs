@@ -16,6 +16,8 @@ pub mod lmdb_env;
 #[cfg(not(any(test, fuzzing)))]
 pub mod logger;
 #[cfg(not(any(test, fuzzing)))]
+pub mod module_params;
+#[cfg(not(any(test, fuzzing)))]
 pub mod msg;
 #[cfg(not(any(test, fuzzing)))]
 pub mod route;
