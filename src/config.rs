@@ -87,7 +87,7 @@ pub enum ParamSetter {
 }
 
 /// One module parameter, declared once: Kamailio's parameter table
-/// (`ffi::exports`) is built from it, and a test checks README.md's
+/// (`ffi::module_params`) is built from it, and a test checks README.md's
 /// Parameters table against it.
 pub struct ParamSpec {
     pub name: &'static CStr,

@@ -1,7 +1,7 @@
 //! The module's script functions, each declared once: name, parameters,
 //! the cfg routing blocks it may run in, and its handler. The cfg table
-//! (`exports.rs`) and the KEMI table (`mod_register`) are both built from
-//! this list (see `script_table::script_functions!`).
+//! (in `exports`) and the KEMI table (registered by `mod_register`) are
+//! both built from this list (see `script_table::script_functions!`).
 
 use super::bindings::{
     cmd_export_t, server_id, sip_msg, sr_kemi_t, str_, ANY_ROUTE, BRANCH_ROUTE, CORE_ONREPLY_ROUTE,
