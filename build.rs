@@ -255,21 +255,32 @@ fn version_cfgs(defs: &[String], includes: &[String]) {
     }
 }
 
-/// The core's message flags (`FL_*`) get the type of `sip_msg.msg_flags` as
-/// the headers declare it (`topos_msg_flags_t` in wrapper.h: 32 bits in 5.6,
-/// 64 in 6.0) instead of bindgen's guess from the value.
+/// Integer macros get the C type their users have instead of bindgen's
+/// guess from the value:
+/// - the core's message flags (`FL_*`): the type of `sip_msg.msg_flags` as
+///   the headers declare it (`topos_msg_flags_t` in wrapper.h: 32 bits in
+///   5.6, 64 in 6.0);
+/// - the log levels (`L_*`, some negative): `int`, as the logging calls take.
 #[derive(Debug)]
-struct MsgFlagsType;
+struct MacroIntTypes;
 
-impl bindgen::callbacks::ParseCallbacks for MsgFlagsType {
+impl bindgen::callbacks::ParseCallbacks for MacroIntTypes {
     fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
-        name.starts_with("FL_")
-            .then_some(bindgen::callbacks::IntKind::Custom {
+        if name.starts_with("FL_") {
+            Some(bindgen::callbacks::IntKind::Custom {
                 name: "topos_msg_flags_t",
                 is_signed: false,
             })
+        } else if LOG_LEVELS.contains(&name) {
+            Some(bindgen::callbacks::IntKind::Int)
+        } else {
+            None
+        }
     }
 }
+
+/// Kamailio's log levels the logger maps `log` levels to (core/dprint.h).
+const LOG_LEVELS: [&str; 4] = ["L_ERR", "L_WARN", "L_INFO", "L_DBG"];
 
 /// Concatenates adjacent C string literals ("a" "b" -> ab); Kamailio's
 /// version strings contain no escapes.
@@ -289,7 +300,11 @@ fn concat_string_literals(s: &str) -> String {
 
 fn generate_bindings(defs: &[String], includes: &[String]) {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let bindings = bindgen::Builder::default()
+    let mut builder = bindgen::Builder::default();
+    for level in LOG_LEVELS {
+        builder = builder.allowlist_var(level);
+    }
+    let bindings = builder
         .header("kamailio-headers/wrapper.h")
         .clang_args(defs)
         .clang_args(includes)
@@ -332,7 +347,6 @@ fn generate_bindings(defs: &[String], includes: &[String]) {
         .allowlist_function("set_dst_uri")
         .allowlist_function("reset_dst_uri")
         .allowlist_var("TMCB_.*")
-        .allowlist_var("PROTO_UDP")
         .allowlist_var("PROC_.*")
         .allowlist_var("PARAM_INT")
         .allowlist_var("topos_shim_pvs")
@@ -340,14 +354,12 @@ fn generate_bindings(defs: &[String], includes: &[String]) {
         .allowlist_type("pv_export_t")
         .allowlist_function("topos_shim_.*")
         .allowlist_var("global_req_flags")
-        .allowlist_var("TMCB_.*")
         .allowlist_var("FL_FORCE_RPORT")
         .allowlist_type("topos_msg_flags_t")
         .allowlist_function("rport_test")
-        .parse_callbacks(Box::new(MsgFlagsType))
+        .parse_callbacks(Box::new(MacroIntTypes))
         .allowlist_var("SIP_REQUEST")
         .allowlist_var("SIP_REPLY")
-        .allowlist_var("METHOD_.*")
         .allowlist_var("REQUEST_ROUTE")
         .allowlist_var("LOCAL_ROUTE")
         .allowlist_var("FAILURE_ROUTE")
@@ -355,16 +367,9 @@ fn generate_bindings(defs: &[String], includes: &[String]) {
         .allowlist_var("TM_ONREPLY_ROUTE")
         .allowlist_var("CORE_ONREPLY_ROUTE")
         .allowlist_var("PARAM_STRING")
-        .allowlist_var("PARAM_INT")
-        .allowlist_var("topos_shim_pvs")
-        .allowlist_var("server_id")
-        .allowlist_type("pv_export_t")
-        .allowlist_var("PARAM_USE_FUNC")
+        .allowlist_var("ANY_ROUTE")
+        .allowlist_type("topos_param_flags")
         .allowlist_var("POST_SCRIPT_CB")
-        .allowlist_var("REQUEST_CB")
-        .allowlist_var("FAILURE_CB")
-        .allowlist_var("HDR_EOH_F")
-        .allowlist_var("T_UNDEFINED_PTR")
         .allowlist_type("hdr_types_t")
         .allowlist_type("_hdr_types_t")
         .allowlist_type("script_cb_flag")

@@ -49,6 +49,10 @@ typedef __typeof__(((struct sip_msg *)0)->msg_flags) topos_msg_flags_t;
 int rport_test(struct sip_msg *msg);
 #endif
 
+/* PARAM_USE_FUNC is defined with sizeof, which bindgen cannot evaluate in a
+ * macro; as an enumerator clang computes it, so bindgen emits it. */
+enum topos_param_flags { TOPOS_PARAM_USE_FUNC = PARAM_USE_FUNC };
+
 /* Macro-only or static-inline Kamailio APIs, wrapped by src/ffi/shim.c. */
 int topos_shim_log_enabled(int level);
 void topos_shim_log(int level, const char *text, int len);
@@ -58,7 +62,6 @@ int topos_shim_load_tm(struct tm_binds *tmb);
 int topos_shim_route_type(void);
 const char *topos_shim_runtime_dir(void);
 void *topos_shim_t_undefined(void);
-int topos_shim_parse_headers_eoh(struct sip_msg *msg);
 int topos_shim_callid_cseq(struct sip_msg *msg, str *callid, str *cseq_num);
 int topos_shim_to_tag(struct sip_msg *msg, str *tag);
 int topos_shim_bind_dialog(void);

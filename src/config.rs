@@ -4,6 +4,7 @@
 
 use crate::billing::tariff::parse_money;
 use crate::billing::{rates::RateTable, BillingConfig, CdrSink};
+use std::ffi::CStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,6 +78,139 @@ impl Default for ModuleConfig {
     }
 }
 
+/// How a parameter's value arrives (`modparam` with a number or a string)
+/// and what applies it to the configuration.
+#[derive(Clone, Copy)]
+pub enum ParamSetter {
+    Int(fn(&mut ModuleConfig, i64) -> Result<(), ParamError>),
+    Text(fn(&mut ModuleConfig, &str) -> Result<(), ParamError>),
+}
+
+/// One module parameter, declared once: Kamailio's parameter table
+/// (`ffi::module_params`) is built from it, and a test checks README.md's
+/// Parameters table against it.
+pub struct ParamSpec {
+    pub name: &'static CStr,
+    pub setter: ParamSetter,
+    /// The "type" column of README.md's table.
+    pub doc_type: &'static str,
+    /// The "default" column of README.md's table.
+    pub doc_default: &'static str,
+    /// What the parameter is for, in one line.
+    pub doc: &'static str,
+}
+
+use ParamSetter::{Int, Text};
+
+/// Every module parameter, in README.md's order.
+pub const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: c"storage",
+        setter: Text(ModuleConfig::set_storage),
+        doc_type: "string",
+        doc_default: "lmdb:<runtime dir>/topos_rs",
+        doc: "Where dialog and billing state is kept: LMDB on this host or a shared Redis.",
+    },
+    ParamSpec {
+        name: c"lmdb_map_size",
+        setter: Int(ModuleConfig::set_lmdb_map_size),
+        doc_type: "int (MiB)",
+        doc_default: "256",
+        doc: "Size of the LMDB memory map: the most the store can hold.",
+    },
+    ParamSpec {
+        name: c"redis_timeout",
+        setter: Int(ModuleConfig::set_redis_timeout),
+        doc_type: "int (ms)",
+        doc_default: "250",
+        doc: "Bound for connecting to, writing to and reading from Redis.",
+    },
+    ParamSpec {
+        name: c"billing_rate",
+        setter: Text(ModuleConfig::set_billing_rate),
+        doc_type: "string (decimal)",
+        doc_default: "0.05",
+        doc: "Price per second when no rates-file prefix matches.",
+    },
+    ParamSpec {
+        name: c"billing_currency",
+        setter: Text(ModuleConfig::set_billing_currency),
+        doc_type: "string",
+        doc_default: "元",
+        doc: "Printed after the cost.",
+    },
+    ParamSpec {
+        name: c"billing_decimals",
+        setter: Int(ModuleConfig::set_billing_decimals),
+        doc_type: "int",
+        doc_default: "2",
+        doc: "Decimals of the cost.",
+    },
+    ParamSpec {
+        name: c"billing_increment",
+        setter: Text(ModuleConfig::set_billing_increment),
+        doc_type: "string `first/next`",
+        doc_default: "1/1",
+        doc: "Billing blocks in seconds: the first, then the next ones.",
+    },
+    ParamSpec {
+        name: c"billing_connect_fee",
+        setter: Text(ModuleConfig::set_billing_connect_fee),
+        doc_type: "string (decimal)",
+        doc_default: "0",
+        doc: "Added to every answered call.",
+    },
+    ParamSpec {
+        name: c"billing_rates_file",
+        setter: Text(ModuleConfig::set_billing_rates_file),
+        doc_type: "string (path)",
+        doc_default: "none",
+        doc: "CSV of rates per number prefix.",
+    },
+    ParamSpec {
+        name: c"billing_cdr",
+        setter: Text(ModuleConfig::set_billing_cdr),
+        doc_type: "string",
+        doc_default: "empty",
+        doc: "Where CDRs go besides the log line: a file or a Redis stream.",
+    },
+    ParamSpec {
+        name: c"mask_callid",
+        setter: Int(ModuleConfig::set_mask_callid),
+        doc_type: "int 0/1",
+        doc_default: "0",
+        doc: "1: the callee side sees a different Call-ID.",
+    },
+    ParamSpec {
+        name: c"route_to_source",
+        setter: Int(ModuleConfig::set_route_to_source),
+        doc_type: "int 0/1",
+        doc_default: "0",
+        doc: "1: in-dialog requests to a side without a route set go to its source address.",
+    },
+    ParamSpec {
+        name: c"bind_source",
+        setter: Int(ModuleConfig::set_bind_source),
+        doc_type: "int 0/1",
+        doc_default: "0",
+        doc: "1: in-dialog requests must also come from the IP address their side was seen from.",
+    },
+    ParamSpec {
+        name: c"contact_host",
+        setter: Text(ModuleConfig::set_contact_host),
+        doc_type: "string `host[:port]`",
+        doc_default: "the receiving socket",
+        doc: "Host in the masked Contacts.",
+    },
+    ParamSpec {
+        name: c"dialog_expire",
+        setter: Int(ModuleConfig::set_dialog_expire),
+        doc_type: "int (s)",
+        doc_default: "10800",
+        doc: "Lifetime of a dialog's records without in-dialog traffic.",
+    },
+];
+
 /// An integer parameter within `min..=max`.
 pub fn int_param(
     param: &'static str,
@@ -103,6 +237,11 @@ fn param_error(param: &'static str, message: impl Into<String>) -> ParamError {
 }
 
 impl ModuleConfig {
+    pub fn set_storage(&mut self, v: &str) -> Result<(), ParamError> {
+        self.storage = Some(Storage::parse(v)?);
+        Ok(())
+    }
+
     pub fn set_mask_callid(&mut self, v: i64) -> Result<(), ParamError> {
         self.mask_callid = int_param("mask_callid", v, 0, 1, "(0 or 1)")? == 1;
         Ok(())
@@ -312,6 +451,81 @@ fn parse_redis(url: &str, rest: &str) -> Result<Storage, ParamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rows of README.md's "## 3. Parameters" table: (name, type,
+    /// default), backquotes removed from name and default. The table must be
+    /// one table: no line inside it that is not a row.
+    fn readme_parameter_rows() -> Vec<(String, String, String)> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("reading README.md");
+        let section = readme
+            .split("\n## ")
+            .find(|s| s.starts_with("3. Parameters"))
+            .expect("README.md has a section \"## 3. Parameters\"");
+        let lines: Vec<&str> = section.lines().collect();
+        let first = lines
+            .iter()
+            .position(|l| l.starts_with('|'))
+            .expect("a table");
+        let end = lines[first..]
+            .iter()
+            .position(|l| !l.starts_with('|'))
+            .map_or(lines.len(), |n| first + n);
+        assert!(
+            !lines[end..].iter().any(|l| l.starts_with('|')),
+            "README.md's Parameters table is split by a line that is not a row"
+        );
+        let unquote = |s: &str| s.trim().trim_matches('`').to_string();
+        lines[first + 2..end]
+            .iter()
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').collect();
+                assert!(cells.len() >= 5, "short row in README.md: {row}");
+                (
+                    unquote(cells[1]),
+                    cells[2].trim().to_string(),
+                    unquote(cells[3]),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readme_lists_the_declared_parameters() {
+        let declared: Vec<(String, String, String)> = PARAMS
+            .iter()
+            .map(|p| {
+                (
+                    p.name.to_str().unwrap().to_string(),
+                    p.doc_type.to_string(),
+                    p.doc_default.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(readme_parameter_rows(), declared);
+    }
+
+    #[test]
+    fn declared_defaults_are_the_defaults() {
+        for p in PARAMS {
+            let mut c = ModuleConfig::default();
+            let name = p.name.to_str().unwrap();
+            // Defaults that are not a value of the parameter: chosen at
+            // start-up (storage, contact_host) or the absence of one.
+            let value = match p.doc_default {
+                "lmdb:<runtime dir>/topos_rs" | "the receiving socket" => continue,
+                "none" | "empty" => "",
+                v => v,
+            };
+            match p.setter {
+                ParamSetter::Int(set) => set(&mut c, value.parse().unwrap()),
+                ParamSetter::Text(set) => set(&mut c, value),
+            }
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(c, ModuleConfig::default(), "{name}");
+            assert!(p.doc.ends_with('.'), "{name}: the doc is one sentence");
+        }
+    }
 
     #[test]
     fn lmdb_directory() {

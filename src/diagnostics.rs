@@ -5,7 +5,8 @@
 //! records of calls.
 
 use crate::error::Result;
-use crate::ffi::msg::{ScriptParam, SipMsg};
+use crate::ffi::msg::SipMsg;
+use crate::ffi::script_args::ScriptArgs;
 use crate::state::with_store;
 use crate::store::key::dialog_key;
 use std::time::Duration;
@@ -18,7 +19,7 @@ fn diag_key(key: &[u8]) -> Vec<u8> {
 }
 
 /// Stores `value` under the diagnostic `key`; false if the store failed.
-pub fn store_set(key: &[u8], value: &[u8]) -> Result<bool> {
+fn store_set(key: &[u8], value: &[u8]) -> Result<bool> {
     Ok(with_store("topos_store_set", |s| {
         s.put(&diag_key(key), value, DIAG_TTL)
     })
@@ -26,21 +27,23 @@ pub fn store_set(key: &[u8], value: &[u8]) -> Result<bool> {
 }
 
 /// The value of the diagnostic `key`, if any.
-pub fn store_get(key: &[u8]) -> Option<Vec<u8>> {
+fn store_get(key: &[u8]) -> Option<Vec<u8>> {
     with_store("topos_store_get", |s| s.get(&diag_key(key))).flatten()
 }
 
-pub fn topos_store_set(msg: &mut SipMsg, key: ScriptParam, value: ScriptParam) -> Result<bool> {
-    let key = msg.param_str(key)?;
-    let value = msg.param_str(value)?;
+/// `topos_store_set(key, value)`, from cfg or KEMI.
+pub fn topos_store_set(msg: &mut SipMsg, args: &ScriptArgs) -> Result<bool> {
+    let key = args.text(msg, 0)?;
+    let value = args.text(msg, 1)?;
     store_set(&key, &value)
 }
 
-pub fn topos_store_get(msg: &mut SipMsg, key: ScriptParam, out: ScriptParam) -> Result<bool> {
-    let key = msg.param_str(key)?;
+/// `topos_store_get(key, $var)`, from cfg or KEMI: sets the variable.
+pub fn topos_store_get(msg: &mut SipMsg, args: &ScriptArgs) -> Result<bool> {
+    let key = args.text(msg, 0)?;
     match store_get(&key) {
         Some(value) => {
-            msg.set_pv_str(out, &value)?;
+            args.set_variable(msg, 1, &value)?;
             Ok(true)
         }
         None => Ok(false),

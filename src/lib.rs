@@ -1,14 +1,19 @@
 //! topos_rs: a Kamailio module that hides a SIP proxy's topology.
 //!
 //! `sip`, `config` and `store` are pure (no Kamailio types) and tested by
-//! plain `cargo test`; `ffi` is the thin boundary to Kamailio; `topos` holds
-//! the behaviour of the script functions, written against `ffi`'s safe
-//! wrappers.
+//! plain `cargo test`; `ffi` is the boundary to Kamailio and the only module
+//! allowed to hold `unsafe` code (the lints below enforce it, see
+//! docs/safety.md); `topos` holds the behaviour of the script functions,
+//! written against `ffi`'s safe wrappers.
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
 pub mod error;
-// The FFI layer calls symbols that only the kamailio binary provides, so
-// unit-test binaries (which have no Kamailio to link against) leave it out.
+// The Kamailio part of the FFI layer calls symbols that only the kamailio
+// binary provides, so unit-test binaries (which have no Kamailio to link
+// against) leave it out (see ffi/mod.rs).
 pub mod billing;
 #[cfg(not(any(test, fuzzing)))]
 pub mod billing_functions;
@@ -16,7 +21,7 @@ pub mod clock;
 #[cfg(not(any(test, fuzzing)))]
 pub mod diagnostics;
 pub mod dialog;
-#[cfg(not(any(test, fuzzing)))]
+#[allow(unsafe_code)]
 pub mod ffi;
 pub mod hex;
 #[cfg(not(any(test, fuzzing)))]

@@ -3,25 +3,22 @@
 //! thin `extern "C"` shell around a plain Rust function, run under the guard.
 
 use super::bindings::{
-    cmd_export_t, module_exports, param_export_t, register_script_cb, script_cb_flag_BRANCH_CB,
-    script_cb_flag_FAILURE_CB, script_cb_flag_REQUEST_CB, sip_msg, topos_shim_runtime_dir,
-    BRANCH_ROUTE, CORE_ONREPLY_ROUTE, FAILURE_ROUTE, LOCAL_ROUTE, PARAM_STRING, POST_SCRIPT_CB,
-    REQUEST_ROUTE, TM_ONREPLY_ROUTE,
+    cmd_export_t, module_exports, param_export_t, pv_export_t, register_script_cb, register_timer,
+    script_cb_flag_BRANCH_CB, script_cb_flag_FAILURE_CB, script_cb_flag_REQUEST_CB, sip_msg,
+    sr_kemi_t, topos_shim_pvs, topos_shim_runtime_dir, POST_SCRIPT_CB, PROC_INIT, PROC_MAIN,
+    PROC_POSTCHILDINIT,
 };
-use super::bindings::{
-    pv_export_t, register_timer, server_id, topos_shim_fixup_free_str_pv,
-    topos_shim_fixup_free_str_str, topos_shim_fixup_str_pv, topos_shim_fixup_str_str,
-    topos_shim_pvs, PARAM_INT, PROC_INIT, PROC_MAIN, PROC_POSTCHILDINIT,
-};
-use super::guard::{guard, guard_void, install_panic_hook, script_result, Ret};
-use super::msg::{ScriptParam, SipMsg};
+use super::guard::{guard, guard_void, install_panic_hook};
+use super::module_params::{take_config, PARAM_EXPORTS};
+use super::msg::SipMsg;
+use super::script_functions::{CFG_FUNCTIONS, KEMI_FUNCTIONS};
+use super::script_table::register_kemi;
 use super::{logger, tm, via_swap};
-use crate::config::{ModuleConfig, ParamError, Storage};
+use crate::config::{ModuleConfig, Storage};
 use crate::error::Result;
-use crate::{billing_functions, diagnostics, state, topos};
+use crate::{billing_functions, state};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_uint, c_void};
-use std::sync::Mutex;
 
 /// A C `char *` that may live in a static.
 #[repr(transparent)]
@@ -38,84 +35,6 @@ pub static module_version: CStrPtr =
 #[no_mangle]
 pub static module_flags: CStrPtr =
     CStrPtr(concat!(env!("TOPOS_MODULE_FLAGS"), "\0").as_ptr().cast());
-
-/// Bit 31: the parameter is set through a function (PARAM_USE_FUNC).
-const PARAM_USE_FUNC: c_uint = 1 << 31;
-
-type ScriptFn2 = fn(&mut SipMsg, ScriptParam, ScriptParam) -> Result<bool>;
-
-/// Runs a script function on the message Kamailio passed in.
-pub(crate) fn run_script<R: Into<Ret>>(
-    name: &str,
-    msg: *mut sip_msg,
-    f: impl FnOnce(&mut SipMsg) -> Result<R>,
-) -> c_int {
-    guard(name, || {
-        // SAFETY: Kamailio passes the message being routed, valid for the call.
-        match unsafe { SipMsg::from_raw(msg) } {
-            Some(mut m) => script_result(name, f(&mut m)),
-            None => -1,
-        }
-    })
-}
-
-/// Runs a two-parameter script function (parameters already fixed up).
-fn run_script2(
-    name: &str,
-    msg: *mut sip_msg,
-    p1: *mut c_char,
-    p2: *mut c_char,
-    f: ScriptFn2,
-) -> c_int {
-    guard(name, || {
-        // SAFETY: Kamailio passes the message being routed, valid for the call.
-        match unsafe { SipMsg::from_raw(msg) } {
-            Some(mut m) => script_result(name, f(&mut m, ScriptParam(p1), ScriptParam(p2))),
-            None => -1,
-        }
-    })
-}
-
-unsafe extern "C" fn w_topos_store_set(
-    msg: *mut sip_msg,
-    p1: *mut c_char,
-    p2: *mut c_char,
-) -> c_int {
-    run_script2("topos_store_set", msg, p1, p2, diagnostics::topos_store_set)
-}
-
-unsafe extern "C" fn w_topos_store_get(
-    msg: *mut sip_msg,
-    p1: *mut c_char,
-    p2: *mut c_char,
-) -> c_int {
-    run_script2("topos_store_get", msg, p1, p2, diagnostics::topos_store_get)
-}
-
-unsafe extern "C" fn w_topos_request(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    run_script("topos_request", msg, topos::topos_request)
-}
-
-unsafe extern "C" fn w_topos_reply(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    run_script("topos_reply", msg, topos::topos_reply)
-}
-
-unsafe extern "C" fn w_billing_start(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    run_script("billing_start", msg, billing_functions::billing_start)
-}
-
-/// This node's server_id (core parameter), for CDRs.
-pub(crate) fn server_node() -> i64 {
-    // SAFETY: server_id is a core global, set from the config before fork.
-    unsafe { server_id as i64 }
-}
-
-unsafe extern "C" fn w_billing_stop(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    let node = server_node();
-    run_script("billing_stop", msg, |m| {
-        billing_functions::billing_stop(m, node)
-    })
-}
 
 /// `$billing(name)`: the index of a field name, or -1 (called from the shim
 /// while the config is parsed).
@@ -168,252 +87,6 @@ pub unsafe extern "C" fn topos_rs_billing_value(
         .map_or(-1, |_| 0)
     })
 }
-
-const fn cmd(
-    name: &'static CStr,
-    f: unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int,
-    flags: u32,
-) -> cmd_export_t {
-    cmd_export_t {
-        name: name.as_ptr() as *mut c_char,
-        function: Some(f),
-        param_no: 0,
-        fixup: None,
-        free_fixup: None,
-        flags,
-    }
-}
-
-const NULL_CMD: cmd_export_t = cmd_export_t {
-    name: std::ptr::null_mut(),
-    function: None,
-    param_no: 0,
-    fixup: None,
-    free_fixup: None,
-    flags: 0,
-};
-
-const fn cmd2(
-    name: &'static CStr,
-    f: unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int,
-    fixup: unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int,
-    free_fixup: unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int,
-) -> cmd_export_t {
-    cmd_export_t {
-        name: name.as_ptr() as *mut c_char,
-        function: Some(f),
-        param_no: 2,
-        fixup: Some(fixup),
-        free_fixup: Some(free_fixup),
-        flags: ANY_ROUTE,
-    }
-}
-
-/// Every routing block (ANY_ROUTE in core/route.h).
-const ANY_ROUTE: u32 = 0xFFFF_FFFF;
-
-static mut CMDS: [cmd_export_t; 7] = [
-    cmd(
-        c"topos_request",
-        w_topos_request,
-        REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE | LOCAL_ROUTE,
-    ),
-    cmd(
-        c"topos_reply",
-        w_topos_reply,
-        TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE,
-    ),
-    cmd(
-        c"billing_start",
-        w_billing_start,
-        TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE,
-    ),
-    cmd(c"billing_stop", w_billing_stop, REQUEST_ROUTE | LOCAL_ROUTE),
-    cmd2(
-        c"topos_store_set",
-        w_topos_store_set,
-        topos_shim_fixup_str_str,
-        topos_shim_fixup_free_str_str,
-    ),
-    cmd2(
-        c"topos_store_get",
-        w_topos_store_get,
-        topos_shim_fixup_str_pv,
-        topos_shim_fixup_free_str_pv,
-    ),
-    NULL_CMD,
-];
-
-/// Parameters as the config sets them (before mod_init, one process).
-static CONFIG: Mutex<Option<ModuleConfig>> = Mutex::new(None);
-
-/// Applies one parameter value to the configuration; errors are logged and
-/// stop Kamailio's start-up (the parser reports the modparam line).
-fn set_param(
-    name: &str,
-    apply: impl FnOnce(&mut ModuleConfig) -> std::result::Result<(), ParamError>,
-) -> c_int {
-    // Parameters are set while the config is parsed, before mod_init.
-    logger::init();
-    guard(name, || {
-        let mut cfg = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
-        match apply(cfg.get_or_insert_with(ModuleConfig::default)) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("{e}");
-                -1
-            }
-        }
-    })
-}
-
-unsafe extern "C" fn param_storage(_kind: c_uint, val: *mut c_void) -> c_int {
-    // SAFETY: Kamailio passes the parameter's string.
-    let text = unsafe { param_text(val) };
-    set_param("modparam storage", |c| {
-        c.storage = Some(Storage::parse(&text)?);
-        Ok(())
-    })
-}
-
-/// A string parameter's text.
-///
-/// # Safety
-/// `val` is null or the NUL-terminated string Kamailio passes.
-unsafe fn param_text(val: *mut c_void) -> String {
-    if val.is_null() {
-        return String::new();
-    }
-    // SAFETY: per the function's contract.
-    unsafe { CStr::from_ptr(val as *const c_char) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-macro_rules! int_param {
-    ($fn_name:ident, $label:literal, $setter:ident) => {
-        unsafe extern "C" fn $fn_name(_kind: c_uint, val: *mut c_void) -> c_int {
-            // An integer parameter arrives as the pointer value itself.
-            let v = val as isize as i64;
-            set_param($label, |c| c.$setter(v))
-        }
-    };
-}
-
-macro_rules! string_param {
-    ($fn_name:ident, $label:literal, $setter:ident) => {
-        unsafe extern "C" fn $fn_name(_kind: c_uint, val: *mut c_void) -> c_int {
-            // SAFETY: Kamailio passes the parameter's string.
-            let text = unsafe { param_text(val) };
-            set_param($label, |c| c.$setter(&text))
-        }
-    };
-}
-
-string_param!(
-    param_billing_rate,
-    "modparam billing_rate",
-    set_billing_rate
-);
-string_param!(
-    param_billing_currency,
-    "modparam billing_currency",
-    set_billing_currency
-);
-string_param!(
-    param_billing_increment,
-    "modparam billing_increment",
-    set_billing_increment
-);
-string_param!(
-    param_billing_connect_fee,
-    "modparam billing_connect_fee",
-    set_billing_connect_fee
-);
-string_param!(
-    param_billing_rates_file,
-    "modparam billing_rates_file",
-    set_billing_rates_file
-);
-string_param!(param_billing_cdr, "modparam billing_cdr", set_billing_cdr);
-string_param!(
-    param_contact_host,
-    "modparam contact_host",
-    set_contact_host
-);
-
-int_param!(
-    param_lmdb_map_size,
-    "modparam lmdb_map_size",
-    set_lmdb_map_size
-);
-int_param!(
-    param_redis_timeout,
-    "modparam redis_timeout",
-    set_redis_timeout
-);
-int_param!(param_mask_callid, "modparam mask_callid", set_mask_callid);
-int_param!(param_bind_source, "modparam bind_source", set_bind_source);
-int_param!(
-    param_route_to_source,
-    "modparam route_to_source",
-    set_route_to_source
-);
-
-int_param!(
-    param_dialog_expire,
-    "modparam dialog_expire",
-    set_dialog_expire
-);
-
-int_param!(
-    param_billing_decimals,
-    "modparam billing_decimals",
-    set_billing_decimals
-);
-
-const fn param(
-    name: &'static CStr,
-    kind: c_uint,
-    f: unsafe extern "C" fn(c_uint, *mut c_void) -> c_int,
-) -> param_export_t {
-    param_export_t {
-        name: name.as_ptr() as *mut c_char,
-        type_: kind | PARAM_USE_FUNC,
-        param_pointer: f as *mut c_void,
-    }
-}
-
-static mut PARAMS: [param_export_t; 16] = [
-    param(c"storage", PARAM_STRING, param_storage),
-    param(c"lmdb_map_size", PARAM_INT, param_lmdb_map_size),
-    param(c"redis_timeout", PARAM_INT, param_redis_timeout),
-    param(c"billing_rate", PARAM_STRING, param_billing_rate),
-    param(c"billing_currency", PARAM_STRING, param_billing_currency),
-    param(c"billing_decimals", PARAM_INT, param_billing_decimals),
-    param(c"billing_increment", PARAM_STRING, param_billing_increment),
-    param(
-        c"billing_connect_fee",
-        PARAM_STRING,
-        param_billing_connect_fee,
-    ),
-    param(
-        c"billing_rates_file",
-        PARAM_STRING,
-        param_billing_rates_file,
-    ),
-    param(c"billing_cdr", PARAM_STRING, param_billing_cdr),
-    param(c"mask_callid", PARAM_INT, param_mask_callid),
-    param(c"bind_source", PARAM_INT, param_bind_source),
-    param(c"route_to_source", PARAM_INT, param_route_to_source),
-    param(c"contact_host", PARAM_STRING, param_contact_host),
-    param(c"dialog_expire", PARAM_INT, param_dialog_expire),
-    param_export_t {
-        name: std::ptr::null_mut(),
-        type_: 0,
-        param_pointer: std::ptr::null_mut(),
-    },
-];
 
 /// How often the timer process sweeps expired records (seconds).
 const SWEEP_INTERVAL_S: c_uint = 10;
@@ -493,11 +166,7 @@ fn init() -> Result<()> {
             "cannot register the post-script callback",
         ));
     }
-    let mut cfg = CONFIG
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .unwrap_or_default();
+    let mut cfg = take_config();
     if cfg.storage.is_none() {
         // SAFETY: the core's runtime_dir string, set before mod_init.
         let dir = unsafe { CStr::from_ptr(topos_shim_runtime_dir()) }.to_string_lossy();
@@ -559,8 +228,8 @@ unsafe extern "C" fn destroy() {
 pub static mut exports: module_exports = module_exports {
     name: c"topos_rs".as_ptr() as *mut c_char,
     dlflags: 0,
-    cmds: &raw mut CMDS as *mut cmd_export_t,
-    params: &raw mut PARAMS as *mut param_export_t,
+    cmds: &raw mut CFG_FUNCTIONS as *mut cmd_export_t,
+    params: &raw mut PARAM_EXPORTS as *mut param_export_t,
     rpc_methods: &raw mut super::rpc::RPC_METHODS as *mut super::bindings::rpc_export_t,
     pv_items: &raw mut topos_shim_pvs as *mut pv_export_t,
     response_f: None,
@@ -570,7 +239,7 @@ pub static mut exports: module_exports = module_exports {
 };
 
 /// Called by Kamailio right after loading the module: registers the KEMI
-/// functions.
+/// functions (declared in script_functions.rs).
 ///
 /// # Safety
 /// Called by Kamailio with its own arguments, which are not used.
@@ -582,5 +251,8 @@ pub unsafe extern "C" fn mod_register(
     _p2: *mut c_void,
 ) -> c_int {
     logger::init();
-    guard("mod_register", super::kemi::register)
+    // SAFETY: the KEMI table is 'static and ends with its empty entry.
+    guard("mod_register", || unsafe {
+        register_kemi(&raw mut KEMI_FUNCTIONS as *mut sr_kemi_t)
+    })
 }

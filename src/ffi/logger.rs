@@ -2,16 +2,17 @@
 //! Kamailio's global and per-module debug levels and go where the operator
 //! sends Kamailio's log (syslog or stderr).
 
-use super::bindings::{topos_shim_log, topos_shim_log_enabled};
+use super::bindings::{topos_shim_log, topos_shim_log_enabled, L_DBG, L_ERR, L_INFO, L_WARN};
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::os::raw::c_int;
 
-/// Kamailio's L_ERR .. L_DBG (core/dprint.h).
-fn kamailio_level(level: Level) -> i32 {
+/// Kamailio's log level for a `log` level (Kamailio has no trace level).
+fn kamailio_level(level: Level) -> c_int {
     match level {
-        Level::Error => -1,
-        Level::Warn => 0,
-        Level::Info => 2,
-        Level::Debug | Level::Trace => 3,
+        Level::Error => L_ERR,
+        Level::Warn => L_WARN,
+        Level::Info => L_INFO,
+        Level::Debug | Level::Trace => L_DBG,
     }
 }
 

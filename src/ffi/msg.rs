@@ -22,11 +22,12 @@ use std::ops::Range;
 use std::os::raw::{c_char, c_int, c_uint};
 use std::ptr::NonNull;
 
-/// A script function parameter after its fixup (Kamailio passes it as an
-/// opaque `char *`): a string that may hold pseudo-variables, or a writable
-/// pseudo-variable, depending on the function's fixup.
+/// A cfg script function parameter after its fixup (Kamailio passes it as
+/// an opaque `char *`): a string that may hold pseudo-variables, or a
+/// writable pseudo-variable, depending on the function's fixup. Only the FFI
+/// layer sees it (handlers get `script_args::ScriptArgs`).
 #[derive(Clone, Copy)]
-pub struct ScriptParam(pub(crate) *mut c_char);
+pub(in crate::ffi) struct ScriptParam(pub(in crate::ffi) *mut c_char);
 
 /// A message Kamailio handed to the module (a received request or reply, a
 /// tm "faked" request, or a transaction's shm copy of its request), valid
@@ -99,9 +100,13 @@ unsafe fn take_pkg_text(p: *mut c_char, len: c_uint) -> Option<Vec<u8>> {
     if p.is_null() {
         return None;
     }
-    let v = std::slice::from_raw_parts(p as *const u8, len as usize).to_vec();
-    topos_shim_pkg_free(p.cast());
-    Some(v)
+    // SAFETY: per the function's contract, `len` bytes at `p` are ours to
+    // read and then to free (once).
+    unsafe {
+        let v = std::slice::from_raw_parts(p as *const u8, len as usize).to_vec();
+        topos_shim_pkg_free(p.cast());
+        Some(v)
+    }
 }
 
 impl<'k> SipMsg<'k> {
@@ -126,7 +131,7 @@ impl<'k> SipMsg<'k> {
     }
 
     /// The raw struct, for the FFI code that must change its fields.
-    pub(crate) fn raw_mut(&mut self) -> &mut sip_msg {
+    pub(super) fn raw_mut(&mut self) -> &mut sip_msg {
         // SAFETY: from_raw's contract: valid and not aliased while in use.
         unsafe { self.raw.as_mut() }
     }
@@ -533,7 +538,7 @@ impl<'k> SipMsg<'k> {
 
     /// A string parameter's value for this message (pseudo-variables
     /// expanded).
-    pub fn param_str(&mut self, p: ScriptParam) -> Result<Vec<u8>> {
+    pub(in crate::ffi) fn param_str(&mut self, p: ScriptParam) -> Result<Vec<u8>> {
         let mut out = str_::default();
         // SAFETY: `p` was fixed up as a string parameter for this function;
         // the result points into pkg/static memory valid during the call.
@@ -549,7 +554,7 @@ impl<'k> SipMsg<'k> {
     }
 
     /// Sets a writable pseudo-variable parameter to `value`.
-    pub fn set_pv_str(&mut self, p: ScriptParam, value: &[u8]) -> Result<()> {
+    pub(in crate::ffi) fn set_pv_str(&mut self, p: ScriptParam, value: &[u8]) -> Result<()> {
         // SAFETY: `p` was fixed up as a writable pseudo-variable; Kamailio
         // copies the value.
         let rc = unsafe {
@@ -621,7 +626,8 @@ pub fn is_kamailio_uri(uri: &str) -> bool {
 /// `msg` is a valid message with a parsed, non-null `via1`.
 #[cfg(kamailio_via_noreceived)]
 unsafe fn rport_rule(msg: *mut sip_msg) -> bool {
-    super::bindings::rport_test(msg) != 0
+    // SAFETY: per the function's contract.
+    unsafe { super::bindings::rport_test(msg) != 0 }
 }
 
 /// Whether the core adds `;rport=` to the top Via of `msg` when relaying it.
@@ -633,5 +639,10 @@ unsafe fn rport_rule(msg: *mut sip_msg) -> bool {
 #[cfg(not(kamailio_via_noreceived))]
 unsafe fn rport_rule(msg: *mut sip_msg) -> bool {
     use super::bindings::{global_req_flags, FL_FORCE_RPORT};
-    ((*msg).msg_flags | global_req_flags) & FL_FORCE_RPORT != 0 || !(*(*msg).via1).rport.is_null()
+    // SAFETY: per the function's contract; global_req_flags is a core
+    // global, read in the process that routes `msg`.
+    unsafe {
+        ((*msg).msg_flags | global_req_flags) & FL_FORCE_RPORT != 0
+            || !(*(*msg).via1).rport.is_null()
+    }
 }

@@ -47,11 +47,6 @@ void *topos_shim_t_undefined(void)
 	return (void *)T_UNDEFINED;
 }
 
-int topos_shim_parse_headers_eoh(struct sip_msg *msg)
-{
-	return parse_headers(msg, HDR_EOH_F, 0);
-}
-
 /* Call-ID body and CSeq number of a request (get_cseq() is a macro). */
 int topos_shim_callid_cseq(struct sip_msg *msg, str *callid, str *cseq_num)
 {

@@ -22,6 +22,7 @@ struct TmApi(tm_binds);
 // SAFETY: tm_binds is a table of function pointers filled once in mod_init
 // (before Kamailio forks) and only read afterwards.
 unsafe impl Sync for TmApi {}
+// SAFETY: as above: the table is never written after mod_init.
 unsafe impl Send for TmApi {}
 
 static TM: OnceLock<TmApi> = OnceLock::new();

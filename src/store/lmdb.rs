@@ -15,8 +15,9 @@
 
 use super::{state, ttl_ms, Guard, Lifecycle, Lived, Store, StoreError, StoreResult, Sweep};
 use crate::clock::now_ms;
+use crate::ffi::lmdb_env;
 use heed::types::Bytes;
-use heed::{Database, Env, EnvFlags, EnvOpenOptions, MdbError, WithoutTls};
+use heed::{Database, Env, EnvOpenOptions, MdbError, WithoutTls};
 use std::path::Path;
 use std::time::Duration;
 
@@ -100,19 +101,7 @@ impl LmdbStore {
         opts.map_size(map_size_mib.max(1) * 1024 * 1024)
             .max_dbs(1)
             .max_readers(1024);
-        // SAFETY: NO_SYNC trades durability against OS crashes for speed (see
-        // the module doc); it cannot make LMDB unsound. WRITE_MAP writes
-        // pages straight into the shared map instead of through write(2)
-        // (about a third of the store's cost per call); it gives up LMDB's
-        // protection against stray writes into the map, which safe Rust
-        // code cannot make, and this process only maps the file for LMDB.
-        unsafe {
-            opts.flags(EnvFlags::NO_SYNC | EnvFlags::WRITE_MAP);
-        }
-        // SAFETY: heed's contract: the same environment is not opened twice
-        // in one process, and the handle does not cross a fork. The state
-        // holder opens it once per process, after Kamailio forked.
-        let env = unsafe { opts.open(dir) }.map_err(map_err)?;
+        let env = lmdb_env::open(opts, dir).map_err(map_err)?;
         let mut wtxn = env.write_txn().map_err(map_err)?;
         let db = env
             .create_database::<Bytes, Bytes>(&mut wtxn, None)
@@ -340,22 +329,21 @@ impl Store for LmdbStore {
         let now = now_ms();
         let removed = self.write(|txn, db| {
             let mut removed = Sweep::default();
-            let mut it = db.iter_mut(txn)?;
-            while let Some(entry) = it.next() {
-                let (key, raw) = entry?;
-                if live(raw, now).is_none() {
-                    // A dialog that expired while active (an ended one
-                    // was counted when it ended, an early one never was).
-                    let dialog = contains(key, b":dlg:") && raw.get(HEADER) == Some(&state::ACTIVE);
-                    // SAFETY: heed requires that no reference into the
-                    // database is held across del_current; `raw` is not
-                    // used after this call.
-                    if unsafe { it.del_current()? } {
-                        removed.removed += 1;
-                        removed.dialogs += dialog as usize;
-                    }
-                }
-            }
+            lmdb_env::delete_where(
+                db,
+                txn,
+                |key, raw| {
+                    // A dialog that expired while active (an ended one was
+                    // counted when it ended, an early one never was).
+                    live(raw, now)
+                        .is_none()
+                        .then(|| contains(key, b":dlg:") && raw.get(HEADER) == Some(&state::ACTIVE))
+                },
+                |dialog| {
+                    removed.removed += 1;
+                    removed.dialogs += dialog as usize;
+                },
+            )?;
             Ok(removed)
         })?;
         // Readers left behind by a crashed process would pin old pages.

@@ -1,0 +1,243 @@
+//! How a script function declared in `script_functions.rs` becomes both a
+//! native cfg function (`cmd_export_t`) and a KEMI function (`sr_kemi_t`),
+//! and the one path every call takes: the panic guard, the message, the
+//! handler, the return code.
+
+use super::bindings::{
+    cmd_export_t, sip_msg, sr_kemi_modules_add, sr_kemi_t, str_, topos_shim_fixup_free_str_pv,
+    topos_shim_fixup_free_str_str, topos_shim_fixup_str_pv, topos_shim_fixup_str_str, SR_KEMIP_INT,
+    SR_KEMIP_NONE, SR_KEMIP_STR,
+};
+use super::guard::{guard, script_result, Ret};
+use super::msg::SipMsg;
+use super::script_args::ScriptArgs;
+use crate::error::Result;
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int, c_void};
+
+/// What a parameter of a script function is.
+pub enum Param {
+    /// A string that may hold pseudo-variables (cfg fixup "spve").
+    Text,
+    /// A writable pseudo-variable the function sets (cfg fixup "pvar";
+    /// KEMI passes its name as a string).
+    Variable,
+}
+
+/// A script function's behaviour, the same for cfg and KEMI calls.
+pub type Handler = fn(&mut SipMsg, &ScriptArgs) -> Result<Ret>;
+
+/// The function Kamailio calls for a native cfg function.
+pub type CfgEntry = unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int;
+
+/// Runs one call of a script function on the message Kamailio passed in,
+/// under the panic guard.
+///
+/// # Safety
+/// `msg` is null or the message being routed, valid for the call.
+pub unsafe fn run_script(
+    name: &str,
+    msg: *mut sip_msg,
+    args: ScriptArgs,
+    handler: Handler,
+) -> c_int {
+    guard(name, || {
+        // SAFETY: per the function's contract.
+        match unsafe { SipMsg::from_raw(msg) } {
+            Some(mut m) => script_result(name, handler(&mut m, &args)),
+            None => -1,
+        }
+    })
+}
+
+/// A function's name as a C string (`name` ends in NUL).
+pub const fn c_name(name: &'static str) -> &'static CStr {
+    match CStr::from_bytes_with_nul(name.as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("a script function name must end in exactly one NUL"),
+    }
+}
+
+/// The cfg table entry: the parameter kinds choose the fixups, which turn
+/// the config's text into what `ScriptArgs` reads when the config is parsed.
+pub const fn cfg_export(
+    name: &'static CStr,
+    entry: CfgEntry,
+    params: &[Param],
+    routes: u32,
+) -> cmd_export_t {
+    type Fixup = unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int;
+    let (fixup, free_fixup): (Option<Fixup>, Option<Fixup>) = match params {
+        [] => (None, None),
+        [Param::Text, Param::Text] => (
+            Some(topos_shim_fixup_str_str),
+            Some(topos_shim_fixup_free_str_str),
+        ),
+        [Param::Text, Param::Variable] => (
+            Some(topos_shim_fixup_str_pv),
+            Some(topos_shim_fixup_free_str_pv),
+        ),
+        _ => panic!("no cfg fixup for these parameter kinds (see script_table::cfg_export)"),
+    };
+    cmd_export_t {
+        name: name.as_ptr() as *mut c_char,
+        function: Some(entry),
+        param_no: params.len() as c_int,
+        fixup,
+        free_fixup,
+        flags: routes,
+    }
+}
+
+/// Ends the cfg table.
+pub const CFG_END: cmd_export_t = cmd_export_t {
+    name: std::ptr::null_mut(),
+    function: None,
+    param_no: 0,
+    fixup: None,
+    free_fixup: None,
+    flags: 0,
+};
+
+/// KEMI engines use these as C strings too: they must be NUL-terminated.
+const fn kemi_str(s: &'static CStr) -> str_ {
+    str_ {
+        s: s.as_ptr() as *mut c_char,
+        len: s.count_bytes() as c_int,
+    }
+}
+
+/// The KEMI table entry: `KSR.topos_rs.<name>(...)`, every parameter a
+/// string, an integer result. `entry` takes the message and one `str *`
+/// per parameter.
+pub const fn kemi_export(name: &'static CStr, entry: *mut c_void, params: &[Param]) -> sr_kemi_t {
+    let mut ptypes = [SR_KEMIP_NONE as c_int; 6];
+    let mut i = 0;
+    while i < params.len() {
+        ptypes[i] = SR_KEMIP_STR as c_int;
+        i += 1;
+    }
+    sr_kemi_t {
+        mname: kemi_str(c"topos_rs"),
+        fname: kemi_str(name),
+        rtype: SR_KEMIP_INT as c_int,
+        func: entry,
+        ptypes,
+    }
+}
+
+/// Ends the KEMI table.
+pub const KEMI_END: sr_kemi_t = sr_kemi_t {
+    mname: str_ {
+        s: std::ptr::null_mut(),
+        len: 0,
+    },
+    fname: str_ {
+        s: std::ptr::null_mut(),
+        len: 0,
+    },
+    rtype: 0,
+    func: std::ptr::null_mut(),
+    ptypes: [0; 6],
+};
+
+/// Registers a KEMI table (from mod_register).
+///
+/// # Safety
+/// `table` is 'static and ends with `KEMI_END`.
+pub unsafe fn register_kemi(table: *mut sr_kemi_t) -> c_int {
+    // SAFETY: per the function's contract; the core keeps the pointer.
+    unsafe { sr_kemi_modules_add(table) }
+}
+
+/// Declares the module's script functions, each once, and builds from the
+/// list the cfg table `CFG_FUNCTIONS` and the KEMI table `KEMI_FUNCTIONS`:
+///
+/// ```text
+/// /// doc
+/// fn name(Param, ...) in ROUTES => handler;
+/// ```
+///
+/// `name` is the function's name in both; the parameters are none or two
+/// (`Text`/`Variable`, see `Param`); `ROUTES` are the cfg routing blocks
+/// it may be called from (KEMI does not restrict them); `handler` takes
+/// `&mut SipMsg` (and `&ScriptArgs` when the function has parameters) and
+/// returns a `Result` of anything `Into<Ret>`.
+macro_rules! script_functions {
+    ($(
+        $(#[doc = $doc:expr])*
+        fn $name:ident($($param:ident),*) in $routes:expr => $handler:expr;
+    )*) => {
+        $(
+            $(#[doc = $doc])*
+            fn $name(msg: &mut SipMsg, args: &ScriptArgs) -> Result<Ret> {
+                script_functions!(@call $handler, msg, args, ($($param),*))
+            }
+        )*
+
+        const COUNT: usize = [$(stringify!($name)),*].len();
+
+        /// The native cfg functions, ended by an empty entry.
+        pub(in crate::ffi) static mut CFG_FUNCTIONS: [cmd_export_t; COUNT + 1] = [
+            $(cfg_export(
+                c_name(concat!(stringify!($name), "\0")),
+                script_functions!(@cfg_entry $name, ($($param),*)),
+                &[$(Param::$param),*],
+                $routes,
+            ),)*
+            CFG_END,
+        ];
+
+        /// The KEMI functions, ended by an empty entry.
+        pub(in crate::ffi) static mut KEMI_FUNCTIONS: [sr_kemi_t; COUNT + 1] = [
+            $(kemi_export(
+                c_name(concat!(stringify!($name), "\0")),
+                script_functions!(@kemi_entry $name, ($($param),*)),
+                &[$(Param::$param),*],
+            ),)*
+            KEMI_END,
+        ];
+    };
+
+    (@call $handler:expr, $msg:ident, $args:ident, ()) => {{
+        let _ = $args;
+        ($handler)($msg).map(Into::into)
+    }};
+    (@call $handler:expr, $msg:ident, $args:ident, ($p1:ident, $p2:ident)) => {
+        ($handler)($msg, $args).map(Into::into)
+    };
+
+    (@cfg_entry $name:ident, ()) => {{
+        unsafe extern "C" fn entry(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+            // SAFETY: Kamailio passes the message being routed.
+            unsafe { run_script(stringify!($name), msg, ScriptArgs::none(), $name) }
+        }
+        entry
+    }};
+    (@cfg_entry $name:ident, ($k1:ident, $k2:ident)) => {{
+        unsafe extern "C" fn entry(msg: *mut sip_msg, p1: *mut c_char, p2: *mut c_char) -> c_int {
+            // SAFETY: Kamailio passes the message being routed and the
+            // parameters as fixed up by the fixups cfg_export chose for the
+            // parameter kinds.
+            unsafe { run_script(stringify!($name), msg, ScriptArgs::fixed_up(p1, p2), $name) }
+        }
+        entry
+    }};
+
+    (@kemi_entry $name:ident, ()) => {{
+        unsafe extern "C" fn entry(msg: *mut sip_msg) -> c_int {
+            // SAFETY: KEMI passes the message being routed.
+            unsafe { run_script(stringify!($name), msg, ScriptArgs::none(), $name) }
+        }
+        entry as *mut c_void
+    }};
+    (@kemi_entry $name:ident, ($k1:ident, $k2:ident)) => {{
+        unsafe extern "C" fn entry(msg: *mut sip_msg, p1: *mut str_, p2: *mut str_) -> c_int {
+            // SAFETY: KEMI passes the message being routed and the
+            // script's string arguments, valid for the call.
+            unsafe { run_script(stringify!($name), msg, ScriptArgs::kemi(p1, p2), $name) }
+        }
+        entry as *mut c_void
+    }};
+}
+pub(in crate::ffi) use script_functions;
