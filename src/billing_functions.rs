@@ -56,7 +56,9 @@ pub const BILLING_FIELDS: [&str; 6] = ["duration", "billed", "cost", "currency",
 /// is returned then: "will be recorded if it belongs to a hidden call").
 pub fn billing_start(msg: &mut SipMsg) -> Result<bool> {
     if !msg.is_reply() {
-        return Err(Error::new("billing_start() is for replies (onreply_route)"));
+        return Err(Error::Misuse(
+            "billing_start() is for replies (onreply_route)",
+        ));
     }
     if current_route() == Route::TmOnReply {
         return match Transaction::current() {
@@ -93,7 +95,7 @@ fn start_for(msg: &SipMsg, t: &Transaction) -> Result<bool> {
     }
     let request = t
         .request()
-        .ok_or_else(|| Error::new("billing_start: the transaction has no request"))?;
+        .ok_or_else(|| Error::Kamailio("billing_start: the transaction has no request"))?;
     let ids = DialogIds::from_message(request.buf())?;
     if !ids.cseq_method.eq_ignore_ascii_case("INVITE") {
         return Ok(false);
@@ -110,7 +112,7 @@ fn start_for(msg: &SipMsg, t: &Transaction) -> Result<bool> {
         .from
         .tag
         .as_deref()
-        .ok_or_else(|| Error::new("billing_start: the From header has no tag"))?;
+        .ok_or_else(|| Error::Malformed("billing_start: the From header has no tag"))?;
     let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
     let mut record = vec![store_state::ACTIVE];
     record.extend_from_slice(
@@ -156,7 +158,9 @@ fn printable(s: &str) -> String {
 /// log the billing line and write the CDR.
 pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
     if !msg.is_request() {
-        return Err(Error::new("billing_stop() is for requests (request_route)"));
+        return Err(Error::Misuse(
+            "billing_stop() is for requests (request_route)",
+        ));
     }
     let end_ms = now_ms();
     let mut ids = DialogIds::from_message(msg.buf())?;
@@ -205,11 +209,11 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
         log::debug!("billing_stop: nothing to bill for Call-ID {}", ids.call_id);
         return Ok(Ret::Code(NOTHING_TO_BILL));
     };
-    let record = AnswerRecord::decode(raw.get(1..).unwrap_or_default()).map_err(|e| {
-        Error::new(format!(
-            "billing_stop: the billing record of Call-ID {} is unreadable ({e}); not billed",
-            ids.call_id
-        ))
+    let record = AnswerRecord::decode(raw.get(1..).unwrap_or_default()).map_err(|error| {
+        Error::UnreadableBill {
+            call_id: ids.call_id.to_string(),
+            error,
+        }
     })?;
     let cfg = current_config()?;
     let bill = Bill::new(&cfg, &ids.call_id, record, end_ms, hung_up_by, node);
@@ -337,15 +341,16 @@ pub fn reload_rates() -> Result<usize> {
     let path = base
         .rates_file
         .as_ref()
-        .ok_or_else(|| Error::new("no billing_rates_file is configured"))?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::new(format!("rates file {}: cannot read: {e}", path.display())))?;
-    let table = RateTable::parse(&path.display().to_string(), &text, &base.default)
-        .map_err(|e| Error::new(e.to_string()))?;
+        .ok_or(Error::Config("no billing_rates_file is configured"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::RatesFileUnreadable {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    })?;
+    let table = RateTable::parse(&path.display().to_string(), &text, &base.default)?;
     with_store("topos_rs.rates_reload", |s| {
         s.put(&rates_key(), text.as_bytes(), RATES_TTL)
     })
-    .ok_or_else(|| Error::new("storage unavailable"))?;
+    .ok_or(Error::Storage("storage unavailable"))?;
     if let Some(st) = stats::get() {
         st.rates_generation.fetch_add(1, Ordering::AcqRel);
     }
