@@ -7,12 +7,12 @@ use crate::billing::rates::RateTable;
 use crate::billing::{BillingConfig, CdrSink};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::ffi::guard::Ret;
 use crate::ffi::msg::SipMsg;
 use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::Transaction;
 use crate::ffi::tx_state::Kind;
 use crate::message_context;
+use crate::script_result::ScriptResult;
 use crate::sip::dialog_ids::DialogIds;
 use crate::state::{self, with_store};
 use crate::stats;
@@ -30,10 +30,6 @@ pub const RECORD_TTL: Duration = Duration::from_secs(86_400);
 /// A billed call's record stays this long as a tombstone: longer than tm
 /// keeps the INVITE transaction a late 2xx could still match.
 pub const BILL_GRACE: Duration = Duration::from_secs(300);
-
-/// `billing_stop()` return value for a BYE with nothing to bill (an
-/// unanswered call, a BYE already billed, or an unknown dialog).
-pub const NOTHING_TO_BILL: i32 = -2;
 
 thread_local! {
     /// This process's billing configuration and the rates generation it
@@ -56,7 +52,9 @@ pub const BILLING_FIELDS: [&str; 6] = ["duration", "billed", "cost", "currency",
 /// is returned then: "will be recorded if it belongs to a hidden call").
 pub fn billing_start(msg: &mut SipMsg) -> Result<bool> {
     if !msg.is_reply() {
-        return Err(Error::new("billing_start() is for replies (onreply_route)"));
+        return Err(Error::Misuse(
+            "billing_start() is for replies (onreply_route)",
+        ));
     }
     if current_route() == Route::TmOnReply {
         return match Transaction::current() {
@@ -91,9 +89,9 @@ fn start_for(msg: &SipMsg, t: &Transaction) -> Result<bool> {
         log::debug!("billing_start: not a 2xx of a hidden dialog-creating request");
         return Ok(false);
     }
-    let request = t
-        .request()
-        .ok_or_else(|| Error::new("billing_start: the transaction has no request"))?;
+    let request = t.request().ok_or(Error::Kamailio(
+        "billing_start: the transaction has no request",
+    ))?;
     let ids = DialogIds::from_message(request.buf())?;
     if !ids.cseq_method.eq_ignore_ascii_case("INVITE") {
         return Ok(false);
@@ -106,11 +104,9 @@ fn start_for(msg: &SipMsg, t: &Transaction) -> Result<bool> {
         );
         return Ok(false);
     }
-    let tag = ids
-        .from
-        .tag
-        .as_deref()
-        .ok_or_else(|| Error::new("billing_start: the From header has no tag"))?;
+    let tag = ids.from.tag.as_deref().ok_or(Error::Malformed(
+        "billing_start: the From header has no tag",
+    ))?;
     let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
     let mut record = vec![store_state::ACTIVE];
     record.extend_from_slice(
@@ -154,9 +150,11 @@ fn printable(s: &str) -> String {
 /// `billing_stop()`: on a BYE from either side, take the call's record
 /// (atomically: only one BYE, on one node, ever gets it), price the call,
 /// log the billing line and write the CDR.
-pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
+pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<ScriptResult> {
     if !msg.is_request() {
-        return Err(Error::new("billing_stop() is for requests (request_route)"));
+        return Err(Error::Misuse(
+            "billing_stop() is for requests (request_route)",
+        ));
     }
     let end_ms = now_ms();
     let mut ids = DialogIds::from_message(msg.buf())?;
@@ -197,19 +195,19 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
                     "billing_stop: storage failed; call {} not billed by this BYE",
                     printable(&ids.call_id)
                 );
-                return Ok(Ret::False);
+                return Ok(ScriptResult::False);
             }
         }
     }
     let Some((raw, hung_up_by)) = found else {
         log::debug!("billing_stop: nothing to bill for Call-ID {}", ids.call_id);
-        return Ok(Ret::Code(NOTHING_TO_BILL));
+        return Ok(ScriptResult::NothingToBill);
     };
-    let record = AnswerRecord::decode(raw.get(1..).unwrap_or_default()).map_err(|e| {
-        Error::new(format!(
-            "billing_stop: the billing record of Call-ID {} is unreadable ({e}); not billed",
-            ids.call_id
-        ))
+    let record = AnswerRecord::decode(raw.get(1..).unwrap_or_default()).map_err(|error| {
+        Error::UnreadableBill {
+            call_id: ids.call_id.to_string(),
+            error,
+        }
     })?;
     let cfg = current_config()?;
     let bill = Bill::new(&cfg, &ids.call_id, record, end_ms, hung_up_by, node);
@@ -232,7 +230,7 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<Ret> {
         bill.hangup.as_str().to_string(),
     ];
     message_context::write(msg.identity(), |c| c.last_bill = Some(fields));
-    Ok(Ret::True)
+    Ok(ScriptResult::True)
 }
 
 /// Writes the CDR to the configured sink. A CDR that cannot be written is
@@ -337,15 +335,16 @@ pub fn reload_rates() -> Result<usize> {
     let path = base
         .rates_file
         .as_ref()
-        .ok_or_else(|| Error::new("no billing_rates_file is configured"))?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::new(format!("rates file {}: cannot read: {e}", path.display())))?;
-    let table = RateTable::parse(&path.display().to_string(), &text, &base.default)
-        .map_err(|e| Error::new(e.to_string()))?;
+        .ok_or(Error::Config("no billing_rates_file is configured"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::RatesFileUnreadable {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    })?;
+    let table = RateTable::parse(&path.display().to_string(), &text, &base.default)?;
     with_store("topos_rs.rates_reload", |s| {
         s.put(&rates_key(), text.as_bytes(), RATES_TTL)
     })
-    .ok_or_else(|| Error::new("storage unavailable"))?;
+    .ok_or(Error::Storage("storage unavailable"))?;
     if let Some(st) = stats::get() {
         st.rates_generation.fetch_add(1, Ordering::AcqRel);
     }

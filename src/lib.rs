@@ -29,6 +29,7 @@ pub mod hooks;
 pub mod message_context;
 #[cfg(not(any(test, fuzzing)))]
 pub mod rpc_commands;
+pub mod script_result;
 pub mod sip;
 pub mod state;
 pub mod stats;

@@ -5,7 +5,7 @@
 //! `LOG_EVERY`, with a count of what was suppressed), so a Redis outage
 //! under load does not flood the log; callers get `None` and return false.
 
-use crate::config::{ModuleConfig, Storage};
+use crate::config::{ModuleConfig, ParamError, Storage};
 use crate::error::{Error, Result};
 use crate::store::lmdb::LmdbStore;
 use crate::store::redis::RedisStore;
@@ -62,16 +62,14 @@ pub fn log_refusal(text: &str) {
 /// Freezes the configuration (mod_init, before the fork).
 pub fn configure(cfg: ModuleConfig) -> Result<&'static ModuleConfig> {
     if cfg.storage.is_none() {
-        return Err(Error::new("storage not resolved"));
+        return Err(Error::Storage("storage not resolved"));
     }
     let _ = CONFIG.set(cfg);
     config()
 }
 
 pub fn config() -> Result<&'static ModuleConfig> {
-    CONFIG
-        .get()
-        .ok_or_else(|| Error::new("topos_rs is not initialized"))
+    CONFIG.get().ok_or(Error::NotInitialized)
 }
 
 fn open(cfg: &ModuleConfig) -> StoreResult<Box<dyn Store>> {
@@ -85,7 +83,7 @@ fn open(cfg: &ModuleConfig) -> StoreResult<Box<dyn Store>> {
 /// Redis connects on first use.
 pub fn open_for_this_process() -> Result<()> {
     let cfg = config()?;
-    let store = open(cfg).map_err(|e| Error::new(e.to_string()))?;
+    let store = open(cfg)?;
     STORE.with(|s| {
         *s.borrow_mut() = Some(ProcessStore {
             generation: fork_generation(),
@@ -156,18 +154,24 @@ fn rate_limited(
     });
 }
 
+/// A `storage` modparam that cannot be used.
+fn storage_param(message: String) -> Error {
+    Error::Param(ParamError {
+        param: "storage",
+        message,
+    })
+}
+
 /// Start-up check (mod_init, before the fork): the LMDB directory must be
 /// writable; an unreachable Redis is only a warning (it may come up later).
 pub fn check_storage(cfg: &ModuleConfig) -> Result<()> {
     match cfg.storage.as_ref() {
-        Some(Storage::Lmdb { dir }) => {
-            LmdbStore::check_dir(dir).map_err(|e| Error::new(format!("modparam \"storage\": {e}")))
-        }
+        Some(Storage::Lmdb { dir }) => LmdbStore::check_dir(dir).map_err(storage_param),
         Some(Storage::Redis {
             url, host, port, ..
         }) => {
             let mut r = RedisStore::new(url, cfg.redis_timeout)
-                .map_err(|e| Error::new(format!("modparam \"storage\": {e}")))?;
+                .map_err(|e| storage_param(e.to_string()))?;
             if let Err(e) = r.ping() {
                 log::warn!(
                     "Redis at {host}:{port} is not reachable at start-up ({e}); \
@@ -176,7 +180,7 @@ pub fn check_storage(cfg: &ModuleConfig) -> Result<()> {
             }
             Ok(())
         }
-        None => Err(Error::new("modparam \"storage\": not resolved")),
+        None => Err(storage_param("not resolved".into())),
     }
 }
 

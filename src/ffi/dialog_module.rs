@@ -18,7 +18,7 @@ pub fn bind() -> Result<bool> {
     match unsafe { topos_shim_bind_dialog() } {
         1 => Ok(true),
         0 => Ok(false),
-        _ => Err(Error::new("cannot bind the dialog module's API")),
+        _ => Err(Error::Kamailio("cannot bind the dialog module's API")),
     }
 }
 

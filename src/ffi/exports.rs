@@ -138,7 +138,7 @@ fn init() -> Result<()> {
         let p = super::bindings::topos_shim_shm_malloc(std::mem::size_of::<crate::stats::Stats>())
             as *mut crate::stats::Stats;
         if p.is_null() {
-            return Err(crate::error::Error::new(
+            return Err(crate::error::Error::OutOfMemory(
                 "out of shared memory for statistics",
             ));
         }
@@ -148,7 +148,9 @@ fn init() -> Result<()> {
     // SAFETY: registers a handler that only bumps an atomic counter in the
     // child of each fork (no allocation, no lock).
     if unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) } != 0 {
-        return Err(crate::error::Error::new("cannot register the fork handler"));
+        return Err(crate::error::Error::Kamailio(
+            "cannot register the fork handler",
+        ));
     }
     // SAFETY: registers a 'static callback with the core.
     let rc = unsafe {
@@ -162,7 +164,7 @@ fn init() -> Result<()> {
         )
     };
     if rc < 0 {
-        return Err(crate::error::Error::new(
+        return Err(crate::error::Error::Kamailio(
             "cannot register the post-script callback",
         ));
     }
@@ -179,7 +181,7 @@ fn init() -> Result<()> {
         // SAFETY: registers a 'static callback with the core's timer.
         if unsafe { register_timer(Some(sweep_timer), std::ptr::null_mut(), SWEEP_INTERVAL_S) } < 0
         {
-            return Err(crate::error::Error::new(
+            return Err(crate::error::Error::Kamailio(
                 "cannot register the storage sweep timer",
             ));
         }

@@ -85,7 +85,7 @@ fn pkg_copy(text: &[u8]) -> Result<*mut c_char> {
     unsafe {
         let p = topos_shim_pkg_malloc(text.len().max(1)) as *mut c_char;
         if p.is_null() {
-            return Err(Error::new("out of pkg memory for a lump"));
+            return Err(Error::OutOfMemory("out of pkg memory for a lump"));
         }
         std::ptr::copy_nonoverlapping(text.as_ptr(), p as *mut u8, text.len());
         Ok(p)
@@ -276,7 +276,7 @@ impl<'k> SipMsg<'k> {
         // SAFETY: check_range vetted the range against the message buffer.
         let l = unsafe { del_lump(self.as_ptr(), range.start as c_int, range.len() as c_int, 0) };
         if l.is_null() {
-            return Err(Error::new(
+            return Err(Error::OutOfMemory(
                 "cannot create a deletion lump (out of pkg memory?)",
             ));
         }
@@ -287,7 +287,7 @@ impl<'k> SipMsg<'k> {
         // SAFETY: check_range vetted the offset against the message buffer.
         let anchor = unsafe { anchor_lump(self.as_ptr(), at as c_int, 0, 0) };
         if anchor.is_null() {
-            return Err(Error::new(
+            return Err(Error::OutOfMemory(
                 "cannot create an anchor lump (out of pkg memory?)",
             ));
         }
@@ -298,7 +298,7 @@ impl<'k> SipMsg<'k> {
             let Ok(a) = a else {
                 // SAFETY: `b` was not adopted by any lump.
                 unsafe { topos_shim_pkg_free(b.cast()) };
-                return Err(Error::new("out of pkg memory for a lump"));
+                return Err(Error::OutOfMemory("out of pkg memory for a lump"));
             };
             // SAFETY: anchor is a fresh lump of this message; the shim
             // adopts or frees both texts except on -1.
@@ -321,7 +321,7 @@ impl<'k> SipMsg<'k> {
             return if rc == 0 {
                 Ok(())
             } else {
-                Err(Error::new("cannot create a send-socket lump"))
+                Err(Error::Kamailio("cannot create a send-socket lump"))
             };
         }
         let copy = pkg_copy(text)?;
@@ -330,7 +330,7 @@ impl<'k> SipMsg<'k> {
         unsafe {
             if insert_new_lump_after(anchor, copy, text.len() as c_int, 0).is_null() {
                 topos_shim_pkg_free(copy.cast());
-                return Err(Error::new("cannot create an insertion lump"));
+                return Err(Error::Kamailio("cannot create an insertion lump"));
             }
         }
         Ok(())
@@ -345,7 +345,7 @@ impl<'k> SipMsg<'k> {
         };
         // SAFETY: the core copies the URI into the message (pkg memory).
         if unsafe { rewrite_uri(self.as_ptr(), &mut u) } < 0 {
-            return Err(Error::new("cannot set the Request-URI"));
+            return Err(Error::Kamailio("cannot set the Request-URI"));
         }
         match next_hop {
             Some(hop) => {
@@ -355,7 +355,7 @@ impl<'k> SipMsg<'k> {
                 };
                 // SAFETY: as above.
                 if unsafe { set_dst_uri(self.as_ptr(), &h) } < 0 {
-                    return Err(Error::new("cannot set the next hop"));
+                    return Err(Error::Kamailio("cannot set the next hop"));
                 }
             }
             // SAFETY: clears a next hop loose_route() may have set.
@@ -497,12 +497,11 @@ impl<'k> SipMsg<'k> {
 
     fn check_range(&self, r: &Range<usize>) -> Result<()> {
         if r.start > r.end || r.end > self.buf().len() {
-            return Err(Error::new(format!(
-                "lump range {}..{} outside a {}-byte message",
-                r.start,
-                r.end,
-                self.buf().len()
-            )));
+            return Err(Error::LumpOutOfRange {
+                start: r.start,
+                end: r.end,
+                len: self.buf().len(),
+            });
         }
         Ok(())
     }
@@ -513,7 +512,7 @@ impl<'k> SipMsg<'k> {
     pub fn top_via_update(&self) -> Result<OwnedTopViaUpdate> {
         let m = self.get();
         if m.via1.is_null() {
-            return Err(Error::new("request has no parsed top Via"));
+            return Err(Error::Malformed("request has no parsed top Via"));
         }
         let mut out = OwnedTopViaUpdate::default();
         // SAFETY: via1 is non-null and belongs to this message; the
@@ -522,15 +521,14 @@ impl<'k> SipMsg<'k> {
             if received_test(self.as_ptr()) != 0 {
                 let mut len = 0;
                 let p = received_builder(self.as_ptr(), &mut len);
-                out.received = Some(
-                    take_pkg_text(p, len).ok_or_else(|| Error::new("received_builder failed"))?,
-                );
+                out.received =
+                    Some(take_pkg_text(p, len).ok_or(Error::Kamailio("received_builder failed"))?);
             }
             if rport_rule(self.as_ptr()) {
                 let mut len = 0;
                 let p = rport_builder(self.as_ptr(), &mut len);
                 out.rport =
-                    Some(take_pkg_text(p, len).ok_or_else(|| Error::new("rport_builder failed"))?);
+                    Some(take_pkg_text(p, len).ok_or(Error::Kamailio("rport_builder failed"))?);
             }
         }
         Ok(out)
@@ -544,7 +542,7 @@ impl<'k> SipMsg<'k> {
         // the result points into pkg/static memory valid during the call.
         unsafe {
             if topos_shim_param_str(self.as_ptr(), p.0.cast(), &mut out) < 0 {
-                return Err(Error::new("cannot evaluate a string parameter"));
+                return Err(Error::Kamailio("cannot evaluate a string parameter"));
             }
             if out.s.is_null() || out.len <= 0 {
                 return Ok(Vec::new());
@@ -566,7 +564,7 @@ impl<'k> SipMsg<'k> {
             )
         };
         if rc < 0 {
-            return Err(Error::new("cannot set the result variable"));
+            return Err(Error::Kamailio("cannot set the result variable"));
         }
         Ok(())
     }
@@ -594,7 +592,7 @@ impl<'k> SipMsg<'k> {
         let mut cseq = str_::default();
         // SAFETY: the shim parses this message and returns views into it.
         if unsafe { topos_shim_callid_cseq(self.as_ptr(), &mut callid, &mut cseq) } < 0 {
-            return Err(Error::new("cannot parse Call-ID / CSeq"));
+            return Err(Error::Malformed("cannot parse Call-ID / CSeq"));
         }
         Ok((callid, cseq))
     }

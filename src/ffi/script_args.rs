@@ -71,14 +71,14 @@ impl ScriptArgs {
             },
         };
         if rc < 0 {
-            return Err(Error::new("cannot set the result variable"));
+            return Err(Error::Kamailio("cannot set the result variable"));
         }
         Ok(())
     }
 }
 
 fn missing() -> Error {
-    Error::new("missing parameter")
+    Error::Misuse("missing parameter")
 }
 
 /// A KEMI string argument's bytes (empty for an empty string).

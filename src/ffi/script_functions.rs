@@ -7,13 +7,13 @@ use super::bindings::{
     cmd_export_t, server_id, sip_msg, sr_kemi_t, str_, ANY_ROUTE, BRANCH_ROUTE, CORE_ONREPLY_ROUTE,
     FAILURE_ROUTE, LOCAL_ROUTE, REQUEST_ROUTE, TM_ONREPLY_ROUTE,
 };
-use super::guard::Ret;
 use super::msg::SipMsg;
 use super::script_args::ScriptArgs;
 use super::script_table::{
     c_name, cfg_export, kemi_export, run_script, script_functions, Param, CFG_END, KEMI_END,
 };
 use crate::error::Result;
+use crate::script_result::ScriptResult;
 use crate::{billing_functions, diagnostics, topos};
 use std::os::raw::{c_char, c_int, c_void};
 

@@ -8,10 +8,11 @@ use super::bindings::{
     topos_shim_fixup_free_str_str, topos_shim_fixup_str_pv, topos_shim_fixup_str_str, SR_KEMIP_INT,
     SR_KEMIP_NONE, SR_KEMIP_STR,
 };
-use super::guard::{guard, script_result, Ret};
+use super::guard::guard;
 use super::msg::SipMsg;
 use super::script_args::ScriptArgs;
 use crate::error::Result;
+use crate::script_result::{self, ScriptResult};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 
@@ -25,7 +26,7 @@ pub enum Param {
 }
 
 /// A script function's behaviour, the same for cfg and KEMI calls.
-pub type Handler = fn(&mut SipMsg, &ScriptArgs) -> Result<Ret>;
+pub type Handler = fn(&mut SipMsg, &ScriptArgs) -> Result<ScriptResult>;
 
 /// The function Kamailio calls for a native cfg function.
 pub type CfgEntry = unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int;
@@ -44,8 +45,8 @@ pub unsafe fn run_script(
     guard(name, || {
         // SAFETY: per the function's contract.
         match unsafe { SipMsg::from_raw(msg) } {
-            Some(mut m) => script_result(name, handler(&mut m, &args)),
-            None => -1,
+            Some(mut m) => script_result::code(name, handler(&mut m, &args)),
+            None => ScriptResult::False.code(),
         }
     })
 }
@@ -162,7 +163,7 @@ pub unsafe fn register_kemi(table: *mut sr_kemi_t) -> c_int {
 /// (`Text`/`Variable`, see `Param`); `ROUTES` are the cfg routing blocks
 /// it may be called from (KEMI does not restrict them); `handler` takes
 /// `&mut SipMsg` (and `&ScriptArgs` when the function has parameters) and
-/// returns a `Result` of anything `Into<Ret>`.
+/// returns a `Result` of anything `Into<ScriptResult>`.
 macro_rules! script_functions {
     ($(
         $(#[doc = $doc:expr])*
@@ -170,7 +171,7 @@ macro_rules! script_functions {
     )*) => {
         $(
             $(#[doc = $doc])*
-            fn $name(msg: &mut SipMsg, args: &ScriptArgs) -> Result<Ret> {
+            fn $name(msg: &mut SipMsg, args: &ScriptArgs) -> Result<ScriptResult> {
                 script_functions!(@call $handler, msg, args, ($($param),*))
             }
         )*

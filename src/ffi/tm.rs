@@ -56,7 +56,7 @@ pub fn load() -> Result<()> {
     let mut binds = tm_binds::default();
     // SAFETY: load_tm fills the table; tm must be loaded before us.
     if unsafe { topos_shim_load_tm(&mut binds) } < 0 {
-        return Err(Error::new(
+        return Err(Error::Kamailio(
             "cannot bind the tm module API: loadmodule \"tm.so\" before \"topos_rs.so\"",
         ));
     }
@@ -67,7 +67,7 @@ pub fn load() -> Result<()> {
 fn api() -> Result<&'static tm_binds> {
     TM.get()
         .map(|t| &t.0)
-        .ok_or_else(|| Error::new("tm API not bound"))
+        .ok_or(Error::Kamailio("tm API not bound"))
 }
 
 /// A tm transaction (`struct cell`, in shared memory).
@@ -164,11 +164,11 @@ pub fn hide_transaction_of(msg: &SipMsg, state: NewTxState) -> Result<()> {
     }
     // A hidden transaction's replies need the hooks.
     if hooks().is_none() {
-        return Err(Error::new("no transaction hooks registered"));
+        return Err(Error::Kamailio("no transaction hooks registered"));
     }
     let register = api()?
         .register_tmcb
-        .ok_or_else(|| Error::new("tm has no register_tmcb"))?;
+        .ok_or(Error::Kamailio("tm has no register_tmcb"))?;
     let t = current.map_or(std::ptr::null_mut(), |t| t.raw.as_ptr());
     let param = state.into_raw();
     // SAFETY: registers a 'static callback; tm owns `param` from now on
@@ -186,9 +186,7 @@ pub fn hide_transaction_of(msg: &SipMsg, state: NewTxState) -> Result<()> {
     if rc <= 0 {
         // SAFETY: tm did not adopt the parameter; it is still ours.
         unsafe { tx_state::release(param) };
-        return Err(Error::new(format!(
-            "tm refused the transaction callbacks ({rc})"
-        )));
+        return Err(Error::TmRefusedCallbacks(rc));
     }
     Ok(())
 }
@@ -211,7 +209,7 @@ pub fn ack_is_absorbed(msg: &mut SipMsg) -> Result<bool> {
         tm.unref_cell,
     ) {
         (Some(a), Some(b), Some(c), Some(d), Some(e)) => (a, b, c, d, e),
-        _ => return Err(Error::new("tm API lacks transaction lookup")),
+        _ => return Err(Error::Kamailio("tm API lacks transaction lookup")),
     };
     let (callid, cseq): (str_, str_) = msg.callid_and_cseq()?;
     // t_lookup_callid() prints both into fixed 1024-byte stack buffers

@@ -57,7 +57,7 @@ pub fn suppress_top_via_update(msg: &mut SipMsg) -> Result<()> {
             restore_global_flag(stale.global_flags);
         }
         if m.via1.is_null() {
-            return Err(Error::new("request has no parsed top Via"));
+            return Err(Error::Malformed("request has no parsed top Via"));
         }
         // SAFETY: ip_addr2a formats the source address into a static buffer
         // that is copied at once; via1 is a valid parsed Via.

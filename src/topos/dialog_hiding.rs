@@ -38,8 +38,7 @@ const BYE_GRACE: Duration = Duration::from_secs(32);
 
 fn random_id() -> Result<[u8; 16]> {
     let mut b = [0u8; 16];
-    getrandom::getrandom(&mut b)
-        .map_err(|e| Error::new(format!("no randomness for a token: {e}")))?;
+    getrandom::getrandom(&mut b).map_err(Error::NoRandomness)?;
     Ok(b)
 }
 
@@ -82,9 +81,9 @@ fn reply_contact_hostport(request: &SipMsg) -> Result<String> {
     if let Some(h) = &cfg.contact_host {
         return Ok(h.clone());
     }
-    request
-        .local_hostport()
-        .ok_or_else(|| Error::new("no local socket for the masked Contact; set contact_host"))
+    request.local_hostport().ok_or(Error::Config(
+        "no local socket for the masked Contact; set contact_host",
+    ))
 }
 
 /// A dialog-creating request: a new dialog id, the Contact masked, the
@@ -100,10 +99,10 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
         .map(|f| f.value.len())
         .sum();
     if caller_side > MAX_RECORD / 2 {
-        return Err(Error::new(format!(
-            "the caller side's Contact and Record-Route take {caller_side} bytes (at most {})",
-            MAX_RECORD / 2
-        )));
+        return Err(Error::CallerSideTooLarge {
+            bytes: caller_side,
+            limit: MAX_RECORD / 2,
+        });
     }
     let id = DialogId::from_random(random_id()?);
     let mut both = [0u8; 32];
@@ -309,8 +308,7 @@ pub fn local_request(msg: &mut SipMsg) -> Result<bool> {
     let Some(Some(raw)) = with_store("topos_request", |s| s.get(&key)) else {
         return Ok(true);
     };
-    let (_, rec) =
-        decode_stored(&raw).map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
+    let (_, rec) = decode_stored(&raw).map_err(Error::UnreadableDialog)?;
     if rec.callee_call_id != rec.call_id && rec.callee_tag == to_tag {
         msg.apply(plan::replace_call_id(h, &rec.callee_call_id))?;
         msg.commit()?;
@@ -357,7 +355,7 @@ pub fn route_in_dialog(
 ) -> Result<InDialog> {
     let ruri = request_line(msg.buf())
         .map(|(_, uri)| String::from_utf8_lossy(uri).into_owned())
-        .ok_or_else(|| Error::new("malformed request line"))?;
+        .ok_or(Error::Malformed("malformed request line"))?;
     let Some((id, target, secret)) = uri_user(&ruri).and_then(parse_token) else {
         return Ok(InDialog::Refused(format!(
             "in-dialog request without a topos_rs token (Request-URI {})",
@@ -408,7 +406,7 @@ pub fn route_in_dialog(
     let key = record_key(&id.hex(), h);
     let lived = with_store("topos_request", |s| s.get_lifecycle(&key, op, Some(guard)));
     let (raw, ended_now) = match lived {
-        None => return Err(Error::new("dialog storage unavailable")),
+        None => return Err(Error::Storage("dialog storage unavailable")),
         Some(Lived::Missing) => {
             return Ok(InDialog::Refused(format!(
                 "unknown or expired dialog {} (Call-ID {})",
@@ -435,8 +433,7 @@ pub fn route_in_dialog(
             )))
         }
     };
-    let (record_state, rec) =
-        decode_stored(&raw).map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
+    let (record_state, rec) = decode_stored(&raw).map_err(Error::UnreadableDialog)?;
     // Counted once, by the request that ended a confirmed dialog.
     if ended_now && record_state == store_state::ACTIVE {
         stats::bump(|s| &s.dialogs_ended);
@@ -515,8 +512,7 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let Some(Some(raw)) = with_store("target refresh", |s| s.get(&key)) else {
         return Ok(());
     };
-    let (record_state, mut rec) =
-        decode_stored(&raw).map_err(|e| Error::new(format!("unreadable dialog record: {e}")))?;
+    let (record_state, mut rec) = decode_stored(&raw).map_err(Error::UnreadableDialog)?;
     let before = rec.clone();
     let (sender, replier) = match target {
         Side::Callee => (&mut rec.caller_contact, &mut rec.callee_contact),

@@ -49,7 +49,7 @@ pub fn on_initial_reply_hidden(f: InitialReplyHidden) {
 /// request whose token is unknown, expired, forged or of another call.
 pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     if !msg.is_request() {
-        return Err(Error::new("topos_request() called for a reply"));
+        return Err(Error::Misuse("topos_request() called for a reply"));
     }
     // A second call for the same message changes nothing.
     let id = msg.identity();
@@ -137,7 +137,7 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
 /// nothing to do yet and it returns true.
 pub fn topos_reply(msg: &mut SipMsg) -> Result<bool> {
     if !msg.is_reply() {
-        return Err(Error::new("topos_reply() called for a request"));
+        return Err(Error::Misuse("topos_reply() called for a request"));
     }
     if current_route() == Route::TmOnReply {
         if let Some(t) = Transaction::current() {
@@ -178,7 +178,7 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     };
     let request = t
         .request()
-        .ok_or_else(|| Error::new("transaction has no request"))?;
+        .ok_or(Error::Kamailio("transaction has no request"))?;
     // Each message's header section is scanned once for the Via and the
     // dialog steps.
     let request_fields = scan_headers(request.buf())?;

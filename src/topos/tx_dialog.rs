@@ -9,7 +9,7 @@ use crate::ffi::tx_state::{Kind, NewTxState, TxState};
 /// A transaction state of dialog `id` (out of shared memory: an error).
 pub fn new_state(kind: Kind, id: DialogId, secrets: Secrets) -> Result<NewTxState> {
     NewTxState::alloc(kind, id.0, secrets.caller, secrets.callee)
-        .ok_or_else(|| Error::new("out of shared memory"))
+        .ok_or(Error::OutOfMemory("out of shared memory"))
 }
 
 /// An in-dialog request's state: the side it goes to, the record's callee

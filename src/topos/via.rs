@@ -15,7 +15,7 @@ use crate::topos::ReplyParts;
 pub fn hide_request_vias(msg: &mut SipMsg, h: Headers<'_>) -> Result<()> {
     let edits: Vec<Edit> = h.vias().map(|v| Edit::Delete(v.line.clone())).collect();
     if edits.is_empty() {
-        return Err(Error::new("request has no Via header"));
+        return Err(Error::Malformed("request has no Via header"));
     }
     msg.apply(edits)
 }
@@ -31,7 +31,7 @@ pub fn restore_reply_vias(parts: &ReplyParts, reply: &mut SipMsg) -> Result<()> 
     let mut vias = h.vias();
     let first = vias
         .next()
-        .ok_or_else(|| Error::new("reply has no Via header"))?;
+        .ok_or(Error::Malformed("reply has no Via header"))?;
     // Only Kamailio's own Via may come back; anything the far side added
     // next to it is dropped. tm removes the first via-parm itself: if the
     // first field holds more (or cannot be read), remove all of it.
