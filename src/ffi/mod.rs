@@ -4,34 +4,33 @@
 //! Everything but `lmdb_env` talks to Kamailio and needs the kamailio
 //! binary's symbols, so unit-test and fuzzing builds leave it out.
 
-#[cfg(not(any(test, fuzzing)))]
-pub mod bindings;
-#[cfg(not(any(test, fuzzing)))]
-pub mod dialog_module;
-#[cfg(not(any(test, fuzzing)))]
-pub mod exports;
-#[cfg(not(any(test, fuzzing)))]
-pub mod guard;
+/// Declares the modules that talk to Kamailio, each left out of unit-test
+/// and fuzzing builds (they link against the kamailio binary's symbols).
+macro_rules! kamailio_linked {
+    ($($module:ident),* $(,)?) => {
+        $(
+            #[cfg(not(any(test, fuzzing)))]
+            pub mod $module;
+        )*
+    };
+}
+
+kamailio_linked!(
+    bindings,
+    dialog_module,
+    exports,
+    guard,
+    logger,
+    module_params,
+    msg,
+    route,
+    rpc,
+    script_args,
+    script_functions,
+    script_table,
+    tm,
+    tx_state,
+    via_swap,
+);
+
 pub mod lmdb_env;
-#[cfg(not(any(test, fuzzing)))]
-pub mod logger;
-#[cfg(not(any(test, fuzzing)))]
-pub mod module_params;
-#[cfg(not(any(test, fuzzing)))]
-pub mod msg;
-#[cfg(not(any(test, fuzzing)))]
-pub mod route;
-#[cfg(not(any(test, fuzzing)))]
-pub mod rpc;
-#[cfg(not(any(test, fuzzing)))]
-pub mod script_args;
-#[cfg(not(any(test, fuzzing)))]
-pub mod script_functions;
-#[cfg(not(any(test, fuzzing)))]
-pub mod script_table;
-#[cfg(not(any(test, fuzzing)))]
-pub mod tm;
-#[cfg(not(any(test, fuzzing)))]
-pub mod tx_state;
-#[cfg(not(any(test, fuzzing)))]
-pub mod via_swap;
