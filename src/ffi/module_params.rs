@@ -27,26 +27,21 @@ pub fn take_config() -> ModuleConfig {
 /// Applies one parameter value to the configuration; errors are logged and
 /// stop Kamailio's start-up (the parser reports the modparam line).
 fn apply(spec: &ParamSpec, value: ParamValue) -> c_int {
-    // Parameters are set while the config is parsed, before mod_init.
-    logger::init();
-    let entry = format!("modparam {}", spec.name.to_string_lossy());
-    guard(&entry, || {
-        let mut cfg = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
-        let cfg = cfg.get_or_insert_with(ModuleConfig::default);
-        let applied = match (spec.setter, value) {
-            (ParamSetter::Int(set), ParamValue::Int(v)) => set(cfg, v),
-            (ParamSetter::Text(set), ParamValue::Text(v)) => set(cfg, &v),
-            // The table gives each parameter the type its setter takes.
-            _ => unreachable!("parameter value of the wrong type"),
-        };
-        match applied {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("{e}");
-                -1
-            }
+    let mut cfg = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = cfg.get_or_insert_with(ModuleConfig::default);
+    let applied = match (spec.setter, value) {
+        (ParamSetter::Int(set), ParamValue::Int(v)) => set(cfg, v),
+        (ParamSetter::Text(set), ParamValue::Text(v)) => set(cfg, &v),
+        // The table gives each parameter the type its setter takes.
+        _ => unreachable!("parameter value of the wrong type"),
+    };
+    match applied {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e}");
+            -1
         }
-    })
+    }
 }
 
 enum ParamValue {
@@ -57,15 +52,19 @@ enum ParamValue {
 /// Kamailio's callback for parameter `PARAMS[I]` (the callback is not told
 /// which parameter it sets, so each has its own).
 unsafe extern "C" fn set_param<const I: usize>(_kind: c_uint, val: *mut c_void) -> c_int {
+    // Parameters are set while the config is parsed, before mod_init.
+    logger::init();
     let spec = &PARAMS[I];
-    let value = match spec.setter {
-        // An integer parameter arrives as the pointer value itself.
-        ParamSetter::Int(_) => ParamValue::Int(val as isize as i64),
-        // SAFETY: for a PARAM_STRING parameter Kamailio passes its
-        // NUL-terminated string.
-        ParamSetter::Text(_) => ParamValue::Text(unsafe { param_text(val) }),
-    };
-    apply(spec, value)
+    guard(&format!("modparam {}", spec.name.to_string_lossy()), || {
+        let value = match spec.setter {
+            // An integer parameter arrives as the pointer value itself.
+            ParamSetter::Int(_) => ParamValue::Int(val as isize as i64),
+            // SAFETY: for a PARAM_STRING parameter Kamailio passes its
+            // NUL-terminated string.
+            ParamSetter::Text(_) => ParamValue::Text(unsafe { param_text(val) }),
+        };
+        apply(spec, value)
+    })
 }
 
 /// A string parameter's text.
