@@ -1271,13 +1271,18 @@ class Harness:
                           extra=[f"X-Attack-Forged: {kind}"])
         f.send(f.o, req, "forged token")
 
-    def flow_reject(self, fuzz):
+    def ringing_flow(self, kind):
+        """A new call of `kind` that has rung: INVITE through, 180 back."""
         o, t = self.sides()
-        f = Flow(self, "reject", o, t)
+        f = Flow(self, kind, o, t)
         f.send(o, f.invite(), "call")
         inv = f.inv = f.req(t, "INVITE")
         f.send(t, build_reply(t, inv, 180, "Ringing", f.ttag), "call")
         f.rep(o, {180}, "INVITE")
+        return f, o, t, inv
+
+    def flow_reject(self, fuzz):
+        f, o, t, inv = self.ringing_flow("reject")
         code, reason = self.rng.choice([(486, "Busy Here"), (603, "Decline"), (302, "Moved"),
                                         (503, "Unavailable"), (404, "Not Found"), (480, "Unavailable")])
         final = build_reply(t, inv, code, reason, f.ttag)
@@ -1297,12 +1302,7 @@ class Harness:
         f.send(f.o, ack, "call")
 
     def flow_cancel(self, fuzz):
-        o, t = self.sides()
-        f = Flow(self, "cancel", o, t)
-        f.send(o, f.invite(), "call")
-        inv = f.inv = f.req(t, "INVITE")
-        f.send(t, build_reply(t, inv, 180, "Ringing", f.ttag), "call")
-        f.rep(o, {180}, "INVITE")
+        f, o, t, inv = self.ringing_flow("cancel")
         cancel = build_request(o, "CANCEL", f.ruri, f.callid, 1, f.frm, f.to,
                                f"z9hG4bK-{f.bid}-inv", contact=False, upstream=False)
         f.send(o, cancel, "call")
