@@ -156,22 +156,11 @@ fn uri_of(nameaddr: &str) -> String {
         .to_string()
 }
 
-fn rr_list(m: &Msg) -> Vec<String> {
-    m.headers("record-route")
-        .iter()
-        .flat_map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// The callee's leg, learnt from the INVITE it received.
 fn callee_leg(inv: &Msg, tag: &str) -> Leg {
     Leg {
         target: uri_of(&inv.header("contact").expect("INVITE without Contact")),
-        route: rr_list(inv),
+        route: inv.values("record-route"),
         from: format!("{};tag={tag}", inv.header("to").unwrap()),
         to: inv.header("from").unwrap(),
         call_id: inv.header("call-id").unwrap(),
@@ -180,7 +169,7 @@ fn callee_leg(inv: &Msg, tag: &str) -> Leg {
 
 /// The caller's leg, learnt from the 2xx it received.
 fn caller_leg(ok: &Msg) -> Leg {
-    let mut route = rr_list(ok);
+    let mut route = ok.values("record-route");
     route.reverse();
     Leg {
         target: uri_of(&ok.header("contact").expect("2xx without Contact")),
@@ -895,15 +884,7 @@ fn serial_forking_second_invite_has_one_contact_one_via_and_its_bye_routes() {
     callee1.reply(&inv1, 486, "Busy Here", "s1");
     callee1.expect_request("ACK");
     let inv2 = callee2.expect_request("INVITE");
-    let contacts: Vec<String> = inv2
-        .headers("contact")
-        .iter()
-        .flat_map(|c| {
-            c.split(',')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let contacts = inv2.values("contact");
     let vias = inv2.vias();
     callee2.reply(&inv2, 200, "OK", "s2");
     let ok = caller.expect_reply(200, "INVITE");
@@ -1043,7 +1024,7 @@ fn uac_auth_call(rehide: bool) {
     soft(&mut errs, "inv2 Contact", || {
         assert_masked_contact(&inv2, k);
     });
-    for rr in rr_list(&inv2) {
+    for rr in inv2.values("record-route") {
         soft(&mut errs, "inv2 Record-Route", || {
             assert!(
                 rr.contains(&k.addr.to_string()),

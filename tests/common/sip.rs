@@ -50,9 +50,10 @@ impl Msg {
         self.headers(name).into_iter().next()
     }
 
-    /// Every Via value, comma-joined bodies split apart.
-    pub fn vias(&self) -> Vec<String> {
-        self.headers("via")
+    /// Every value of header `name`, comma-joined values split apart (the
+    /// test messages carry no quoted commas in these headers).
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.headers(name)
             .iter()
             .flat_map(|v| {
                 v.split(',')
@@ -60,6 +61,11 @@ impl Msg {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// Every Via value, comma-joined bodies split apart.
+    pub fn vias(&self) -> Vec<String> {
+        self.values("via")
     }
 
     pub fn status(&self) -> Option<u32> {
@@ -328,15 +334,7 @@ impl Call {
             .split(";tag=")
             .nth(1)
             .map(|t| t.split(';').next().unwrap().to_string());
-        let mut rr: Vec<String> = ok
-            .headers("record-route")
-            .iter()
-            .flat_map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut rr = ok.values("record-route");
         rr.reverse();
         self.route = rr;
         self.remote_target = ok.header("contact").map(|c| {
