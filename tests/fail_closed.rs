@@ -336,3 +336,48 @@ fn a_full_store_refuses_new_dialogs_and_keeps_routing_the_others() {
     p.caller.expect_reply(200, "BYE");
     still_alive(&k);
 }
+
+/// A reply the tm callback could only reduce is done with: the
+/// transaction's own reply route calling topos_reply() (routing.cfg's
+/// onreply_route[NAMED]) must not hide it a second time (no error, no
+/// second Via stack, nothing of the callee side).
+#[test]
+fn a_reduced_reply_is_not_hidden_again_in_the_named_reply_route() {
+    let k = Kamailio::start(ROUTING, &[]);
+    let p = Parties::new();
+    let mut call = Call::new(
+        "reduced-named",
+        &format!("sip:13545769997@{}", p.callee.addr),
+    );
+    call.upstream_vias = requirement_vias();
+    call.extra_headers = "X-Named-Reply: 1\r\n".into();
+    p.caller.send(k.addr, &call.invite(&p.caller));
+    let inv = p.callee.expect_request("INVITE");
+    // A control byte in a header value: the reply cannot be scanned, so it
+    // cannot be hidden, only reduced.
+    let ok = callee_reply(
+        &inv,
+        "200 OK",
+        Some("t1"),
+        &format!(
+            "Contact: <sip:callee@{}>\r\nX-Ctl: a\x01b\r\nContent-Length: 0\r\n\r\n",
+            p.callee.addr
+        ),
+    );
+    p.callee.send(k.addr, &ok);
+    let got = p.caller.expect_reply(200, "INVITE");
+    assert_callee_hidden(&got, &p.callee);
+    assert!(got.header("contact").is_none(), "{}", got.text);
+    assert_eq!(
+        got.vias().len(),
+        4,
+        "the caller's stack, once:\n{}",
+        got.text
+    );
+    let log = k.log_text();
+    assert!(log.contains("could not be hidden"), "{log}");
+    assert!(
+        !log.contains("topos_reply: "),
+        "topos_reply() failed:\n{log}"
+    );
+}

@@ -5,6 +5,7 @@ use super::{dialog_hiding, hide_reply, reduce_reply};
 use crate::ffi::msg::SipMsg;
 use crate::ffi::tm::{Transaction, TransactionHooks};
 use crate::ffi::tx_state::{Kind, TxState};
+use crate::message_context;
 use crate::stats;
 
 pub struct ToposHooks;
@@ -31,6 +32,9 @@ impl TransactionHooks for ToposHooks {
         if let Err(e) = reduce_reply(t, reply) {
             log::error!("reducing a {status} reply: {e}");
         }
+        // The reply is done with: a topos_reply() in the transaction's
+        // reply route must not hide what was reduced.
+        message_context::write(reply.identity(), |c| c.restored = true);
     }
 
     fn reply_sent(&self, state: &TxState, code: i32) {
