@@ -389,3 +389,38 @@ fn with_mask_callid_kamailio_ends_the_call_with_each_sides_own_call_id() {
         n.cdrs_agree_with(&lines);
     });
 }
+
+/// The hostile twin of the test above: the store is gone when Kamailio
+/// ends the call. topos_request() cannot map the BYE to the callee side,
+/// so it is not sent (fail closed, the config drops it): the callee side
+/// never sees the caller's Call-ID.
+#[test]
+fn with_mask_callid_and_the_store_down_kamailio_never_sends_the_callers_call_id() {
+    let mut n = node(true, &["DIALOG", "MASK_CALLID"]);
+    let p = Parties::new();
+    let id = "masked-end-store-down";
+    let (call, invite, _) = answer(&n.k, &p, id);
+    assert_ne!(invite.header("call-id").as_deref(), Some(id));
+    n._redis.as_mut().unwrap().stop();
+    kamcmd(
+        &n.ctl,
+        &["dlg.terminate_dlg", id, &call.from_tag, "callee-tag"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while let Some(m) = p
+        .callee
+        .recv_within(deadline.saturating_duration_since(Instant::now()))
+    {
+        assert_ne!(
+            m.header("call-id").as_deref(),
+            Some(id),
+            "the callee side got the caller's Call-ID:\n{}",
+            m.text
+        );
+    }
+    let log = n.k.log_text();
+    assert!(
+        log.contains("topos_request: dialog storage unavailable"),
+        "{log}"
+    );
+}

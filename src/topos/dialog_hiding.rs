@@ -285,7 +285,12 @@ fn call_index_key(call_id: &str, caller_tag: &str) -> Vec<u8> {
 
 /// A request Kamailio sends itself into a hidden dialog (event_route
 /// [tm:local-request]): with mask_callid, one to the callee side gets the
-/// Call-ID that side knows. Anything else is left as it is.
+/// Call-ID that side knows; one to the caller side (its From-tag is the
+/// callee's) and one of a dialog topos_rs does not know stay as they are.
+/// Fails closed: when the dialog is known but its record cannot be read
+/// (store down, record gone), the request is refused (false, or an error)
+/// and the script drops it, rather than send the caller's Call-ID to the
+/// callee side.
 pub fn local_request(msg: &mut SipMsg) -> Result<bool> {
     if !state::config()?.mask_callid {
         return Ok(true);
@@ -298,15 +303,28 @@ pub fn local_request(msg: &mut SipMsg) -> Result<bool> {
     };
     // To the callee side, the caller's tag is the From-tag.
     let index = call_index_key(&ids.call_id, from_tag);
-    let Some(Some(raw_id)) = with_store("topos_request", |s| s.get(&index)) else {
+    let Some(found) = with_store("topos_request", |s| s.get(&index)) else {
+        return Err(Error::Storage("dialog storage unavailable"));
+    };
+    let Some(raw_id) = found else {
         return Ok(true);
     };
     let Ok(id) = <[u8; 16]>::try_from(raw_id.as_slice()) else {
-        return Ok(true);
+        return Err(Error::Storage("unreadable Call-ID index record"));
     };
     let key = record_key(&DialogId(id).hex(), tag_hash(to_tag));
-    let Some(Some(raw)) = with_store("topos_request", |s| s.get(&key)) else {
-        return Ok(true);
+    let raw = match with_store("topos_request", |s| s.get(&key)) {
+        None => return Err(Error::Storage("dialog storage unavailable")),
+        Some(None) => {
+            crate::state::log_refusal(&format!(
+                "topos_request: refused: a request Kamailio sends to the callee side of \
+                 dialog {} whose record is gone (Call-ID {}): not sent with the caller's Call-ID",
+                DialogId(id).hex(),
+                printable(&ids.call_id)
+            ));
+            return Ok(false);
+        }
+        Some(Some(raw)) => raw,
     };
     let (_, rec) = decode_stored(&raw).map_err(Error::UnreadableDialog)?;
     if rec.callee_call_id != rec.call_id && rec.callee_tag == to_tag {
@@ -434,6 +452,13 @@ pub fn route_in_dialog(
         }
     };
     let (record_state, rec) = decode_stored(&raw).map_err(Error::UnreadableDialog)?;
+    // The Call-ID index (mask_callid) lives as long as the record it
+    // leads to: a dialog kept up by in-dialog requests past dialog_expire
+    // still gets the dialog module's BYE to its callee side mapped.
+    if !bye && record_state == store_state::ACTIVE && rec.callee_call_id != rec.call_id {
+        let index = call_index_key(&rec.call_id, &rec.caller_tag);
+        with_store("topos_request", |s| s.touch(&index, cfg.dialog_expire));
+    }
     // Counted once, by the request that ended a confirmed dialog.
     if ended_now && record_state == store_state::ACTIVE {
         stats::bump(|s| &s.dialogs_ended);
