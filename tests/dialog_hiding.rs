@@ -379,6 +379,48 @@ fn caller_bye_and_callee_bye_on_both_backends() {
     }
 }
 
+/// A 2xx to a target refresh moves the answering side's target too
+/// (RFC 3261 12.2.1.2); a 2xx that comes after the dialog's BYE moves
+/// nothing and does not bring the dialog back.
+#[test]
+fn the_answer_to_a_reinvite_moves_the_answering_side_and_a_late_one_changes_nothing() {
+    for (backend, redis) in backends() {
+        let k = start(&redis, &[]);
+        let (a, b) = (Party::new("alice"), Party::new("bob"));
+        let d = establish(&k, &a, &b, &format!("reinvite-answer-{backend}"), false);
+
+        // The callee answers the caller's re-INVITE from a new Contact.
+        caller_request(&k, &a, &d, "INVITE", 2, None, "");
+        let re = b.peer.expect_request("INVITE");
+        respond(&b, &re, 200, Some(b.contact_uri(2)), "");
+        let ok = a.peer.expect_reply(200, "INVITE");
+        assert_no_leak(&ok, &b, &[]);
+        caller_request(&k, &a, &d, "ACK", 2, None, "");
+        let ack = b.peer.expect_request("ACK");
+        check_at(&ack, &b, 2, &a);
+        caller_request(&k, &a, &d, "INFO", 3, None, "");
+        let info = b.peer.expect_request("INFO");
+        check_at(&info, &b, 2, &a);
+        respond(&b, &info, 200, None, "");
+        a.peer.expect_reply(200, "INFO");
+
+        // Another re-INVITE whose 200 the callee sends only after the
+        // caller's BYE went through: the dialog stays ended.
+        caller_request(&k, &a, &d, "INVITE", 4, None, "");
+        let late = b.peer.expect_request("INVITE");
+        caller_request(&k, &a, &d, "BYE", 5, None, "");
+        let bye = b.peer.expect_request("BYE");
+        respond(&b, &bye, 200, None, "");
+        a.peer.expect_reply(200, "BYE");
+        respond(&b, &late, 200, Some(b.contact_uri(3)), "");
+        a.peer.expect_reply(200, "INVITE");
+        caller_request(&k, &a, &d, "INFO", 6, None, "");
+        a.peer.expect_reply(404, "INFO");
+        b.peer.expect_silence(Duration::from_millis(300));
+        assert!(k.log_text().contains("has ended"), "{}", k.log_text());
+    }
+}
+
 #[test]
 fn reinvite_from_each_side_moves_the_target() {
     for (backend, redis) in backends() {

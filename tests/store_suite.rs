@@ -141,8 +141,26 @@ fn lifecycle(s: &mut dyn Store) {
             Lived::Ended(b"Epayload".to_vec())
         );
     }
-    // Neither the second BYE nor a request after it renewed the record.
+    // A target refresh writes its value with the state byte the record
+    // has now (what it read, 'C' here, is not written back); after the
+    // end it changes nothing: the dialog is not revived.
+    s.put(b"d2", b"Apayload", LONG).unwrap();
+    assert_eq!(
+        s.get_lifecycle(b"d2", Lifecycle::Replace(b"Cnewload", LONG), None)
+            .unwrap(),
+        Lived::Live(b"Apayload".to_vec())
+    );
+    assert_eq!(s.get(b"d2").unwrap(), Some(b"Anewload".to_vec()));
+    s.get_lifecycle(b"d2", Lifecycle::End(grace), None).unwrap();
+    assert_eq!(
+        s.get_lifecycle(b"d2", Lifecycle::Replace(b"Alateval", LONG), None)
+            .unwrap(),
+        Lived::Ended(b"Enewload".to_vec())
+    );
+    // Neither the second BYE nor a request after it renewed the record
+    // (nor, for d2, the late target refresh).
     std::thread::sleep(grace + Duration::from_millis(300));
+    assert_eq!(s.get(b"d2").unwrap(), None);
     assert_eq!(
         s.get_lifecycle(b"d1", Lifecycle::Refresh(LONG), None)
             .unwrap(),

@@ -13,7 +13,9 @@
 //! and, on file systems that reorder writes, damage the file (delete it: it
 //! holds only the state of calls in progress).
 
-use super::{state, ttl_ms, Guard, Lifecycle, Lived, Store, StoreError, StoreResult, Sweep};
+use super::{
+    replaced, state, ttl_ms, Guard, Lifecycle, Lived, Store, StoreError, StoreResult, Sweep,
+};
 use crate::clock::now_ms;
 use crate::ffi::lmdb_env;
 use heed::types::Bytes;
@@ -216,7 +218,7 @@ impl Store for LmdbStore {
     fn get_lifecycle(
         &mut self,
         key: &[u8],
-        op: Lifecycle,
+        op: Lifecycle<'_>,
         guard: Option<Guard<'_>>,
     ) -> StoreResult<Lived> {
         let refused = |payload: &[u8]| guard.is_some_and(|g| !g.admits(payload));
@@ -267,12 +269,17 @@ impl Store for LmdbStore {
                     db.put(txn, key, &encode(&ended, grace))?;
                     Ok(Lived::EndedNow(payload))
                 }
+                Lifecycle::Replace(value, ttl) => {
+                    db.put(txn, key, &encode(&replaced(&payload, value), ttl))?;
+                    Ok(Lived::Live(payload))
+                }
             }
         });
         match written {
             // A full map must not stop the dialogs already set up: the
-            // request is routed on what was read; only the new lifetime
-            // or end mark is lost (the record expires as it was set).
+            // request is routed on what was read; the new lifetime, end
+            // mark or value is lost (the record expires as it was set), so
+            // it is reported live, never as ended by this call.
             Err(StoreError::Full(why)) => {
                 log::warn!("dialog record not updated ({why}); routed on the stored record");
                 let rtxn = self.env.read_txn().map_err(map_err)?;
@@ -282,12 +289,11 @@ impl Store for LmdbStore {
                     .map_err(map_err)?
                     .and_then(|r| live(r, now))
                     .map(<[u8]>::to_vec);
-                Ok(match (payload, op) {
-                    (None, _) => Lived::Missing,
-                    (Some(p), _) if refused(&p) => Lived::Mismatch,
-                    (Some(p), _) if p.first() == Some(&state::ENDED) => Lived::Ended(p),
-                    (Some(p), Lifecycle::Refresh(_)) => Lived::Live(p),
-                    (Some(p), Lifecycle::End(_)) => Lived::EndedNow(p),
+                Ok(match payload {
+                    None => Lived::Missing,
+                    Some(p) if refused(&p) => Lived::Mismatch,
+                    Some(p) if p.first() == Some(&state::ENDED) => Lived::Ended(p),
+                    Some(p) => Lived::Live(p),
                 })
             }
             other => other,

@@ -61,11 +61,25 @@ pub mod state {
 
 /// What `get_lifecycle` does to a live record that has not ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lifecycle {
+pub enum Lifecycle<'a> {
     /// Renew its lifetime (an in-dialog request).
     Refresh(Duration),
     /// Mark it ended and let it live this much longer (a BYE).
     End(Duration),
+    /// Write this value and lifetime (a target refresh), keeping the state
+    /// byte the record has now: a record that ended or changed state since
+    /// it was read is never written back to the state it was read in.
+    Replace(&'a [u8], Duration),
+}
+
+/// What `Lifecycle::Replace` writes over `current`: the new value with
+/// the current state byte.
+pub fn replaced(current: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = value.to_vec();
+    if let (Some(first), Some(state)) = (out.first_mut(), current.first()) {
+        *first = *state;
+    }
+    out
 }
 
 /// Bytes a lifecycle record must hold at `offset` for `get_lifecycle` to
@@ -121,7 +135,7 @@ pub trait Store {
     fn get_lifecycle(
         &mut self,
         key: &[u8],
-        op: Lifecycle,
+        op: Lifecycle<'_>,
         guard: Option<Guard<'_>>,
     ) -> StoreResult<Lived>;
     /// Sets a new time to live on a live record; false if there is none.

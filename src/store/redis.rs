@@ -124,8 +124,10 @@ impl RedisStore {
 
 /// `get_lifecycle` in one atomic round trip. The first byte of the value
 /// is the record's state ('E' = ended); ARGV[3] (if not empty) must be
-/// found at offset ARGV[4]. Returns {0} (missing), {4} (guard mismatch),
-/// {1, v} (refreshed), {2, v} (ended by this call) or {3, v} (ended before).
+/// found at offset ARGV[4]; ARGV[5] is the value a 'replace' writes (after
+/// the current state byte). Returns {0} (missing), {4} (guard mismatch),
+/// {1, v} (refreshed or replaced), {2, v} (ended by this call) or {3, v}
+/// (ended before).
 const LIFECYCLE_SCRIPT: &str = "\
 local v = redis.call('GET', KEYS[1]) \
 if not v then return {0} end \
@@ -133,6 +135,7 @@ local off = tonumber(ARGV[4]) \
 if #ARGV[3] > 0 and string.sub(v, off + 1, off + #ARGV[3]) ~= ARGV[3] then return {4} end \
 if string.sub(v, 1, 1) == 'E' then return {3, v} end \
 if ARGV[1] == 'end' then redis.call('SETRANGE', KEYS[1], 0, 'E') end \
+if ARGV[1] == 'replace' then redis.call('SET', KEYS[1], string.sub(v, 1, 1) .. string.sub(ARGV[5], 2)) end \
 redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
 if ARGV[1] == 'end' then return {2, v} end \
 return {1, v}";
@@ -141,12 +144,13 @@ impl Store for RedisStore {
     fn get_lifecycle(
         &mut self,
         key: &[u8],
-        op: Lifecycle,
+        op: Lifecycle<'_>,
         guard: Option<Guard<'_>>,
     ) -> StoreResult<Lived> {
-        let (what, ttl) = match op {
-            Lifecycle::Refresh(t) => ("refresh", t),
-            Lifecycle::End(t) => ("end", t),
+        let (what, ttl, value) = match op {
+            Lifecycle::Refresh(t) => ("refresh", t, &[][..]),
+            Lifecycle::End(t) => ("end", t, &[][..]),
+            Lifecycle::Replace(v, t) => ("replace", t, v),
         };
         let mut reply = None;
         // Twice at most: a Redis that lost its scripts (restart, SCRIPT
@@ -169,7 +173,8 @@ impl Store for RedisStore {
                 .arg(what)
                 .arg(ttl_ms(ttl))
                 .arg(guard.map_or(&[][..], |g| g.expect))
-                .arg(guard.map_or(0, |g| g.offset));
+                .arg(guard.map_or(0, |g| g.offset))
+                .arg(value);
             match self.run::<Vec<redis::Value>>(&c) {
                 Err(StoreError::Backend(m))
                     if m.to_uppercase().contains("NOSCRIPT") || m.contains("no script") =>

@@ -552,7 +552,12 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     if rec != before && record_state != store_state::ENDED {
         let ttl = state::config()?.dialog_expire;
         let value = encode_stored(record_state, &rec, state::config()?.bind_source);
-        with_store("target refresh", |s| s.put(&key, &value, ttl));
+        // Written only if the dialog has not ended meanwhile (a BYE
+        // between the read above and this write), with the state the
+        // record has then.
+        with_store("target refresh", |s| {
+            s.get_lifecycle(&key, Lifecycle::Replace(&value, ttl), None)
+        });
     }
     Ok(())
 }
