@@ -11,6 +11,7 @@ use crate::ffi::msg::SipMsg;
 use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::Transaction;
 use crate::ffi::tx_state::Kind;
+use crate::log_text::printable;
 use crate::message_context;
 use crate::script_result::ScriptResult;
 use crate::sip::dialog_ids::DialogIds;
@@ -137,14 +138,6 @@ fn start_for(msg: &SipMsg, t: &Transaction) -> Result<bool> {
             Ok(false)
         }
     }
-}
-
-/// Log text of peer-supplied bytes: one line, bounded.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(128)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 /// `billing_stop()`: on a BYE from either side, take the call's record

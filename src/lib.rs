@@ -26,6 +26,7 @@ pub mod ffi;
 pub mod hex;
 #[cfg(not(any(test, fuzzing)))]
 pub mod hooks;
+pub mod log_text;
 pub mod message_context;
 #[cfg(not(any(test, fuzzing)))]
 pub mod rpc_commands;

@@ -3,6 +3,7 @@
 
 use super::tariff::{format_money, Charge, Tariff};
 use super::BillingConfig;
+use crate::log_text::one_line;
 use crate::store::key::{call_digest_hex, dialog_key};
 use crate::store::record::{Record, RecordError, RecordWriter};
 
@@ -96,13 +97,6 @@ pub struct Bill {
     pub node: i64,
 }
 
-/// Log text must stay one line whatever bytes a peer sent.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 impl Bill {
     /// Prices the call at the tariff of its callee number.
     pub fn new(
@@ -137,9 +131,9 @@ impl Bill {
     pub fn log_line(&self) -> String {
         format!(
             "CALL BILLING - Call-ID: {}, From: {}, To: {}, Duration: {} sec, Cost: {} {}",
-            printable(&self.call_id),
-            printable(&self.record.from_user),
-            printable(&self.record.to_user),
+            one_line(&self.call_id),
+            one_line(&self.record.from_user),
+            one_line(&self.record.to_user),
             self.charge.duration,
             self.cost_text(),
             self.currency

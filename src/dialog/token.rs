@@ -40,14 +40,6 @@ impl Side {
             Side::Callee => 'b',
         }
     }
-
-    /// The side the request comes from.
-    pub fn other(self) -> Side {
-        match self {
-            Side::Caller => Side::Callee,
-            Side::Callee => Side::Caller,
-        }
-    }
 }
 
 /// Both sides' secrets of one dialog.

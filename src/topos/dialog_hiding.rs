@@ -15,6 +15,7 @@ use crate::dialog::token::{binding, parse_token, DialogId, Secrets, Side};
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState, MAX_EARLY};
+use crate::log_text::printable;
 use crate::message_context;
 use crate::sip::dialog_ids::DialogIds;
 use crate::sip::edit::SEND_SOCKET;
@@ -332,14 +333,6 @@ pub fn local_request(msg: &mut SipMsg) -> Result<bool> {
         msg.commit()?;
     }
     Ok(true)
-}
-
-/// Log text of peer-supplied bytes: one line, bounded.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(128)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 /// A final reply to a dialog-creating request went to the caller: early
