@@ -37,10 +37,21 @@ const EARLY_TTL: Duration = Duration::from_secs(900);
 /// re-sent with credentials), then goes.
 const BYE_GRACE: Duration = Duration::from_secs(32);
 
-fn random_id() -> Result<[u8; 16]> {
-    let mut b = [0u8; 16];
-    getrandom::getrandom(&mut b).map_err(Error::NoRandomness)?;
-    Ok(b)
+/// The random bytes of a new dialog, in one system call: its id, both
+/// sides' secrets and (with mask_callid) the callee side's Call-ID.
+struct NewDialogRandom([u8; 64]);
+
+impl NewDialogRandom {
+    fn draw() -> Result<NewDialogRandom> {
+        let mut b = [0u8; 64];
+        getrandom::getrandom(&mut b).map_err(Error::NoRandomness)?;
+        Ok(NewDialogRandom(b))
+    }
+    fn part<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.0[at..at + N]);
+        out
+    }
 }
 
 /// Method and Request-URI of a request's first line, as the sender wrote
@@ -105,18 +116,16 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
             limit: MAX_RECORD / 2,
         });
     }
-    let id = DialogId::from_random(random_id()?);
-    let mut both = [0u8; 32];
-    both[..16].copy_from_slice(&random_id()?);
-    both[16..].copy_from_slice(&random_id()?);
-    let secrets = Secrets::from_random(both);
+    let random = NewDialogRandom::draw()?;
+    let id = DialogId::from_random(random.part(0));
+    let secrets = Secrets::from_random(random.part(16));
     let masked = MaskedContact {
         token: id.token(Side::Caller, &secrets),
         hostport: request_contact_hostport()?,
     };
     let mut st = new_state(Kind::Initial, id, secrets)?;
     let callee_call_id = if cfg.mask_callid {
-        let c = DialogId::from_random(random_id()?).hex();
+        let c = DialogId::from_random(random.part(48)).hex();
         st.get_mut().set_callee_call_id(&c);
         Some(c)
     } else {
