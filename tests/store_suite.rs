@@ -258,6 +258,20 @@ fn redis_passes_the_suite() {
 }
 
 #[test]
+fn redis_behind_sentinel_passes_the_suite() {
+    let set = common::redis_ha::SentinelSet::start();
+    suite(&mut RedisStore::new(&set.url(), Duration::from_millis(250)).unwrap());
+}
+
+/// Every operation and the lifecycle script on a real cluster: a command
+/// or script touching keys of two slots would fail there with CROSSSLOT.
+#[test]
+fn redis_cluster_passes_the_suite() {
+    let set = common::redis_ha::ClusterSet::start();
+    suite(&mut RedisStore::new(&set.url(), Duration::from_millis(250)).unwrap());
+}
+
+#[test]
 fn a_redis_that_lost_its_scripts_still_answers_lifecycle_operations() {
     let redis = RedisServer::start();
     let mut s = RedisStore::new(&redis.url(), Duration::from_millis(250)).unwrap();

@@ -13,6 +13,7 @@ pub mod lmdb;
 pub mod record;
 pub mod redis;
 pub mod redis_cluster;
+pub mod redis_connect;
 pub mod redis_sentinel;
 
 use std::fmt;

@@ -14,7 +14,8 @@
 //! Sentinel: asks the sentinels again, so a failover is followed).
 
 use super::redis_cluster::{self as cluster, Cluster};
-use super::redis_sentinel::{client_for, SentinelTarget};
+use super::redis_connect;
+use super::redis_sentinel::SentinelTarget;
 use super::{ttl_ms, Guard, Lifecycle, Lived, Store, StoreError, StoreResult};
 use crate::config::{RedisMode, RedisTls, RedisUrl, Storage};
 use redis::cluster::ClusterClient;
@@ -88,7 +89,8 @@ impl RedisStore {
         let bad = |e: RedisError| StoreError::Backend(format!("Redis URL: {e}"));
         let target = match &url.mode {
             RedisMode::Single => Target::Server(
-                client_for(url.node_url(&url.nodes[0], true, url.db), &certs).map_err(bad)?,
+                redis_connect::client(url.node_url(&url.nodes[0], true, url.db), &certs)
+                    .map_err(bad)?,
             ),
             RedisMode::Sentinel { master } => {
                 Target::Sentinel(SentinelTarget::new(url, master, certs).map_err(bad)?)
@@ -118,7 +120,7 @@ impl RedisStore {
         let t = self.timeout;
         match &mut self.target {
             Target::Server(client) => {
-                let conn = client.get_connection_with_timeout(t)?;
+                let conn = redis_connect::open(client, t)?;
                 conn.set_read_timeout(Some(t))?;
                 conn.set_write_timeout(Some(t))?;
                 Ok(Conn::Server(conn))

@@ -93,7 +93,9 @@ impl Connect for BoundedConnection {
         T: IntoConnectionInfo,
     {
         let t = capped(timeout, time_left()?);
-        let inner = <Connection as Connect>::connect(info, t)?;
+        let info = super::redis_connect::connection_info(info)?;
+        let setup = t.map(|t| super::redis_connect::per_setup_reply(&info, t));
+        let inner = <Connection as Connect>::connect(info, setup)?;
         // The crate leaves the socket without a timeout after its handshake;
         // the cluster client's next step (PING) must not wait forever.
         inner.set_read_timeout(t)?;

@@ -14,6 +14,7 @@
 //! checked) within `CONNECT_BUDGET` × redis_timeout, each step within
 //! redis_timeout.
 
+use super::redis_connect::{client, open};
 use crate::config::{RedisNode, RedisUrl};
 use redis::{Client, Connection, RedisError, RedisResult, Role};
 use std::time::{Duration, Instant};
@@ -45,26 +46,6 @@ fn step_time(deadline: Instant, step: Duration) -> Result<Duration, String> {
     }
 }
 
-/// A connection to `client` whose connect, reads and writes all end
-/// within `t`.
-fn open(client: &Client, t: Duration) -> RedisResult<Connection> {
-    let start = Instant::now();
-    let conn = client.get_connection_with_timeout(t)?;
-    let left = t
-        .saturating_sub(start.elapsed())
-        .max(Duration::from_millis(1));
-    conn.set_read_timeout(Some(left))?;
-    conn.set_write_timeout(Some(left))?;
-    Ok(conn)
-}
-
-pub fn client_for(url: String, certs: &Option<redis::TlsCertificates>) -> RedisResult<Client> {
-    match certs {
-        Some(c) => Client::build_with_tls(url, c.clone()),
-        None => Client::open(url),
-    }
-}
-
 impl SentinelTarget {
     pub fn new(
         url: &RedisUrl,
@@ -76,12 +57,7 @@ impl SentinelTarget {
         let sentinels = url
             .nodes
             .iter()
-            .map(|n| {
-                Ok((
-                    n.to_string(),
-                    client_for(url.node_url(n, false, 0), &certs)?,
-                ))
-            })
+            .map(|n| Ok((n.to_string(), client(url.node_url(n, false, 0), &certs)?)))
             .collect::<RedisResult<Vec<_>>>()?;
         Ok(SentinelTarget {
             sentinels,
@@ -139,7 +115,7 @@ impl SentinelTarget {
             .map_err(|_| format!("named master port {port:?}"))?;
         let node = RedisNode { host, port };
         let t = step_time(deadline, timeout)?;
-        let client = client_for(self.url.node_url(&node, true, self.url.db), &self.certs)
+        let client = client(self.url.node_url(&node, true, self.url.db), &self.certs)
             .map_err(|e| format!("master {node}: {e}"))?;
         let mut conn = open(&client, t).map_err(|e| format!("master {node}: {e}"))?;
         // A sentinel may name a server that is no master any more (its

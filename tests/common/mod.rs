@@ -6,5 +6,6 @@ pub mod calls;
 pub mod ctl;
 pub mod kamailio;
 pub mod redis;
+pub mod redis_ha;
 pub mod sip;
 pub mod sipp;
