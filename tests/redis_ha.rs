@@ -9,6 +9,7 @@ mod common;
 use common::calls::{answer, caller_bye, Parties};
 use common::kamailio::Kamailio;
 use common::redis_ha::{query, ClusterSet, SentinelSet};
+use common::redis_tls::TlsFiles;
 use std::time::{Duration, Instant};
 
 const ROUTING: &str = "tests/cfg/routing.cfg";
@@ -144,4 +145,35 @@ fn twenty_calls_on_a_redis_cluster_are_billed_once_each_with_records_on_every_ma
     for (id, lasted) in &ended {
         assert_billed_once(&lines, id, *lasted);
     }
+}
+
+#[test]
+fn a_call_on_redis_over_tls_is_billed_once() {
+    let tls = TlsFiles::make();
+    let redis = tls.server();
+    let defines = [
+        format!("STORAGE=\"rediss://127.0.0.1:{}/0\"", redis.port),
+        format!("REDIS_TLS_CA=\"{}\"", tls.ca.display()),
+        format!("REDIS_TLS_CERT=\"{}\"", tls.client_cert.display()),
+        format!("REDIS_TLS_KEY=\"{}\"", tls.client_key.display()),
+    ];
+    let defines: Vec<&str> = defines.iter().map(String::as_str).collect();
+    let k = Kamailio::start(ROUTING, &defines);
+    assert!(
+        k.log_text().contains(&format!(
+            "topos_rs: initialized; storage: rediss://127.0.0.1:{}/0 (timeout 250 ms)",
+            redis.port
+        )),
+        "{}",
+        k.log_text()
+    );
+    assert!(!k.log_text().contains("not reachable at start-up"), "{}", k.log_text());
+    let p = Parties::new();
+    let (call, _, answered) = answer(&k, &p, "tls-call-1");
+    std::thread::sleep(Duration::from_millis(1100));
+    let bye = Instant::now();
+    caller_bye(&k, &p, &call);
+    let lines = lines(&k, 1);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_billed_once(&lines, "tls-call-1", bye - answered);
 }

@@ -6,6 +6,8 @@
 mod common;
 
 use common::redis_ha::{query, wait_until, ClusterSet, SentinelSet};
+use common::redis_tls::TlsFiles;
+use topos_rs::config::{RedisTls, Storage};
 use std::time::{Duration, Instant};
 use topos_rs::store::redis::RedisStore;
 use topos_rs::store::{Store, StoreError};
@@ -195,4 +197,61 @@ fn cluster_connect_with_every_node_frozen_is_bounded() {
         waited < TIMEOUT * 2 + Duration::from_millis(150),
         "connecting to a frozen cluster took {waited:?}"
     );
+}
+
+fn tls_store(url: &str, tls: &RedisTls) -> RedisStore {
+    let Ok(Storage::Redis { redis, .. }) = Storage::parse(url) else {
+        panic!("{url}")
+    };
+    RedisStore::open(&redis, TIMEOUT, tls).unwrap()
+}
+
+#[test]
+fn tls_store_checks_the_server_certificate_and_presents_its_own() {
+    let files = TlsFiles::make();
+    let server = files.server();
+    let url = format!("rediss://127.0.0.1:{}/0", server.port);
+    let ca = std::fs::read(&files.ca).unwrap();
+    let client = (
+        std::fs::read(&files.client_cert).unwrap(),
+        std::fs::read(&files.client_key).unwrap(),
+    );
+    let mut s = tls_store(
+        &url,
+        &RedisTls {
+            ca: Some(ca.clone()),
+            client: Some(client.clone()),
+        },
+    );
+    s.put(b"topos_rs:{t}:diag:tls", b"over TLS", LONG).unwrap();
+    assert_eq!(
+        s.get(b"topos_rs:{t}:diag:tls").unwrap().as_deref(),
+        Some(&b"over TLS"[..])
+    );
+
+    // Without our CA the server's certificate is not trusted (the TLS
+    // handshake happens with the first command).
+    let err = tls_store(
+        &url,
+        &RedisTls {
+            ca: None,
+            client: Some(client),
+        },
+    )
+    .ping()
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    // Without a client certificate the server refuses us.
+    let err = tls_store(
+        &url,
+        &RedisTls {
+            ca: Some(ca),
+            client: None,
+        },
+    )
+    .ping()
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }

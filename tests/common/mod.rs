@@ -7,5 +7,6 @@ pub mod ctl;
 pub mod kamailio;
 pub mod redis;
 pub mod redis_ha;
+pub mod redis_tls;
 pub mod sip;
 pub mod sipp;
