@@ -167,7 +167,11 @@ fn a_call_on_redis_over_tls_is_billed_once() {
         "{}",
         k.log_text()
     );
-    assert!(!k.log_text().contains("not reachable at start-up"), "{}", k.log_text());
+    assert!(
+        !k.log_text().contains("not reachable at start-up"),
+        "{}",
+        k.log_text()
+    );
     let p = Parties::new();
     let (call, _, answered) = answer(&k, &p, "tls-call-1");
     std::thread::sleep(Duration::from_millis(1100));

@@ -7,8 +7,8 @@ mod common;
 
 use common::redis_ha::{query, wait_until, ClusterSet, SentinelSet};
 use common::redis_tls::TlsFiles;
-use topos_rs::config::{RedisTls, Storage};
 use std::time::{Duration, Instant};
+use topos_rs::config::{RedisTls, Storage};
 use topos_rs::store::redis::RedisStore;
 use topos_rs::store::{Store, StoreError};
 

@@ -271,6 +271,36 @@ fn redis_cluster_passes_the_suite() {
     suite(&mut RedisStore::new(&set.url(), Duration::from_millis(250)).unwrap());
 }
 
+/// Behind sentinels that, like the master and its replica, only speak TLS
+/// (`rediss+sentinel://`).
+#[test]
+fn redis_behind_sentinel_over_tls_passes_the_suite() {
+    let files = common::redis_tls::TlsFiles::make();
+    let set = common::redis_ha::SentinelSet::start_tls(Some(&files));
+    let url = set.url();
+    assert!(url.starts_with("rediss+sentinel://"), "{url}");
+    let Ok(topos_rs::config::Storage::Redis { redis, .. }) = topos_rs::config::Storage::parse(&url)
+    else {
+        panic!("{url}")
+    };
+    suite(&mut RedisStore::open(&redis, Duration::from_millis(250), &files.store_tls()).unwrap());
+}
+
+/// The same on a cluster whose nodes only speak TLS (`rediss+cluster://`,
+/// the cluster bus on TLS too), with the test's CA and client certificate.
+#[test]
+fn redis_cluster_over_tls_passes_the_suite() {
+    let files = common::redis_tls::TlsFiles::make();
+    let set = common::redis_ha::ClusterSet::start_tls(Some(&files));
+    let url = set.url();
+    assert!(url.starts_with("rediss+cluster://"), "{url}");
+    let Ok(topos_rs::config::Storage::Redis { redis, .. }) = topos_rs::config::Storage::parse(&url)
+    else {
+        panic!("{url}")
+    };
+    suite(&mut RedisStore::open(&redis, Duration::from_millis(250), &files.store_tls()).unwrap());
+}
+
 #[test]
 fn a_redis_that_lost_its_scripts_still_answers_lifecycle_operations() {
     let redis = RedisServer::start();

@@ -42,15 +42,39 @@ fn signed(dir: &Path, name: &str, ext: &str) {
     );
     openssl(
         &[
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-subj", &format!("/CN={name}"), "-keyout", &key, "-out", &csr,
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
         ],
         dir,
     );
     openssl(
         &[
-            "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", &extf, "-out", &crt,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &extf,
+            "-out",
+            &crt,
         ],
         dir,
     );
@@ -61,9 +85,21 @@ impl TlsFiles {
         let dir = scratch_dir("redis-tls");
         openssl(
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-days", "2", "-subj", "/CN=topos_rs test CA", "-keyout", "ca.key",
-                "-out", "ca.crt",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=topos_rs test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
             ],
             &dir,
         );
@@ -80,6 +116,28 @@ impl TlsFiles {
             client_cert: dir.join("client.crt"),
             client_key: dir.join("client.key"),
             dir,
+        }
+    }
+
+    /// What a client presents and trusts: the client certificate and key,
+    /// and the CA.
+    pub fn client_certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(&self.client_cert).unwrap(),
+                client_key: std::fs::read(&self.client_key).unwrap(),
+            }),
+            root_cert: Some(std::fs::read(&self.ca).unwrap()),
+        }
+    }
+
+    /// As `RedisTls` for the store.
+    pub fn store_tls(&self) -> topos_rs::config::RedisTls {
+        let c = self.client_certificates();
+        let client = c.client_tls.unwrap();
+        topos_rs::config::RedisTls {
+            ca: c.root_cert,
+            client: Some((client.client_cert, client.client_key)),
         }
     }
 
@@ -103,4 +161,11 @@ impl TlsFiles {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         RedisServer::start_with(0, port, &args)
     }
+}
+
+/// The test process's rustls crypto provider (the module installs its own
+/// when it opens a rediss store).
+pub fn install_crypto() {
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
