@@ -12,8 +12,10 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
 MODULE := $(RELEASE_DIR)/topos_rs.so
 # Debian packages the build and the tests need (tests/real_ua.rs: baresip-core,
-# linphone-cli, tcpdump, openssl and kamailio-tls-modules).
-APT_PACKAGES := kamailio kamailio-lua-modules kamailio-tls-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc bison flex \
+# linphone-cli, tcpdump, openssl and kamailio-tls-modules; tests/redis_ha*.rs:
+# redis-server run as sentinels too, redis-cli of redis-tools for
+# `--cluster create`, openssl for Redis's TLS certificates).
+APT_PACKAGES := kamailio kamailio-lua-modules kamailio-tls-modules clang libclang-dev sip-tester redis-server redis-tools dpkg-dev make gcc bison flex \
 	baresip-core linphone-cli tcpdump openssl
 # Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules:
 # $KAMAILIO_MODULES if set, else where the installed kamailio package put tm.so.
