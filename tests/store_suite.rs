@@ -271,6 +271,16 @@ fn redis_cluster_passes_the_suite() {
     suite(&mut RedisStore::new(&set.url(), Duration::from_millis(250)).unwrap());
 }
 
+/// Behind sentinels that, like the master and its replica, require a
+/// password: the URL's credentials serve both.
+#[test]
+fn redis_behind_password_protected_sentinels_passes_the_suite() {
+    let set = common::redis_ha::SentinelSet::start_with(None, Some("s3cret"));
+    let url = set.url();
+    assert!(url.starts_with("redis+sentinel://:s3cret@"), "{url}");
+    suite(&mut RedisStore::new(&url, Duration::from_millis(250)).unwrap());
+}
+
 /// Behind sentinels that, like the master and its replica, only speak TLS
 /// (`rediss+sentinel://`).
 #[test]

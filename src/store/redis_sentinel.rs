@@ -23,9 +23,19 @@ use std::time::{Duration, Instant};
 /// may take in all, whatever is down.
 pub const CONNECT_BUDGET: u32 = 3;
 
+/// One sentinel of the URL.
+struct Sentinel {
+    name: String,
+    /// Without credentials (most sentinels have no password of their own).
+    plain: Client,
+    /// With the URL's credentials, for a sentinel that answers NOAUTH
+    /// (`requirepass` in its configuration): None if the URL has none.
+    authed: Option<Client>,
+}
+
 pub struct SentinelTarget {
-    /// (display name, client), the one that answered last first.
-    sentinels: Vec<(String, Client)>,
+    /// The one that answered last first.
+    sentinels: Vec<Sentinel>,
     master: String,
     url: RedisUrl,
     certs: Option<redis::TlsCertificates>,
@@ -52,12 +62,21 @@ impl SentinelTarget {
         master: &str,
         certs: Option<redis::TlsCertificates>,
     ) -> RedisResult<SentinelTarget> {
-        // Sentinels are asked without the credentials and database of the
-        // URL: those are the master's.
+        // Sentinels are asked without the database of the URL (the
+        // master's), and without its credentials unless they ask for them.
         let sentinels = url
             .nodes
             .iter()
-            .map(|n| Ok((n.to_string(), client(url.node_url(n, false, 0), &certs)?)))
+            .map(|n| {
+                Ok(Sentinel {
+                    name: n.to_string(),
+                    plain: client(url.node_url(n, false, 0), &certs)?,
+                    authed: match url.auth {
+                        Some(_) => Some(client(url.node_url(n, true, 0), &certs)?),
+                        None => None,
+                    },
+                })
+            })
             .collect::<RedisResult<Vec<_>>>()?;
         Ok(SentinelTarget {
             sentinels,
@@ -73,8 +92,7 @@ impl SentinelTarget {
         let deadline = Instant::now() + timeout * CONNECT_BUDGET;
         let mut failures = Vec::new();
         for i in 0..self.sentinels.len() {
-            let (name, _) = &self.sentinels[i];
-            let name = name.clone();
+            let name = self.sentinels[i].name.clone();
             match self.through(i, deadline, timeout) {
                 Ok(conn) => {
                     // The sentinel that answered is asked first next time.
@@ -93,6 +111,21 @@ impl SentinelTarget {
         )))
     }
 
+    /// One sentinel's answer: the master's address, if it knows one.
+    fn ask(
+        &self,
+        sentinel: &Client,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> RedisResult<Option<(String, String)>> {
+        let t = step_time(deadline, timeout).map_err(unavailable)?;
+        let mut s = open(sentinel, t)?;
+        redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(&self.master)
+            .query(&mut s)
+    }
+
     /// Asks sentinel `i` for the master and connects to it.
     fn through(
         &self,
@@ -100,14 +133,15 @@ impl SentinelTarget {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Connection, String> {
-        let t = step_time(deadline, timeout)?;
-        let mut s = open(&self.sentinels[i].1, t).map_err(|e| e.to_string())?;
-        let addr: Option<(String, String)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(&self.master)
-            .query(&mut s)
-            .map_err(|e| e.to_string())?;
-        drop(s);
+        let sentinel = &self.sentinels[i];
+        let addr = match self.ask(&sentinel.plain, deadline, timeout) {
+            Err(e) if e.code() == Some("NOAUTH") => match &sentinel.authed {
+                Some(authed) => self.ask(authed, deadline, timeout),
+                None => Err(e),
+            },
+            other => other,
+        }
+        .map_err(|e| e.to_string())?;
         let (host, port) =
             addr.ok_or_else(|| format!("does not know master \"{}\"", self.master))?;
         let port: u16 = port

@@ -13,19 +13,25 @@ pub const MASTER_NAME: &str = "topos";
 
 /// A connection to the server on `port` whose every wait ends within 2 s.
 pub fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
-    connect_tls(port, None)
+    connect_tls(port, None, None)
 }
 
-/// The same over TLS with these certificates (None: plain TCP).
+/// The same over TLS with these certificates (None: plain TCP), with this
+/// password (AUTH).
 pub fn connect_tls(
     port: u16,
     tls: Option<&redis::TlsCertificates>,
+    password: Option<&str>,
 ) -> redis::RedisResult<redis::Connection> {
+    let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
     let client = match tls {
-        None => redis::Client::open(format!("redis://127.0.0.1:{port}/0"))?,
+        None => redis::Client::open(format!("redis://{auth}127.0.0.1:{port}/0"))?,
         Some(certs) => {
             super::redis_tls::install_crypto();
-            redis::Client::build_with_tls(format!("rediss://127.0.0.1:{port}/0"), certs.clone())?
+            redis::Client::build_with_tls(
+                format!("rediss://{auth}127.0.0.1:{port}/0"),
+                certs.clone(),
+            )?
         }
     };
     let c = client.get_connection_with_timeout(Duration::from_secs(2))?;
@@ -53,10 +59,11 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
 /// One command to the server on `port`, over TLS with `tls`.
 pub fn query_with<T: redis::FromRedisValue>(
     tls: Option<&redis::TlsCertificates>,
+    password: Option<&str>,
     port: u16,
     cmd: &redis::Cmd,
 ) -> redis::RedisResult<T> {
-    cmd.query(&mut connect_tls(port, tls)?)
+    cmd.query(&mut connect_tls(port, tls, password)?)
 }
 
 pub struct SentinelSet {
@@ -64,6 +71,8 @@ pub struct SentinelSet {
     pub replica: RedisServer,
     pub sentinels: Vec<RedisServer>,
     tls: Option<redis::TlsCertificates>,
+    /// Of the servers and the sentinels alike.
+    password: Option<String>,
 }
 
 impl SentinelSet {
@@ -77,7 +86,25 @@ impl SentinelSet {
     /// With `tls`: every server and sentinel only on its TLS port,
     /// replication and the sentinels' links on TLS too.
     pub fn start_tls(files: Option<&super::redis_tls::TlsFiles>) -> SentinelSet {
+        Self::start_with(files, None)
+    }
+
+    /// With `password`: the servers and the sentinels require it
+    /// (`requirepass`), and use it with each other.
+    pub fn start_with(
+        files: Option<&super::redis_tls::TlsFiles>,
+        password: Option<&str>,
+    ) -> SentinelSet {
         let tls = files.map(|f| f.client_certificates());
+        let pw_args: Vec<String> = match password {
+            Some(p) => vec![
+                "--requirepass".into(),
+                p.into(),
+                "--masterauth".into(),
+                p.into(),
+            ],
+            None => Vec::new(),
+        };
         // (plain port, port that answers, more arguments)
         let ports = || {
             let port = free_tcp_port();
@@ -94,16 +121,23 @@ impl SentinelSet {
                 }
             }
         };
-        let (plain, mp, args) = ports();
+        let (plain, mp, mut args) = ports();
+        args.extend(pw_args.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let master = RedisServer::start_with(plain, mp, &args);
         let (plain, rp, mut args) = ports();
+        args.extend(pw_args.iter().cloned());
         args.extend(["--replicaof".into(), "127.0.0.1".into(), mp.to_string()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let replica = RedisServer::start_with(plain, rp, &args);
         wait_until("the replica syncs", Duration::from_secs(10), || {
-            query_with::<String>(tls.as_ref(), rp, redis::cmd("INFO").arg("replication"))
-                .is_ok_and(|i| i.contains("master_link_status:up"))
+            query_with::<String>(
+                tls.as_ref(),
+                password,
+                rp,
+                redis::cmd("INFO").arg("replication"),
+            )
+            .is_ok_and(|i| i.contains("master_link_status:up"))
         });
         let mut lines = format!(
             "sentinel monitor {MASTER_NAME} 127.0.0.1 {mp} 2\n\
@@ -111,6 +145,11 @@ impl SentinelSet {
              sentinel failover-timeout {MASTER_NAME} 3000\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n"
         );
+        if let Some(p) = password {
+            lines.push_str(&format!(
+                "requirepass {p}\nsentinel auth-pass {MASTER_NAME} {p}\nsentinel sentinel-pass {p}\n"
+            ));
+        }
         let sentinels: Vec<RedisServer> = (0..3)
             .map(|_| {
                 let port = free_tcp_port();
@@ -137,6 +176,7 @@ impl SentinelSet {
                 || {
                     let m: HashMap<String, String> = match query_with(
                         tls.as_ref(),
+                        password,
                         s.port,
                         redis::cmd("SENTINEL").arg("master").arg(MASTER_NAME),
                     ) {
@@ -153,6 +193,7 @@ impl SentinelSet {
             replica,
             sentinels,
             tls,
+            password: password.map(str::to_string),
         }
     }
 
@@ -162,7 +203,7 @@ impl SentinelSet {
         port: u16,
         cmd: &redis::Cmd,
     ) -> redis::RedisResult<T> {
-        query_with(self.tls.as_ref(), port, cmd)
+        query_with(self.tls.as_ref(), self.password.as_deref(), port, cmd)
     }
 
     /// `redis+sentinel://` (or `rediss+sentinel://`) URL of the three.
@@ -173,7 +214,15 @@ impl SentinelSet {
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
         let s = if self.tls.is_some() { "s" } else { "" };
-        format!("redis{s}+sentinel://{}/{MASTER_NAME}/0", nodes.join(","))
+        let auth = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
+        format!(
+            "redis{s}+sentinel://{auth}{}/{MASTER_NAME}/0",
+            nodes.join(",")
+        )
     }
 
     /// The master's port as the first sentinel that answers names it.
@@ -301,7 +350,7 @@ impl ClusterSet {
         port: u16,
         cmd: &redis::Cmd,
     ) -> redis::RedisResult<T> {
-        cmd.query(&mut connect_tls(port, self.tls.as_ref())?)
+        cmd.query(&mut connect_tls(port, self.tls.as_ref(), None)?)
     }
 
     pub fn url(&self) -> String {
