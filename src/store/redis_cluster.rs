@@ -184,7 +184,8 @@ pub fn client(
 /// Connects to the cluster (a seed node, the slot map, the masters).
 pub fn connect(client: &ClusterClient) -> RedisResult<Cluster> {
     // The generic connection is the crate's extension point for the node
-    // connection type (hidden from its docs; present since 0.2x).
+    // connection type (public, though hidden from its docs): a crate
+    // update without it fails the build, never a running Kamailio.
     client.get_generic_connection::<BoundedConnection>()
 }
 
