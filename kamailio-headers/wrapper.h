@@ -26,6 +26,7 @@
 #include "core/forward.h"
 #include "core/rpc.h"
 #include "core/rpc_lookup.h"
+#include "core/counters.h"
 #include "modules/tm/tm_load.h"
 #include "modules/tm/h_table.h"
 #include "modules/tm/t_hooks.h"
