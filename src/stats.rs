@@ -265,7 +265,11 @@ mod tests {
                 "{}",
                 c.name
             );
-            assert!(c.doc.ends_with('.') && c.doc.len() > 10, "{}", c.name);
+            assert!(
+                c.doc.ends_with('.') && c.doc.len() > 10 && !c.doc.contains('\0'),
+                "{}",
+                c.name
+            );
             assert!(
                 !COUNTERS[i + 1..].iter().any(|d| d.name == c.name),
                 "{} twice",
