@@ -413,16 +413,36 @@ impl ModuleConfig {
         let ca = read("redis_tls_ca", &self.redis_tls_ca)?;
         let cert = read("redis_tls_cert", &self.redis_tls_cert)?;
         let key = read("redis_tls_key", &self.redis_tls_key)?;
-        let client = match (cert, key) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
+        match (&cert, &key) {
             (Some(_), None) => {
                 return Err(param_error("redis_tls_cert", "needs redis_tls_key too"))
             }
             (None, Some(_)) => {
                 return Err(param_error("redis_tls_key", "needs redis_tls_cert too"))
             }
+            _ => {}
+        }
+        // A file that is not what it should be is named now, not when the
+        // first worker connects.
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certificates = |param: &'static str, pem: &Option<Vec<u8>>| match pem {
+            Some(pem) if !CertificateDer::pem_slice_iter(pem).any(|c| c.is_ok()) => {
+                Err(param_error(
+                    param,
+                    "has no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ))
+            }
+            _ => Ok(()),
         };
+        certificates("redis_tls_ca", &ca)?;
+        certificates("redis_tls_cert", &cert)?;
+        if let Some(k) = &key {
+            PrivateKeyDer::from_pem_slice(k).map_err(|e| {
+                param_error("redis_tls_key", format!("has no PEM private key: {e}"))
+            })?;
+        }
+        let client = cert.zip(key);
         self.redis_tls = RedisTls { ca, client };
         Ok(())
     }
@@ -611,6 +631,62 @@ mod tests {
         std::fs::write(&file, "135,0.1\n").unwrap();
         c.finalize().unwrap();
         assert_eq!(c.billing.rates.len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn redis_tls_files_are_checked_at_start_up() {
+        let dir = std::env::temp_dir().join(format!("topos-rs-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let junk = junk.to_str().unwrap();
+        let with = |storage: &str, lines: &[(&str, &str)]| {
+            let mut c = ModuleConfig {
+                storage: Some(Storage::parse(storage).unwrap()),
+                ..ModuleConfig::default()
+            };
+            for (param, value) in lines {
+                match *param {
+                    "ca" => c.set_redis_tls_ca(value),
+                    "cert" => c.set_redis_tls_cert(value),
+                    _ => c.set_redis_tls_key(value),
+                }
+                .unwrap();
+            }
+            c.finalize().map(|_| c.redis_tls)
+        };
+        assert_eq!(with("rediss://h:6380/0", &[]).unwrap(), RedisTls::default());
+        for (storage, lines, expected) in [
+            (
+                "redis://h:6379/0",
+                vec![("ca", junk)],
+                "modparam \"redis_tls_ca\": is for TLS to Redis: the storage URL must start with rediss",
+            ),
+            (
+                "rediss+cluster://h:7000",
+                vec![("ca", "/nonexistent/ca.pem")],
+                "modparam \"redis_tls_ca\": cannot read /nonexistent/ca.pem: No such file",
+            ),
+            (
+                "rediss://h:6380/0",
+                vec![("ca", junk)],
+                "modparam \"redis_tls_ca\": has no PEM certificate",
+            ),
+            (
+                "rediss+sentinel://h/m/0",
+                vec![("cert", junk)],
+                "modparam \"redis_tls_cert\": needs redis_tls_key too",
+            ),
+            (
+                "rediss://h:6380/0",
+                vec![("cert", junk), ("key", junk)],
+                "modparam \"redis_tls_cert\": has no PEM certificate",
+            ),
+        ] {
+            let e = with(storage, &lines).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{storage} {lines:?}: {e}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
