@@ -305,6 +305,47 @@ fn check_received(
     (f, sdps)
 }
 
+/// The masked Contact in every message `receiver` got names the Kamailio
+/// socket and transport it talks to (`want`: `127.0.0.1:PORT`, transport).
+fn check_contacts(receiver: &str, got: &[String], want: (&str, &str)) -> Vec<String> {
+    let mut f = Vec::new();
+    let mut n = 0;
+    for m in got {
+        let Some(c) = header(m, "contact") else {
+            continue;
+        };
+        n += 1;
+        let uri = c.trim_start_matches('<').split('>').next().unwrap_or("");
+        let hostport = uri
+            .split('@')
+            .nth(1)
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("");
+        let transport = uri
+            .split(';')
+            .skip(1)
+            .find_map(|p| p.strip_prefix("transport="))
+            .unwrap_or("udp")
+            .to_ascii_lowercase();
+        if hostport != want.0 || transport != want.1 {
+            f.push(format!(
+                "CONTACT: the {receiver} talks {} to {}, but received Contact: {c} in {:?}",
+                want.1,
+                want.0,
+                first_line(m)
+            ));
+        }
+    }
+    if n == 0 {
+        f.push(format!(
+            "CONTACT: the {receiver} received no Contact at all"
+        ));
+    }
+    f
+}
+
 /// SIP messages the UDP callee received (capture).
 fn callee_received(packets: &[pcap::Packet], callee: &Ua) -> Vec<String> {
     pcap::sip_messages(packets)
@@ -436,6 +477,15 @@ fn check_rtpengine_counters(rtp: &Rtpengine, call_id: &str) -> (Vec<String>, Vec
     (f, counts)
 }
 
+/// Kamailio logged no error: a module that fails (rtpengine unreachable,
+/// a refused handshake, a CDR not written) shows here first.
+fn check_log_clean(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(" ERROR: ") || l.contains(" CRITICAL: "))
+        .map(|l| format!("KAMAILIO LOG: {l}"))
+        .collect()
+}
+
 /// Exactly one CALL BILLING line for the call, From/To as dialed.
 fn check_bill(log: &str, call_id: &str) -> Vec<String> {
     let bills: Vec<&str> = log
@@ -543,6 +593,10 @@ fn tls_to_udp(extra: &[&str], name: &str) -> Outcome {
     );
     f.extend(f1);
     f.extend(f2);
+    let udp = format!("127.0.0.1:{}", e.k.addr.port());
+    let tls = format!("127.0.0.1:{}", e.tls);
+    f.extend(check_contacts("UDP callee", &to_callee, (&udp, "udp")));
+    f.extend(check_contacts("TLS caller", &to_caller, (&tls, "tls")));
     if sdp_callee == 0 || sdp_caller == 0 {
         f.push(format!(
             "SDP bodies received: callee {sdp_callee}, caller {sdp_caller}: the offer and the \
@@ -568,6 +622,7 @@ fn tls_to_udp(extra: &[&str], name: &str) -> Outcome {
     if !call_id.is_empty() {
         f.extend(check_bill(&log, &call_id));
     }
+    f.extend(check_log_clean(&log));
     let summary = format!(
         "edge_config [{name}]: {} packets, {} SIP messages to the callee, {} to the caller, RTP \
          flows {flows:?}, rtpengine counters {counters:?}, {:.1} s",
@@ -818,6 +873,14 @@ fn ws_to_udp(secure: bool, hangup: Hangup, extra: &[&str], name: &str) -> Outcom
     );
     f.extend(f1);
     f.extend(f2);
+    let udp = format!("127.0.0.1:{}", e.k.addr.port());
+    let ws = format!("127.0.0.1:{}", if secure { e.wss } else { e.ws });
+    f.extend(check_contacts("UDP callee", &to_callee, (&udp, "udp")));
+    f.extend(check_contacts(
+        "WebSocket client",
+        &to_client,
+        (&ws, if secure { "wss" } else { "ws" }),
+    ));
     if sdp_callee == 0 || sdp_client == 0 {
         f.push(format!(
             "SDP bodies received: callee {sdp_callee}, WebSocket client {sdp_client}"
@@ -856,6 +919,7 @@ fn ws_to_udp(secure: bool, hangup: Hangup, extra: &[&str], name: &str) -> Outcom
     } else {
         f.push("the WebSocket client sent no RTP (no answer?)".to_string());
     }
+    f.extend(check_log_clean(&log));
     if !call_id_callee.is_empty() {
         f.extend(check_bill(&log, &call_id_callee));
         if hangup == Hangup::MaxDuration {
@@ -938,4 +1002,33 @@ fn control_ws_without_topos_the_checks_see_the_leaks() {
         );
     }
     assert!(!all.contains("RTP: "), "{all}");
+}
+
+/// README's "Deploying at the edge" explains the config line by line: each
+/// line it quotes is a line of cfg-examples/kamailio-edge.cfg, so the two
+/// cannot drift apart.
+#[test]
+fn readme_edge_section_quotes_lines_of_the_config() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("Deploying at the edge\n")
+        .expect("README.md has a section \"Deploying at the edge\"");
+    let section = &readme[start..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |i| i + 1)];
+    let cfg = std::fs::read_to_string(repo_root().join(EDGE)).unwrap();
+    let lines: BTreeSet<&str> = cfg.lines().map(str::trim).collect();
+    let mut quoted = 0;
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cell = row.split('|').nth(1).unwrap().trim();
+        let line = cell.trim_matches('`');
+        assert!(
+            lines.contains(line),
+            "README quotes `{line}`, which is no line of {EDGE}"
+        );
+        quoted += 1;
+    }
+    assert!(
+        quoted >= 20,
+        "only {quoted} config lines explained in the README"
+    );
 }
