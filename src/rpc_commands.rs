@@ -73,6 +73,12 @@ pub fn stats() -> Answer {
         ("dialogs_ended", count(&s.dialogs_ended)),
         ("dialogs_expired", count(&s.dialogs_expired)),
         ("token_misses", count(&s.token_misses)),
+        ("dropped_token_requests", count(&s.dropped_token_requests)),
+        ("dropped_ack_cancel", count(&s.dropped_ack_cancel)),
+        (
+            "dropped_refused_requests",
+            count(&s.dropped_refused_requests),
+        ),
         ("storage_errors", count(&s.storage_errors)),
         ("calls_billed", count(&s.calls_billed)),
         (

@@ -17,6 +17,13 @@ pub struct Stats {
     pub dialogs_ended: AtomicU64,
     pub dialogs_expired: AtomicU64,
     pub token_misses: AtomicU64,
+    /// Requests the egress gate stopped (topos::egress): a topos_rs token
+    /// in the Request-URI, relayed unhidden.
+    pub dropped_token_requests: AtomicU64,
+    /// ... an ACK or CANCEL of a hidden INVITE transaction, relayed unhidden.
+    pub dropped_ack_cancel: AtomicU64,
+    /// ... a request topos_request() refused, relayed anyway.
+    pub dropped_refused_requests: AtomicU64,
     pub storage_errors: AtomicU64,
     pub calls_billed: AtomicU64,
     /// Sum of billed costs in units of 10^-billing_decimals.

@@ -127,7 +127,7 @@ unsafe extern "C" fn mod_init() -> c_int {
 
 fn init() -> Result<()> {
     tm::load()?;
-    crate::hooks::connect();
+    crate::hooks::connect()?;
     if super::dialog_module::bind()? {
         log::debug!("dialog module found: dialogs of hidden calls keep the callee's route set");
     }

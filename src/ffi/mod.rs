@@ -18,6 +18,7 @@ macro_rules! kamailio_linked {
 kamailio_linked!(
     bindings,
     dialog_module,
+    egress,
     exports,
     guard,
     logger,
