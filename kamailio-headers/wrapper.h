@@ -27,6 +27,7 @@
 #include "core/rpc.h"
 #include "core/rpc_lookup.h"
 #include "core/events.h"
+#include "core/counters.h"
 #include "modules/tm/tm_load.h"
 #include "modules/tm/h_table.h"
 #include "modules/tm/t_hooks.h"

@@ -177,6 +177,8 @@ fn init() -> Result<()> {
     cfg.finalize()?;
     state::check_storage(&cfg)?;
     let cfg = state::configure(cfg)?;
+    // Kamailio counters read the shared block; before the fork.
+    super::counters::register(cfg.storage.as_ref())?;
     if matches!(cfg.storage, Some(Storage::Lmdb { .. })) {
         // SAFETY: registers a 'static callback with the core's timer.
         if unsafe { register_timer(Some(sweep_timer), std::ptr::null_mut(), SWEEP_INTERVAL_S) } < 0

@@ -17,6 +17,7 @@ macro_rules! kamailio_linked {
 
 kamailio_linked!(
     bindings,
+    counters,
     dialog_module,
     egress,
     exports,
