@@ -13,8 +13,10 @@ RELEASE_DIR := $(TARGET_DIR)/release
 MODULE := $(RELEASE_DIR)/topos_rs.so
 # Debian packages the build and the tests need (tests/real_ua.rs: baresip-core,
 # linphone-cli, tcpdump, openssl and kamailio-tls-modules; tests/edge_config.rs
-# also kamailio-websocket-modules, rtpengine-daemon and python3-websockets).
-APT_PACKAGES := kamailio kamailio-lua-modules kamailio-tls-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc bison flex \
+# also kamailio-websocket-modules, rtpengine-daemon and python3-websockets;
+# tests/redis_ha*.rs: redis-server run as sentinels too, redis-cli of
+# redis-tools for `--cluster create`, openssl for Redis's TLS certificates).
+APT_PACKAGES := kamailio kamailio-lua-modules kamailio-tls-modules clang libclang-dev sip-tester redis-server redis-tools dpkg-dev make gcc bison flex \
 	baresip-core linphone-cli tcpdump openssl \
 	kamailio-websocket-modules rtpengine-daemon python3-websockets
 # Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules:
