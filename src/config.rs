@@ -51,6 +51,21 @@ pub struct ModuleConfig {
     pub contact_host: Option<String>,
     /// Lifetime of a dialog's records without in-dialog traffic.
     pub dialog_expire: Duration,
+    /// What a dialog token is: its routing state, sealed (no store on the
+    /// routing path), or a key to a record in the store.
+    pub token_mode: TokenMode,
+    /// The key file (None: a key the module makes in its runtime directory).
+    pub token_key_file: Option<PathBuf>,
+}
+
+/// `token_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenMode {
+    /// A token carries its side's routing state, sealed with the key file's
+    /// first key: routing reads no store.
+    Sealed,
+    /// A token names a dialog record in the store (versions before 0.3).
+    Stored,
 }
 
 impl Default for ModuleConfig {
@@ -69,6 +84,8 @@ impl Default for ModuleConfig {
             route_to_source: false,
             contact_host: None,
             dialog_expire: Duration::from_secs(10800),
+            token_mode: TokenMode::Sealed,
+            token_key_file: None,
         }
     }
 }
@@ -225,6 +242,20 @@ pub const PARAMS: &[ParamSpec] = &[
         doc_default: "10800",
         doc: "Lifetime of a dialog's records without in-dialog traffic.",
     },
+    ParamSpec {
+        name: c"token_mode",
+        setter: Text(ModuleConfig::set_token_mode),
+        doc_type: "string `sealed`/`stored`",
+        doc_default: "sealed",
+        doc: "What a dialog token is: its routing state, sealed, or a key to a stored record.",
+    },
+    ParamSpec {
+        name: c"token_key_file",
+        setter: Text(ModuleConfig::set_token_key_file),
+        doc_type: "string (path)",
+        doc_default: "none",
+        doc: "File of 256-bit hex keys that seal tokens: the first seals, every one opens.",
+    },
 ];
 
 /// An integer parameter within `min..=max`.
@@ -282,6 +313,28 @@ impl ModuleConfig {
     pub fn set_dialog_expire(&mut self, v: i64) -> Result<(), ParamError> {
         self.dialog_expire =
             Duration::from_secs(int_param("dialog_expire", v, 10, 7 * 86_400, "seconds")? as u64);
+        Ok(())
+    }
+
+    pub fn set_token_mode(&mut self, v: &str) -> Result<(), ParamError> {
+        self.token_mode = match v.trim() {
+            "sealed" => TokenMode::Sealed,
+            "stored" => TokenMode::Stored,
+            other => {
+                return Err(param_error(
+                    "token_mode",
+                    format!("{other:?} is neither \"sealed\" nor \"stored\""),
+                ))
+            }
+        };
+        Ok(())
+    }
+
+    /// The file is read at start-up (`finalize`), where a missing or bad
+    /// file stops it.
+    pub fn set_token_key_file(&mut self, v: &str) -> Result<(), ParamError> {
+        let v = v.trim();
+        self.token_key_file = (!v.is_empty()).then(|| PathBuf::from(v));
         Ok(())
     }
 

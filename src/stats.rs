@@ -38,6 +38,11 @@ pub struct Stats {
     pub billed_minor_units: AtomicI64,
     /// Bumped by `topos_rs.rates_reload`: workers reload the rates file.
     pub rates_generation: AtomicU64,
+    /// Bumped by `topos_rs.keys_reload`: workers reread the key file.
+    pub keys_generation: AtomicU64,
+    /// Dialogs kept in the store in sealed mode because their state would
+    /// not fit a token of the size bound.
+    pub dialogs_stored_too_large: AtomicU64,
 }
 
 /// Where a counter's value comes from.
@@ -154,6 +159,12 @@ pub const COUNTERS: &[Counter] = &[
         lmdb_only: false,
     },
     Counter {
+        name: "dialogs_stored_too_large",
+        doc: "Dialogs kept in the store in sealed mode: their state would not fit a token of the size bound.",
+        source: Source::Field(|s| &s.dialogs_stored_too_large),
+        lmdb_only: false,
+    },
+    Counter {
         name: "storage_errors",
         doc: "Store operations that failed.",
         source: Source::Field(|s| &s.storage_errors),
@@ -174,7 +185,7 @@ pub const COUNTERS: &[Counter] = &[
 ];
 
 /// Fields of `Stats` that are shared state, not numbers for operators.
-pub const NOT_COUNTERS: &[&str] = &["rates_generation"];
+pub const NOT_COUNTERS: &[&str] = &["rates_generation", "keys_generation"];
 
 /// Whether the lmdb_only counters mean something with this storage.
 pub fn sees_every_dialog_end(storage: Option<&Storage>) -> bool {

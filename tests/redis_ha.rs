@@ -107,7 +107,8 @@ fn a_sentinel_failover_between_two_calls_bills_each_once() {
 fn twenty_calls_on_a_redis_cluster_are_billed_once_each_with_records_on_every_master() {
     let set = ClusterSet::start();
     let storage = format!("STORAGE=\"{}\"", set.url());
-    let k = Kamailio::start(ROUTING, &[&storage]);
+    // Stored tokens: dialog records as well as bills spread over the nodes.
+    let k = Kamailio::start(ROUTING, &[&storage, "TOKEN_MODE=\"stored\""]);
     let p = Parties::new();
     let calls: Vec<_> = (0..20)
         .map(|i| {

@@ -178,25 +178,38 @@ pub fn caller_side(request: Headers<'_>) -> Result<CallerSide, PlanError> {
 /// A dialog-creating request going to the callee: the caller side's
 /// Record-Routes go (Kamailio adds its own as a lump of its own), the
 /// Contact is masked, the Call-ID replaced if masked.
+/// `masked` None: the Contact goes and comes back later (`contact_insert`,
+/// sealed tokens: made when tm builds each branch).
 pub fn initial_request(
     request: Headers<'_>,
-    masked: &MaskedContact,
+    masked: Option<&MaskedContact>,
     callee_call_id: Option<&str>,
 ) -> Vec<Edit> {
     let mut edits = Vec::new();
     replace_fields(request, "record-route", None, Vec::new(), &mut edits);
     // Without a Contact (malformed) nothing can reach the caller later;
     // any Contact field (even unreadable) is still replaced.
-    let contact = if contact_uri(request).is_some() {
-        masked.header()
-    } else {
-        Vec::new()
+    let contact = match masked {
+        Some(m) if contact_uri(request).is_some() => m.header(),
+        _ => Vec::new(),
     };
     replace_fields(request, "contact", Some("m"), contact, &mut edits);
     if let Some(id) = callee_call_id {
         replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
     edits
+}
+
+/// The masked Contact going in where the request's Contact fields were
+/// (`initial_request` removed them); nothing if it had no usable Contact.
+pub fn contact_insert(request: Headers<'_>, masked: &MaskedContact) -> Vec<Edit> {
+    match (
+        contact_uri(request),
+        request.named("contact", Some("m")).next(),
+    ) {
+        (Some(_), Some(first)) => vec![Edit::Insert(first.line.start, masked.header())],
+        _ => Vec::new(),
+    }
 }
 
 /// What a reply of the callee side tells about it.
@@ -208,38 +221,84 @@ pub struct CalleeSide {
     pub route: Vec<String>,
 }
 
-/// A reply to the dialog-creating request, going back to the caller: the
-/// Record-Route list becomes Kamailio's entries plus the caller side's (as
-/// they were in the request); the callee's Contact is masked when the reply
-/// sets up a dialog (`creates_dialog`: 101-299) and removed otherwise (a
-/// 3xx's redirect targets and any Contact of a failure name the callee
-/// side); every Contact field goes, whatever it holds (`<>`, `*`, a list),
-/// so nothing of it can pass; the Call-ID is the caller's. `is_kamailio(uri)`
-/// says whether a URI is this server.
-pub fn reply_to_caller(
-    reply: Headers<'_>,
-    caller_route: &[String],
-    masked: &MaskedContact,
-    caller_call_id: Option<&str>,
-    is_kamailio: &dyn Fn(&str) -> bool,
-    creates_dialog: bool,
-) -> (Vec<Edit>, CalleeSide) {
+/// The callee side of a reply to the dialog-creating request: its Contact
+/// and its route set (the Record-Route entries before Kamailio's own: the
+/// list is the callee side's entries, then Kamailio's, which was the last
+/// to record-route before the callee side). `is_kamailio(uri)` says
+/// whether a URI is this server.
+pub fn callee_side(reply: Headers<'_>, is_kamailio: &dyn Fn(&str) -> bool) -> CalleeSide {
     let rr = entries(reply, "record-route", None);
-    // The list is the callee side's entries, then Kamailio's (it was the
-    // last to record-route before the callee side).
+    let split = callee_split(&rr, is_kamailio);
+    CalleeSide {
+        contact: contact_uri(reply).map(Cow::into_owned),
+        route: rr[..split].iter().rev().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// Where Kamailio's own entries begin in a reply's Record-Route list.
+fn callee_split(rr: &[Cow<'_, str>], is_kamailio: &dyn Fn(&str) -> bool) -> usize {
     let ours = rr
         .iter()
         .rev()
         .take_while(|e| is_kamailio(entry_uri(e)))
         .count();
-    let split = rr.len() - ours;
-    let callee_route: Vec<String> = rr[..split].iter().rev().map(|e| e.to_string()).collect();
-    let shown = rr[split..]
+    rr.len() - ours
+}
+
+/// The Record-Route parameter that carries the route set toward the callee
+/// (sealed) in Kamailio's own entry as the caller sees it.
+pub const ROUTE_PARAM: &str = "tpr";
+
+/// What Kamailio's own Record-Route entry shown to the caller carries: the
+/// sealed route set toward the callee, and the entry to show if the
+/// script did not record-route (`<sip:HOST;lr>` for the socket the reply
+/// leaves on).
+pub struct RouteCarrier<'a> {
+    pub sealed: &'a str,
+    pub hostport: &'a str,
+}
+
+/// `entry` (a name-addr) with `;name=value` added to its URI.
+fn with_uri_param(entry: &str, name: &str, value: &str) -> String {
+    match entry.rfind('>') {
+        Some(end) => format!("{};{name}={value}{}", &entry[..end], &entry[end..]),
+        None => format!("<{entry};{name}={value}>"),
+    }
+}
+
+/// A reply to the dialog-creating request, going back to the caller: the
+/// Record-Route list becomes Kamailio's entries plus the caller side's (as
+/// they were in the request); the callee's Contact is masked when the reply
+/// sets up a dialog (`creates_dialog`: 101-299, with `masked`) and removed
+/// otherwise (a 3xx's redirect targets and any Contact of a failure name
+/// the callee side); every Contact field goes, whatever it holds (`<>`,
+/// `*`, a list), so nothing of it can pass; the Call-ID is the caller's.
+/// `carrier` (sealed tokens): Kamailio's entries carry the route set
+/// toward the callee, in an entry of Kamailio's own if it has none.
+pub fn reply_to_caller(
+    reply: Headers<'_>,
+    caller_route: &[String],
+    masked: Option<&MaskedContact>,
+    caller_call_id: Option<&str>,
+    is_kamailio: &dyn Fn(&str) -> bool,
+    creates_dialog: bool,
+    carrier: Option<&RouteCarrier>,
+) -> Vec<Edit> {
+    let rr = entries(reply, "record-route", None);
+    let split = callee_split(&rr, is_kamailio);
+    let mut ours: Vec<Cow<'_, str>> = rr[split..].to_vec();
+    if let Some(c) = carrier {
+        if ours.is_empty() {
+            ours.push(Cow::Owned(format!("<sip:{};lr>", c.hostport)));
+        }
+        for e in ours.iter_mut() {
+            *e = Cow::Owned(with_uri_param(e, ROUTE_PARAM, c.sealed));
+        }
+    }
+    let shown = ours
         .iter()
         .map(|e| e.as_ref())
         .chain(caller_route.iter().map(String::as_str));
-
-    let contact = contact_uri(reply).map(Cow::into_owned);
     let mut edits = Vec::new();
     replace_fields(
         reply,
@@ -248,22 +307,37 @@ pub fn reply_to_caller(
         header_lines("Record-Route", shown),
         &mut edits,
     );
-    let shown_contact = if creates_dialog && contact.is_some() {
-        masked.header()
-    } else {
-        Vec::new()
+    let shown_contact = match masked {
+        Some(m) if creates_dialog && contact_uri(reply).is_some() => m.header(),
+        _ => Vec::new(),
     };
     replace_fields(reply, "contact", Some("m"), shown_contact, &mut edits);
     if let Some(id) = caller_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
-    (
-        edits,
-        CalleeSide {
-            contact,
-            route: callee_route,
-        },
-    )
+    edits
+}
+
+/// The value of Kamailio's route parameter in a request's Route header
+/// (the first Route entry that is this server and carries one).
+pub fn route_param<'a>(request: Headers<'a>, is_kamailio: &dyn Fn(&str) -> bool) -> Option<String> {
+    entries(request, "route", None).into_iter().find_map(|e| {
+        let uri = entry_uri(&e);
+        if !is_kamailio(uri) {
+            return None;
+        }
+        uri.split(';').skip(1).find_map(|p| {
+            let (name, value) = p.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case(ROUTE_PARAM)
+                .then(|| value.trim().to_string())
+        })
+    })
+}
+
+/// True if the message has a usable Contact URI.
+pub fn has_contact(h: Headers<'_>) -> bool {
+    contact_uri(h).is_some()
 }
 
 /// Route is a request header (RFC 3261 20.34, table 2): a reply has none,
@@ -296,7 +370,7 @@ pub fn outside_dialog(message: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
 pub fn in_dialog_request<'a>(
     request: Headers<'a>,
     route_to_target: &[String],
-    sender_masked: &MaskedContact,
+    sender_masked: Option<&MaskedContact>,
     target_call_id: Option<&str>,
 ) -> (Vec<Edit>, Option<Cow<'a, str>>) {
     let contact = contact_uri(request);
@@ -310,9 +384,10 @@ pub fn in_dialog_request<'a>(
     );
     replace_fields(request, "record-route", None, Vec::new(), &mut edits);
     // Every Contact field goes; the masked one comes in for a usable URI.
-    let shown = contact
-        .as_ref()
-        .map_or_else(Vec::new, |_| sender_masked.header());
+    let shown = match (&contact, sender_masked) {
+        (Some(_), Some(m)) => m.header(),
+        _ => Vec::new(),
+    };
     replace_fields(request, "contact", Some("m"), shown, &mut edits);
     if let Some(id) = target_call_id {
         replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
@@ -325,15 +400,16 @@ pub fn in_dialog_request<'a>(
 /// the sender's. Returns the replier's Contact URI.
 pub fn in_dialog_reply<'a>(
     reply: Headers<'a>,
-    replier_masked: &MaskedContact,
+    replier_masked: Option<&MaskedContact>,
     sender_call_id: Option<&str>,
 ) -> (Vec<Edit>, Option<Cow<'a, str>>) {
     let contact = contact_uri(reply);
     let mut edits = Vec::new();
     replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
-    let shown = contact
-        .as_ref()
-        .map_or_else(Vec::new, |_| replier_masked.header());
+    let shown = match (&contact, replier_masked) {
+        (Some(_), Some(m)) => m.header(),
+        _ => Vec::new(),
+    };
     replace_fields(reply, "contact", Some("m"), shown, &mut edits);
     if let Some(id) = sender_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
@@ -385,7 +461,11 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn initial_request_hides_record_route_contact_and_call_id() {
-        let e = initial_request(Scanned::new(INVITE).h(), &masked("TOKa"), Some("masked-id"));
+        let e = initial_request(
+            Scanned::new(INVITE).h(),
+            Some(&masked("TOKa")),
+            Some("masked-id"),
+        );
         let out = text(INVITE, &e);
         assert!(!out.contains("caller.net;lr"), "{out}");
         assert!(!out.contains("192.168.1.10"), "{out}");
@@ -405,7 +485,7 @@ Content-Length: 0\r\n\r\n";
         let msg = INVITE.replace("Contact: \"Alice\"", "X-Note: \"Alice\"");
         let out = text(
             &msg,
-            &initial_request(Scanned::new(&msg).h(), &masked("T"), None),
+            &initial_request(Scanned::new(&msg).h(), Some(&masked("T")), None),
         );
         assert!(
             !out.contains("caller.net;lr") && !out.contains("Contact:"),
@@ -415,7 +495,7 @@ Content-Length: 0\r\n\r\n";
         let broken = INVITE.replace("<sip:alice@192.168.1.10:5060;transport=udp>", "<sip:");
         let out = text(
             &broken,
-            &initial_request(Scanned::new(&broken).h(), &masked("T"), None),
+            &initial_request(Scanned::new(&broken).h(), Some(&masked("T")), None),
         );
         assert!(!out.contains("Alice"), "{out}");
     }
@@ -438,13 +518,15 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn reply_to_caller_shows_kamailio_and_caller_side_only() {
         let caller = caller_side(Scanned::new(INVITE).h()).unwrap();
-        let (e, callee) = reply_to_caller(
+        let callee = callee_side(Scanned::new(REPLY).h(), &is_k);
+        let e = reply_to_caller(
             Scanned::new(REPLY).h(),
             &caller.route,
-            &masked("TOKb"),
+            Some(&masked("TOKb")),
             Some("secret-call@caller.net"),
             &is_k,
             true,
+            None,
         );
         assert_eq!(callee.contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
         // Nearest to Kamailio first.
@@ -475,13 +557,15 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
     #[test]
     fn reply_without_kamailio_record_route() {
         let reply = REPLY.replace("Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n", "");
-        let (e, callee) = reply_to_caller(
+        let callee = callee_side(Scanned::new(&reply).h(), &is_k);
+        let e = reply_to_caller(
             Scanned::new(&reply).h(),
             &[],
-            &masked("T"),
+            Some(&masked("T")),
             None,
             &is_k,
             true,
+            None,
         );
         assert_eq!(callee.route.len(), 2);
         let out = text(&reply, &e);
@@ -489,15 +573,63 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
     }
 
     #[test]
-    fn provisional_reply_without_contact_keeps_no_contact() {
-        let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>\r\n", "");
-        let (e, callee) = reply_to_caller(
-            Scanned::new(&reply).h(),
+    fn the_route_set_toward_the_callee_rides_in_kamailios_entry() {
+        let carrier = RouteCarrier {
+            sealed: "SEALED",
+            hostport: "203.0.113.1:5060",
+        };
+        let e = reply_to_caller(
+            Scanned::new(REPLY).h(),
             &[],
-            &masked("T"),
+            Some(&masked("T")),
             None,
             &is_k,
             true,
+            Some(&carrier),
+        );
+        let out = text(REPLY, &e);
+        assert!(
+            out.contains("Record-Route: <sip:203.0.113.1;lr;ftag=ft;tpr=SEALED>\r\n"),
+            "{out}"
+        );
+        // The caller's requests bring it back in their Route.
+        let bye = "BYE sip:T@203.0.113.1 SIP/2.0\r\nRoute: <sip:a0.caller.net;lr>, \
+<sip:203.0.113.1;lr;ftag=ft;tpr=SEALED>\r\nCall-ID: c\r\n\r\n";
+        assert_eq!(
+            route_param(Scanned::new(bye).h(), &is_k).as_deref(),
+            Some("SEALED")
+        );
+        // A script that did not record-route: Kamailio's own entry comes in.
+        let reply = REPLY.replace("Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n", "");
+        let e = reply_to_caller(
+            Scanned::new(&reply).h(),
+            &[],
+            Some(&masked("T")),
+            None,
+            &is_k,
+            true,
+            Some(&carrier),
+        );
+        let out = text(&reply, &e);
+        assert!(
+            out.contains("Record-Route: <sip:203.0.113.1:5060;lr;tpr=SEALED>\r\n")
+                && !out.contains("callee.net;lr"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn provisional_reply_without_contact_keeps_no_contact() {
+        let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>\r\n", "");
+        let callee = callee_side(Scanned::new(&reply).h(), &is_k);
+        let e = reply_to_caller(
+            Scanned::new(&reply).h(),
+            &[],
+            Some(&masked("T")),
+            None,
+            &is_k,
+            true,
+            None,
         );
         assert_eq!(callee.contact, None);
         assert!(!text(&reply, &e).contains("Contact"));
@@ -510,13 +642,15 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
             "m: *, <sip:bob@10.2.2.2:5080>",
         ] {
             let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>", contact);
-            let (e, callee) = reply_to_caller(
+            let callee = callee_side(Scanned::new(&reply).h(), &is_k);
+            let e = reply_to_caller(
                 Scanned::new(&reply).h(),
                 &[],
-                &masked("T"),
+                Some(&masked("T")),
                 None,
                 &is_k,
                 true,
+                None,
             );
             assert_eq!(callee.contact, None);
             let out = text(&reply, &e);
@@ -527,13 +661,14 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         }
         // A 302's redirect target and a failure's Contact go; no masked one.
         let redirect = REPLY.replace("200 OK", "302 Moved");
-        let (e, _) = reply_to_caller(
+        let e = reply_to_caller(
             Scanned::new(&redirect).h(),
             &[],
-            &masked("T"),
+            Some(&masked("T")),
             None,
             &is_k,
             false,
+            None,
         );
         let out = text(&redirect, &e);
         assert!(
@@ -581,8 +716,12 @@ Contact: <sip:alice@192.168.1.99>\r\n\
 Content-Length: 0\r\n\r\n";
         let route = vec!["<sip:b0.callee.net;lr>".to_string()];
         let bye_scanned = Scanned::new(bye);
-        let (e, contact) =
-            in_dialog_request(bye_scanned.h(), &route, &masked("TOKa"), Some("masked-id"));
+        let (e, contact) = in_dialog_request(
+            bye_scanned.h(),
+            &route,
+            Some(&masked("TOKa")),
+            Some("masked-id"),
+        );
         assert_eq!(contact.as_deref(), Some("sip:alice@192.168.1.99"));
         let out = text(bye, &e);
         assert!(out.contains("Route: <sip:b0.callee.net;lr>\r\n"), "{out}");
@@ -595,7 +734,7 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn in_dialog_reply_masks_the_replier() {
         let reply = Scanned::new(REPLY);
-        let (e, contact) = in_dialog_reply(reply.h(), &masked("TOKb"), Some("orig"));
+        let (e, contact) = in_dialog_reply(reply.h(), Some(&masked("TOKb")), Some("orig"));
         assert_eq!(contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
         let out = text(REPLY, &e);
         assert!(!out.contains("Record-Route"));

@@ -14,7 +14,7 @@ use super::msg::SipMsg;
 use super::script_functions::{CFG_FUNCTIONS, KEMI_FUNCTIONS};
 use super::script_table::register_kemi;
 use super::{logger, tm, via_swap};
-use crate::config::{ModuleConfig, Storage};
+use crate::config::{ModuleConfig, Storage, TokenMode};
 use crate::error::Result;
 use crate::{billing_functions, state};
 use std::ffi::CStr;
@@ -177,6 +177,14 @@ fn init() -> Result<()> {
     cfg.finalize()?;
     state::check_storage(&cfg)?;
     let cfg = state::configure(cfg)?;
+    if cfg.token_mode == TokenMode::Sealed {
+        // SAFETY: the core's runtime_dir string, set before mod_init.
+        let dir = unsafe { CStr::from_ptr(topos_shim_runtime_dir()) }.to_string_lossy();
+        crate::token_keys::load_at_start(
+            cfg.token_key_file.as_deref(),
+            std::path::Path::new(dir.as_ref()),
+        )?;
+    }
     // Kamailio counters read the shared block; before the fork.
     super::counters::register(cfg.storage.as_ref())?;
     if matches!(cfg.storage, Some(Storage::Lmdb { .. })) {

@@ -35,6 +35,10 @@ pub trait TransactionHooks: Sync {
     fn reply_received(&self, t: &Transaction, reply: &mut SipMsg);
     /// A reply of a hidden transaction went out with status `code`.
     fn reply_sent(&self, state: &TxState, code: i32);
+    /// tm is about to build `req` for one branch of hidden transaction
+    /// `state`: everything the script queued on it is there now. What is
+    /// added here is for this branch only.
+    fn request_forwarded(&self, state: &TxState, req: &mut SipMsg);
 }
 
 static HOOKS: OnceLock<&'static dyn TransactionHooks> = OnceLock::new();
@@ -274,7 +278,13 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
         // SAFETY: tm passes valid parameters for the duration of the call.
         let p = unsafe { &*params };
         match kind as u32 {
-            TMCB_REQUEST_FWDED => on_request_forwarded(p.req),
+            TMCB_REQUEST_FWDED => {
+                // SAFETY: tm passes the address of our registered parameter.
+                let state = (!p.param.is_null())
+                    .then(|| unsafe { TxState::from_param(*p.param) })
+                    .flatten();
+                on_request_forwarded(p.req, state)
+            }
             TMCB_REQUEST_SENT => {
                 // SAFETY: the request tm just sent, valid for this call.
                 if let Some(mut req) = unsafe { SipMsg::from_raw(p.req) } {
@@ -313,9 +323,12 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
     });
 }
 
-fn on_request_forwarded(req: *mut sip_msg) {
+fn on_request_forwarded(req: *mut sip_msg, state: Option<&TxState>) {
     // SAFETY: tm is about to build this request for a branch.
     if let Some(mut msg) = unsafe { SipMsg::from_raw(req) } {
+        if let (Some(state), Some(hooks)) = (state, hooks()) {
+            hooks.request_forwarded(state, &mut msg);
+        }
         // What the script queued inside headers topos_rs removed (before
         // or after topos_request()) must not land on the next header.
         msg.drop_edits_inside_deletions();

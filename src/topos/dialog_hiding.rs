@@ -33,7 +33,7 @@ use std::time::Duration;
 
 /// An early dialog's records live this long without news (a call rings at
 /// most this long).
-const EARLY_TTL: Duration = Duration::from_secs(900);
+pub(super) const EARLY_TTL: Duration = Duration::from_secs(900);
 /// After a BYE a dialog's record stays this long (retransmissions, a BYE
 /// re-sent with credentials), then goes.
 const BYE_GRACE: Duration = Duration::from_secs(32);
@@ -55,7 +55,7 @@ impl NewDialogRandom {
     }
 }
 
-fn method_is(msg: &SipMsg, names: &[&str]) -> bool {
+pub(super) fn method_is(msg: &SipMsg, names: &[&str]) -> bool {
     let method = request_line(msg.buf()).map_or(&b""[..], |l| l.method);
     names
         .iter()
@@ -70,7 +70,7 @@ pub fn creates_dialog(msg: &SipMsg) -> bool {
 /// `host:port` for a masked Contact in a request: the socket the request
 /// leaves on (filled in for each branch it is sent on), so each side gets
 /// a Contact for the socket and transport it talks to.
-fn request_contact_hostport() -> Result<String> {
+pub(super) fn request_contact_hostport() -> Result<String> {
     Ok(state::config()?
         .contact_host
         .clone()
@@ -79,7 +79,7 @@ fn request_contact_hostport() -> Result<String> {
 
 /// `host:port` for a masked Contact in a reply to `request`: the socket the
 /// request came in on, which the reply leaves on.
-fn reply_contact_hostport(request: &SipMsg) -> Result<String> {
+pub(super) fn reply_contact_hostport(request: &SipMsg) -> Result<String> {
     let cfg = state::config()?;
     if let Some(h) = &cfg.contact_host {
         return Ok(h.clone());
@@ -91,7 +91,14 @@ fn reply_contact_hostport(request: &SipMsg) -> Result<String> {
 
 /// A dialog-creating request: a new dialog id, the Contact masked, the
 /// caller side's Record-Routes removed (and the Call-ID with mask_callid).
-pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
+/// `deterministic_mask`: sealed mode's fallback for a dialog too large for
+/// a token; with mask_callid the callee side gets the deterministic mask
+/// of the caller's Call-ID (as sealed dialogs do), not a random one.
+pub fn hide_initial(
+    msg: &mut SipMsg,
+    h: Headers<'_>,
+    deterministic_mask: bool,
+) -> Result<NewTxState> {
     let cfg = state::config()?;
     // The caller side's part of the dialog record (its Contact and route
     // set) must leave room for the callee side's: a request that could
@@ -115,14 +122,18 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
         hostport: request_contact_hostport()?,
     };
     let mut st = new_state(Kind::Initial, id, secrets)?;
-    let callee_call_id = if cfg.mask_callid {
+    let callee_call_id = if cfg.mask_callid && deterministic_mask {
+        let (fp, c) = super::sealed_dialog::deterministic_callee_call_id(&plan::call_id(h)?)?;
+        st.get_mut().set_mask_key(Some(fp));
+        Some(c)
+    } else if cfg.mask_callid {
         let c = DialogId::from_random(random.part(48)).hex();
         st.get_mut().set_callee_call_id(&c);
         Some(c)
     } else {
         None
     };
-    let edits = plan::initial_request(h, &masked, callee_call_id.as_deref());
+    let edits = plan::initial_request(h, Some(&masked), callee_call_id.as_deref());
     msg.apply(edits)?;
     Ok(st)
 }
@@ -131,7 +142,11 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<NewTxState> {
 /// modules queued on it (nathelper's `fix_nated_contact()`,
 /// `set_contact_alias()`) applied, so in-dialog requests go where the
 /// script meant them to. `fallback` (the URI as received) otherwise.
-fn effective_contact(msg: &SipMsg, h: Headers<'_>, fallback: Option<String>) -> Option<String> {
+pub(super) fn effective_contact(
+    msg: &SipMsg,
+    h: Headers<'_>,
+    fallback: Option<String>,
+) -> Option<String> {
     let Some(range) = plan::contact_uri_range(h) else {
         return fallback;
     };
@@ -171,14 +186,20 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         token: id.token(Side::Callee, &st.secrets()),
         hostport: reply_contact_hostport(parts.request)?,
     };
-    let masking = st.callee_call_id().is_some();
-    let (edits, callee) = plan::reply_to_caller(
+    let callee_call_id = match st.callee_call_id() {
+        Some(c) => Some(c.to_string()),
+        None => super::sealed_dialog::masked_for(st, &caller_call_id)?,
+    };
+    let masking = callee_call_id.is_some();
+    let callee = plan::callee_side(parts.reply_headers, &is_kamailio_uri);
+    let edits = plan::reply_to_caller(
         parts.reply_headers,
         &caller.route,
-        &masked,
+        Some(&masked),
         masking.then_some(caller_call_id.as_str()),
         &is_kamailio_uri,
         creates_dialog,
+        None,
     );
     reply.apply(edits)?;
 
@@ -206,7 +227,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         return Ok(());
     }
     let record = DialogRecord {
-        callee_call_id: st.callee_call_id().unwrap_or(&caller_call_id).to_string(),
+        callee_call_id: callee_call_id.unwrap_or_else(|| caller_call_id.clone()),
         call_id: caller_call_id,
         caller_tag: ids.from.tag.map(Cow::into_owned).unwrap_or_default(),
         callee_tag: callee_tag.into_owned(),
@@ -472,7 +493,7 @@ pub fn route_in_dialog(
         hostport: request_contact_hostport()?,
     };
     let new_call_id = (expected_call_id != other_call_id).then_some(other_call_id.as_str());
-    let (edits, _) = plan::in_dialog_request(headers, route, &masked, new_call_id);
+    let (edits, _) = plan::in_dialog_request(headers, route, Some(&masked), new_call_id);
     msg.apply(edits)?;
     // A side with no route set of its own is reached directly: with
     // route_to_source, at the address its messages came from (a NATed
@@ -510,7 +531,7 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let reply_headers = parts.reply_headers;
     let sender_call_id = plan::call_id(parts.request_headers)?;
     let restore = (plan::call_id(reply_headers)? != sender_call_id).then_some(&*sender_call_id);
-    let (edits, replier_contact) = plan::in_dialog_reply(reply_headers, &masked, restore);
+    let (edits, replier_contact) = plan::in_dialog_reply(reply_headers, Some(&masked), restore);
     let replier_contact = effective_contact(
         reply,
         reply_headers,

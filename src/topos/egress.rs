@@ -19,6 +19,7 @@
 //! to topos_rs before any route runs (`tm_hooks`), which hides or reduces
 //! it.
 
+use crate::dialog::sealed::TokenText;
 use crate::dialog::token::parse_token;
 use crate::ffi::egress::EgressGate;
 use crate::ffi::msg::is_kamailio_uri;
@@ -114,7 +115,8 @@ fn names_a_token(r: &OutgoingRequest) -> bool {
     let Ok(uri) = std::str::from_utf8(r.request_uri) else {
         return false;
     };
-    uri_user(uri).and_then(parse_token).is_some() && is_kamailio_uri(uri)
+    uri_user(uri).is_some_and(|u| parse_token(u).is_some() || TokenText::parse(u).is_some())
+        && is_kamailio_uri(uri)
 }
 
 /// True if tm has a hidden INVITE transaction this ACK or CANCEL belongs to.
