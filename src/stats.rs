@@ -38,8 +38,6 @@ pub struct Stats {
     pub billed_minor_units: AtomicI64,
     /// Bumped by `topos_rs.rates_reload`: workers reload the rates file.
     pub rates_generation: AtomicU64,
-    /// Bumped by `topos_rs.keys_reload`: workers reread the key file.
-    pub keys_generation: AtomicU64,
     /// Dialogs kept in the store in sealed mode because their state would
     /// not fit a token of the size bound.
     pub dialogs_stored_too_large: AtomicU64,
@@ -185,7 +183,7 @@ pub const COUNTERS: &[Counter] = &[
 ];
 
 /// Fields of `Stats` that are shared state, not numbers for operators.
-pub const NOT_COUNTERS: &[&str] = &["rates_generation", "keys_generation"];
+pub const NOT_COUNTERS: &[&str] = &["rates_generation"];
 
 /// Whether the lmdb_only counters mean something with this storage.
 pub fn sees_every_dialog_end(storage: Option<&Storage>) -> bool {

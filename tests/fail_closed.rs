@@ -711,3 +711,48 @@ fn a_request_whose_sip_version_is_not_sip_2_0_is_refused() {
         "{log}"
     );
 }
+
+/// Found by `make attack` after issue 24's fix: a Route a caller puts in a
+/// dialog-creating or out-of-dialog request (here naming its own side),
+/// which the script does not route by, reached the callee. It goes; a
+/// preloaded route the script does route by (loose_route()) stays.
+#[test]
+fn a_route_the_script_does_not_route_by_never_reaches_the_callee() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let p = Parties::new();
+    let own = format!(
+        "Route: <sip:{};lr>\r\nRoute: <sip:10.10.10.1;lr>\r\n",
+        p.caller.addr
+    );
+    let mut call = Call::new(
+        "route-in-invite",
+        &format!("sip:13545769997@{}", p.callee.addr),
+    );
+    call.upstream_vias = requirement_vias();
+    call.extra_headers = own.clone();
+    p.caller.send(k.addr, &call.invite(&p.caller));
+    let inv = p.callee.expect_request("INVITE");
+    assert!(inv.header("route").is_none(), "{}", inv.text);
+    assert!(
+        !inv.text.contains(&p.caller.addr.to_string()),
+        "{}",
+        inv.text
+    );
+    p.callee.reply(&inv, 486, "Busy Here", "t1");
+    p.caller.expect_reply(486, "INVITE");
+    p.caller.send(k.addr, &call.ack_negative(&p.caller));
+    let options = format!(
+        "OPTIONS sip:bob@{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKroute1\r\n{own}\
+         Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=o1\r\nTo: <sip:bob@example.com>\r\n\
+         Call-ID: route-in-options\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        p.callee.addr, p.caller.addr
+    );
+    p.caller.send(k.addr, &options);
+    let got = p.callee.expect_request("OPTIONS");
+    assert!(got.header("route").is_none(), "{}", got.text);
+    assert!(
+        !got.text.contains(&p.caller.addr.to_string()),
+        "{}",
+        got.text
+    );
+}

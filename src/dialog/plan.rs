@@ -13,7 +13,7 @@
 
 use crate::sip::edit::Edit;
 use crate::sip::headers::{map_cow, Headers};
-use crate::sip::name_addr::{entry_uri, split_entries};
+use crate::sip::name_addr::{entry_uri, split_entries, uri_host_port};
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
@@ -318,15 +318,13 @@ pub fn reply_to_caller(
     edits
 }
 
-/// The value of Kamailio's route parameter in a request's Route header
-/// (the first Route entry that is this server and carries one).
-pub fn route_param<'a>(request: Headers<'a>, is_kamailio: &dyn Fn(&str) -> bool) -> Option<String> {
+/// The value of Kamailio's route parameter in a request's Route header:
+/// the first Route entry that carries one. Any entry will do (behind a
+/// virtual address Kamailio may not take its own entry for itself): the
+/// value is sealed to its dialog, so where it stands proves nothing.
+pub fn route_param(request: Headers<'_>) -> Option<String> {
     entries(request, "route", None).into_iter().find_map(|e| {
-        let uri = entry_uri(&e);
-        if !is_kamailio(uri) {
-            return None;
-        }
-        uri.split(';').skip(1).find_map(|p| {
+        entry_uri(&e).split(';').skip(1).find_map(|p| {
             let (name, value) = p.split_once('=')?;
             name.trim()
                 .eq_ignore_ascii_case(ROUTE_PARAM)
@@ -346,6 +344,38 @@ pub fn has_contact(h: Headers<'_>) -> bool {
 pub fn reply_without_route(reply: Headers<'_>) -> Vec<Edit> {
     let mut edits = Vec::new();
     replace_fields(reply, "route", None, Vec::new(), &mut edits);
+    edits
+}
+
+/// The Route fields of a request outside a dialog (one that creates a
+/// dialog, or none) that the script does not route by: a sender's Route
+/// entries (a preloaded route) pass only when the script sent the request
+/// along them (its next hop `next_hop` is their first entry past
+/// Kamailio's own, as loose_route() sets it); otherwise they are hops the
+/// sender chose, often on its own side, and they all go.
+pub fn unrouted_routes(
+    request: Headers<'_>,
+    next_hop: Option<&str>,
+    is_kamailio: &dyn Fn(&str) -> bool,
+) -> Vec<Edit> {
+    let routes = entries(request, "route", None);
+    let first_other = routes
+        .iter()
+        .map(|e| entry_uri(e))
+        .find(|u| !is_kamailio(u));
+    let routed_by = |uri: &str| {
+        next_hop.is_some_and(|hop| {
+            hop.eq_ignore_ascii_case(uri)
+                || (uri_host_port(hop).is_some() && uri_host_port(hop) == uri_host_port(uri))
+        })
+    };
+    let mut edits = Vec::new();
+    match first_other {
+        Some(uri) if !routed_by(uri) => {
+            replace_fields(request, "route", None, Vec::new(), &mut edits)
+        }
+        _ => {}
+    }
     edits
 }
 
@@ -596,7 +626,7 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         let bye = "BYE sip:T@203.0.113.1 SIP/2.0\r\nRoute: <sip:a0.caller.net;lr>, \
 <sip:203.0.113.1;lr;ftag=ft;tpr=SEALED>\r\nCall-ID: c\r\n\r\n";
         assert_eq!(
-            route_param(Scanned::new(bye).h(), &is_k).as_deref(),
+            route_param(Scanned::new(bye).h()).as_deref(),
             Some("SEALED")
         );
         // A script that did not record-route: Kamailio's own entry comes in.
@@ -740,6 +770,24 @@ Content-Length: 0\r\n\r\n";
         assert!(!out.contains("Record-Route"));
         assert!(out.contains("Contact: <sip:TOKb@203.0.113.1:5060>\r\n"));
         assert!(out.contains("Call-ID: orig\r\n"));
+    }
+
+    #[test]
+    fn a_sender_route_passes_only_when_the_script_routes_by_it() {
+        let invite = "INVITE sip:bob@10.2.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+Route: <sip:203.0.113.1;lr>, <sip:10.9.9.9;lr>\r\nRoute: <sip:10.8.8.8;lr>\r\n\
+Call-ID: c\r\n\r\n";
+        let h = Scanned::new(invite);
+        // loose_route() sent it to the first route past Kamailio's own.
+        assert!(unrouted_routes(h.h(), Some("sip:10.9.9.9;lr"), &is_k).is_empty());
+        // Not routed by them (no next hop, or another one): they all go.
+        for hop in [None, Some("sip:10.2.2.2")] {
+            let out = text(invite, &unrouted_routes(h.h(), hop, &is_k));
+            assert!(!out.contains("Route"), "{out}");
+        }
+        // Only Kamailio's own, or none: nothing to do.
+        let own = "OPTIONS sip:b@x SIP/2.0\r\nRoute: <sip:203.0.113.1;lr>\r\n\r\n";
+        assert!(unrouted_routes(Scanned::new(own).h(), None, &is_k).is_empty());
     }
 
     #[test]

@@ -180,9 +180,25 @@ fn init() -> Result<()> {
     if cfg.token_mode == TokenMode::Sealed {
         // SAFETY: the core's runtime_dir string, set before mod_init.
         let dir = unsafe { CStr::from_ptr(topos_shim_runtime_dir()) }.to_string_lossy();
+        // The keys every process reads: shared memory, before the fork.
+        // SAFETY: a zeroed block is a valid SharedKeys (all atomics at 0);
+        // it is never freed, so the reference is 'static.
+        let shared = unsafe {
+            let p = super::bindings::topos_shim_shm_malloc(std::mem::size_of::<
+                crate::token_keys::SharedKeys,
+            >()) as *mut crate::token_keys::SharedKeys;
+            if p.is_null() {
+                return Err(crate::error::Error::OutOfMemory(
+                    "out of shared memory for the token keys",
+                ));
+            }
+            std::ptr::write_bytes(p, 0, 1);
+            &*p
+        };
         crate::token_keys::load_at_start(
             cfg.token_key_file.as_deref(),
             std::path::Path::new(dir.as_ref()),
+            shared,
         )?;
     }
     // Kamailio counters read the shared block; before the fork.

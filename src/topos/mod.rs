@@ -26,7 +26,7 @@ use crate::dialog::plan;
 use crate::dialog::sealed::TokenText;
 use crate::dialog::token::{DialogId, Secrets};
 use crate::error::{Error, Result};
-use crate::ffi::msg::SipMsg;
+use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::{self, Transaction};
 use crate::ffi::tx_state::Kind;
@@ -136,6 +136,7 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
             }
         }
     } else if dialog_hiding::creates_dialog(msg) {
+        msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
         let Some(state) = hide_new_dialog(msg, h, &ids)? else {
             return Ok(false);
         };
@@ -144,6 +145,7 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     } else {
         let register = request_method_is(h, "REGISTER");
         msg.apply(plan::outside_dialog(h, register))?;
+        msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
         Some(tx_dialog::new_state(
             Kind::ViaOnly,
             DialogId([0; 16]),

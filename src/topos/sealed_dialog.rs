@@ -442,10 +442,7 @@ pub fn route_in_dialog(
                     callee_tag: Some(ids.to.tag.as_deref().unwrap_or_default().as_bytes()),
                     source: None,
                 };
-                match (
-                    plan::route_param(headers, &is_kamailio_uri),
-                    opened.state.callee_route,
-                ) {
+                match (plan::route_param(headers), opened.state.callee_route) {
                     (Some(p), _) => match open_route(ring, &p, &b) {
                         Some(r) => r,
                         None => {
