@@ -26,9 +26,14 @@
 #include "core/forward.h"
 #include "core/rpc.h"
 #include "core/rpc_lookup.h"
+#include "core/events.h"
+#include "core/counters.h"
 #include "modules/tm/tm_load.h"
 #include "modules/tm/h_table.h"
 #include "modules/tm/t_hooks.h"
+#include "core/hash_func.h"
+#include "core/pt.h"
+#include "core/atomic_ops.h"
 
 /* Defined (non-static) in core/msg_translator.c and exported by the kamailio
  * binary, but not declared in its headers: the exact ";received=" / ";rport="
@@ -58,6 +63,11 @@ int topos_shim_log_enabled(int level);
 void topos_shim_log(int level, const char *text, int len);
 void *topos_shim_pkg_malloc(size_t size);
 void topos_shim_pkg_free(void *p);
+int topos_shim_register_egress(int (*check)(const char *buf, int len));
+int topos_shim_same_top_via(struct sip_msg *a, struct sip_msg *b);
+int topos_shim_find_invite(struct tm_binds *tmb, str *callid, str *cseq,
+		transaction_cb *cb, struct sip_msg *msg, unsigned int *status,
+		int *ours, int *same_via);
 int topos_shim_load_tm(struct tm_binds *tmb);
 int topos_shim_route_type(void);
 const char *topos_shim_runtime_dir(void);

@@ -65,6 +65,9 @@ pub enum Error {
     RatesFileUnreadable { path: String, error: String },
     /// Called before mod_init configured the module.
     NotInitialized,
+    /// Kamailio's counters API refused to register a counter
+    /// (`counter_register` returned `code`).
+    CounterRefused { name: &'static str, code: i32 },
 }
 
 impl fmt::Display for Error {
@@ -104,6 +107,17 @@ impl fmt::Display for Error {
                 write!(f, "rates file {path}: cannot read: {error}")
             }
             Error::NotInitialized => f.write_str("topos_rs is not initialized"),
+            Error::CounterRefused { name, code } => {
+                let why = match code {
+                    -2 => "a counter of that name exists already",
+                    _ => "its table is full, it is past the fork, or out of memory",
+                };
+                write!(
+                    f,
+                    "Kamailio refused the counter topos_rs.{name} ({why}; counter_register \
+                     returned {code}): topos_rs does not start"
+                )
+            }
         }
     }
 }
@@ -164,6 +178,15 @@ mod tests {
         assert_eq!(
             Error::NotInitialized.to_string(),
             "topos_rs is not initialized"
+        );
+        assert_eq!(
+            Error::CounterRefused {
+                name: "calls_billed",
+                code: -2
+            }
+            .to_string(),
+            "Kamailio refused the counter topos_rs.calls_billed (a counter of that name \
+             exists already; counter_register returned -2): topos_rs does not start"
         );
     }
 }

@@ -3,13 +3,12 @@
 //! `ffi::rpc` hands them to Kamailio's RPC interface.
 
 use crate::billing_functions;
-use crate::config::Storage;
 use crate::dialog::record::decode_stored;
 use crate::state::{self, with_store};
 use crate::stats;
 use crate::store::state::ENDED;
 use crate::store::Store;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// How many records `topos_rs.dialog` reads at most.
 const DIALOG_SCAN_LIMIT: usize = 100_000;
@@ -38,54 +37,36 @@ fn fault(code: i32, text: &str) -> Answer {
     Answer::Fault(code, text.to_string())
 }
 
-fn count(a: &AtomicU64) -> Value {
-    Value::Int(a.load(Ordering::Relaxed).min(i32::MAX as u64) as i32)
-}
-
-fn money(a: &AtomicI64, decimals: u32) -> String {
-    let v = rust_decimal::Decimal::new(a.load(Ordering::Relaxed), decimals);
+fn money(minor_units: i64, decimals: u32) -> String {
+    let v = rust_decimal::Decimal::new(minor_units, decimals);
     crate::billing::tariff::format_money(v, decimals)
 }
 
-/// `topos_rs.stats`: the counters.
+/// `topos_rs.stats`: the counters (`stats::COUNTERS`, as the Kamailio
+/// counters show them), then `billed_total`: the billed sum as money.
 pub fn stats() -> Answer {
     let Some(s) = stats::get() else {
         return fault(500, "statistics not initialized");
     };
-    let (decimals, currency) = state::config()
+    let cfg = state::config().ok();
+    let (decimals, currency) = cfg
         .map(|c| (c.billing.decimals, c.billing.currency.clone()))
         .unwrap_or((2, String::new()));
-    let created = s.dialogs_created.load(Ordering::Relaxed);
-    let gone = s.dialogs_ended.load(Ordering::Relaxed) + s.dialogs_expired.load(Ordering::Relaxed);
-    // Redis expires dialogs itself, unseen, and other nodes end dialogs
-    // this one created: there only the store knows how many are active
-    // (topos_rs.records), so the counters that would guess are left out.
-    let on_redis = state::config().is_ok_and(|c| matches!(c.storage, Some(Storage::Redis { .. })));
-    let mut fields = vec![
-        ("requests_hidden", count(&s.requests_hidden)),
-        ("replies_restored", count(&s.replies_restored)),
-        ("replies_reduced", count(&s.replies_reduced)),
-        ("dialogs_created", count(&s.dialogs_created)),
-        (
-            "dialogs_active",
-            Value::Int(created.saturating_sub(gone).min(i32::MAX as u64) as i32),
-        ),
-        ("dialogs_ended", count(&s.dialogs_ended)),
-        ("dialogs_expired", count(&s.dialogs_expired)),
-        ("token_misses", count(&s.token_misses)),
-        ("storage_errors", count(&s.storage_errors)),
-        ("calls_billed", count(&s.calls_billed)),
-        (
-            "billed_total",
-            Value::Text(format!(
-                "{} {currency}",
-                money(&s.billed_minor_units, decimals)
-            )),
-        ),
-    ];
-    if on_redis {
-        fields.retain(|(name, _)| *name != "dialogs_active" && *name != "dialogs_expired");
-    }
+    let storage = cfg.and_then(|c| c.storage.as_ref());
+    let mut fields: Fields = stats::shown(storage)
+        // The RPC's integers are 32-bit (as Kamailio's own cnt.get).
+        .map(|c| {
+            (
+                c.name,
+                Value::Int(c.value(s).clamp(i32::MIN.into(), i32::MAX.into()) as i32),
+            )
+        })
+        .collect();
+    let billed = s.billed_minor_units.load(Ordering::Relaxed);
+    fields.push((
+        "billed_total",
+        Value::Text(format!("{} {currency}", money(billed, decimals))),
+    ));
     Answer::Structs(vec![fields])
 }
 

@@ -138,7 +138,13 @@ fn bad_integer_parameters_stop_start_up_naming_the_parameter() {
 
 /// Starts kamailio on `cfg` expecting it to refuse to start; returns stderr.
 fn start_expecting_failure(cfg: &Path, dir: &Path) -> String {
+    start_expecting_failure_with(cfg, dir, &[])
+}
+
+/// As `start_expecting_failure`, with more command-line arguments.
+fn start_expecting_failure_with(cfg: &Path, dir: &Path, args: &[&str]) -> String {
     let mut child = Command::new(kamailio_bin())
+        .args(args)
         .arg("-DD")
         .arg("-E")
         .arg("-f")
@@ -156,7 +162,8 @@ fn start_expecting_failure(cfg: &Path, dir: &Path) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: a start that registers 32,000 counters takes ~5 s alone.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -249,6 +256,56 @@ fn missing_tm_stops_start_up_with_a_clear_message() {
     assert!(
         err.contains(
             "topos_rs: cannot bind the tm module API: loadmodule \"tm.so\" before \"topos_rs.so\""
+        ),
+        "{err}"
+    );
+}
+
+/// tm, then statistics with `fill` script counters, then topos_rs.
+fn counters_filled_by_statistics(dir: &Path, fill: usize) -> std::path::PathBuf {
+    let mut cfg = String::from(
+        "#!KAMAILIO\nlisten=LISTEN\nlog_stderror=yes\n\
+         loadmodule \"tm.so\"\nloadmodule \"statistics.so\"\n",
+    );
+    for i in 1..=fill {
+        cfg += &format!("modparam(\"statistics\", \"variable\", \"fill{i}\")\n");
+    }
+    cfg += "loadmodule \"topos_rs.so\"\nrequest_route { drop; }\n";
+    let path = dir.join(format!("fill-{fill}.cfg"));
+    fs::write(&path, cfg).unwrap();
+    path
+}
+
+/// Kamailio's counter table is full when topos_rs registers its counters
+/// (the statistics module, initialized before it, took every free slot):
+/// start-up stops with a line naming the counter refused.
+#[test]
+fn a_counter_kamailio_refuses_stops_start_up_naming_it() {
+    let dir = scratch_dir("counters-full");
+    // Too many: statistics itself is refused. It registers its variables
+    // last-declared first, so the one refused tells how many slots were
+    // free: `fill<total - free>`. Kamailio's table holds 32767 counters
+    // (MAX_COUNTER_ID, core/counters.c), some of them the core's and tm's.
+    let total = 32767;
+    // Private memory for the parser and the statistics module's list.
+    let pkg = ["-M", "128"];
+    let err = start_expecting_failure_with(&counters_filled_by_statistics(&dir, total), &dir, &pkg);
+    let refused: usize = err
+        .split("failed to register var. <fill")
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("statistics was not refused a counter:\n{err}"));
+    let free = total - refused;
+    // Exactly as many as were free: statistics starts, topos_rs's first
+    // counter is refused.
+    let err = start_expecting_failure_with(&counters_filled_by_statistics(&dir, free), &dir, &pkg);
+    assert!(!err.contains("failed to register var"), "{err}");
+    assert!(
+        err.contains(
+            "topos_rs: Kamailio refused the counter topos_rs.requests_hidden (its table is \
+             full, it is past the fork, or out of memory; counter_register returned -1): \
+             topos_rs does not start"
         ),
         "{err}"
     );

@@ -381,3 +381,325 @@ fn a_reduced_reply_is_not_hidden_again_in_the_named_reply_route() {
         "topos_reply() failed:\n{log}"
     );
 }
+
+// ---------------------------------------------------------------------
+// Issue 24: no request of a hidden transaction or dialog leaves unhidden,
+// whatever path the script takes to the relay.
+
+/// A test config that reaches t_relay() / forward() without
+/// topos_request() on purpose (see its header).
+const CARELESS: &str = "tests/cfg/careless.cfg";
+
+/// A peer on a loopback address no call uses (a "third address"):
+/// anything Kamailio sends it was relayed where no call goes.
+fn third_party() -> Peer {
+    let sock = std::net::UdpSocket::bind("127.0.0.9:0").expect("binding 127.0.0.9");
+    let addr = sock.local_addr().unwrap();
+    Peer { sock, addr }
+}
+
+/// Neither peer receives anything within `d` (the first waits, the others
+/// are checked right after).
+fn nothing_reaches(peers: &[&Peer], d: Duration) {
+    for (i, p) in peers.iter().enumerate() {
+        p.expect_silence(if i == 0 { d } else { Duration::from_millis(50) });
+    }
+}
+
+/// The To-tag of a message.
+fn to_tag(m: &Msg) -> String {
+    let to = m.header("to").unwrap();
+    let tag = to.split(";tag=").nth(1).expect("a To-tag");
+    tag.split(';').next().unwrap().to_string()
+}
+
+/// A call the callee refuses: INVITE (with the requirement's upstream
+/// Vias), 180, 486. The caller has the 486; the callee has Kamailio's own
+/// ACK for it (one Via). The returned call knows the To-tag.
+fn refused_call(k: &Kamailio, p: &Parties, id: &str) -> Call {
+    let mut call = Call::new(id, &format!("sip:13545769997@{}", p.callee.addr));
+    call.upstream_vias = requirement_vias();
+    p.caller.send(k.addr, &call.invite(&p.caller));
+    let inv = p.callee.expect_request("INVITE");
+    p.callee.reply(&inv, 180, "Ringing", "callee-tag");
+    p.caller.expect_reply(180, "INVITE");
+    p.callee.reply(&inv, 486, "Busy Here", "callee-tag");
+    let busy = p.caller.expect_reply(486, "INVITE");
+    let ack = p.callee.expect_request("ACK");
+    assert_eq!(ack.vias().len(), 1, "Kamailio's own ACK:\n{}", ack.text);
+    call.to_tag = Some(to_tag(&busy));
+    call
+}
+
+/// An answered call (INVITE with the requirement's upstream Vias, 200); the
+/// caller has learned the dialog, nobody has ACKed yet.
+fn answered_call(k: &Kamailio, p: &Parties, id: &str) -> Call {
+    let mut call = Call::new(id, &format!("sip:13545769997@{}", p.callee.addr));
+    call.upstream_vias = requirement_vias();
+    p.caller.send(k.addr, &call.invite(&p.caller));
+    let inv = p.callee.expect_request("INVITE");
+    p.callee.reply(&inv, 200, "OK", "callee-tag");
+    let ok = p.caller.expect_reply(200, "INVITE");
+    call.confirm(&ok);
+    call
+}
+
+/// A request of the caller's side in `call`'s dialog (Call-ID, tags) as an
+/// attacker builds it: its own branch, any Request-URI, the caller's whole
+/// Via stack, the Route given (none if empty).
+fn crafted(call: &Call, caller: &Peer, method: &str, cseq: u32, ruri: &str, extra: &str) -> String {
+    let mut out = format!("{method} {ruri} SIP/2.0\r\n");
+    out += &format!(
+        "Via: SIP/2.0/UDP {};branch=z9hG4bK-crafted-{method}-{ruri};rport\r\n",
+        caller.addr
+    );
+    for v in &call.upstream_vias {
+        out += &format!("Via: {v}\r\n");
+    }
+    out += "Max-Forwards: 70\r\n";
+    out += &format!(
+        "From: <sip:01089672389@127.0.0.1>;tag={}\r\n",
+        call.from_tag
+    );
+    match &call.to_tag {
+        Some(t) => out += &format!("To: <sip:13545769997@127.0.0.1>;tag={t}\r\n"),
+        None => out += "To: <sip:13545769997@127.0.0.1>\r\n",
+    }
+    out += &format!("Call-ID: {}\r\nCSeq: {cseq} {method}\r\n", call.call_id);
+    out += extra;
+    out += "Content-Length: 0\r\n\r\n";
+    out
+}
+
+/// The issue's attack, one packet: after a refused call the caller sends
+/// an ACK with the call's Call-ID, tags and CSeq but another branch, to the
+/// callee's address or to a third one, without Route. Before the fix it
+/// left with the caller's whole Via stack; now it goes nowhere.
+#[test]
+fn an_ack_after_a_refused_call_with_another_branch_is_never_relayed() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let p = Parties::new();
+    let third = third_party();
+    let call = refused_call(&k, &p, "refused-ack");
+    for ruri in [
+        format!("sip:13545769997@{}", p.callee.addr),
+        format!("sip:anyone@{}", third.addr),
+    ] {
+        p.caller
+            .send(k.addr, &crafted(&call, &p.caller, "ACK", 1, &ruri, ""));
+    }
+    nothing_reaches(&[&p.callee, &third], Duration::from_millis(1000));
+    let log = k.log_text();
+    assert!(
+        log.contains("topos_request: refused: in-dialog request without a topos_rs token"),
+        "{log}"
+    );
+    still_alive(&k);
+}
+
+/// The ACK a refused call's caller sends with the INVITE's own branch is
+/// absorbed by tm as before: it reaches nobody and tm stops retransmitting
+/// the 486 (the first retransmission is due 0.5 s after it).
+#[test]
+fn the_same_branch_ack_after_a_refused_call_is_still_absorbed() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let p = Parties::new();
+    let call = refused_call(&k, &p, "absorbed-ack");
+    p.caller.send(k.addr, &call.ack_negative(&p.caller));
+    nothing_reaches(&[&p.caller, &p.callee], Duration::from_millis(1800));
+}
+
+/// A script that relays without topos_request() (tests/cfg/careless.cfg):
+/// acc's report_ack makes t_check_trans() match an ACK for the 2xx end to
+/// end, whatever its branch and Request-URI, and the script t_relay()s it
+/// at once. The module's egress check stops it.
+#[test]
+fn an_ack_matched_end_to_end_never_leaves_unhidden_whatever_the_script() {
+    let socket = scratch_dir("careless-ack").join("ctl.sock");
+    let define = format!("CTL_SOCKET=\"unix:{}\"", socket.display());
+    let k = Kamailio::start(CARELESS, &[&define]);
+    let p = Parties::new();
+    let third = third_party();
+    let call = answered_call(&k, &p, "careless-e2e-ack");
+    for ruri in [
+        format!("sip:anyone@{}", third.addr),
+        format!("sip:13545769997@{}", p.callee.addr),
+    ] {
+        p.caller
+            .send(k.addr, &crafted(&call, &p.caller, "ACK", 1, &ruri, ""));
+    }
+    nothing_reaches(&[&p.callee, &third], Duration::from_millis(1000));
+    let stats = kamcmd(&socket, &["topos_rs.stats"]).1;
+    assert_eq!(field(&stats, "dropped_ack_cancel"), "2", "{stats}");
+    let log = k.log_text();
+    assert!(
+        log.contains("dropped: an ACK or CANCEL of a hidden INVITE transaction was about to leave"),
+        "{log}"
+    );
+    still_alive(&k);
+}
+
+/// The same script ignores topos_request()'s -1 for forged or tokenless
+/// in-dialog requests and relays them (t_relay(), forward()), to a third
+/// address by Route or by Request-URI: none leaves; each cause is counted,
+/// and logged once per process.
+#[test]
+fn a_refused_in_dialog_request_relayed_anyway_never_leaves() {
+    let socket = scratch_dir("careless-bye").join("ctl.sock");
+    let define = format!("CTL_SOCKET=\"unix:{}\"", socket.display());
+    let k = Kamailio::start(CARELESS, &[&define]);
+    let p = Parties::new();
+    let third = third_party();
+    let call = answered_call(&k, &p, "careless-bye");
+    let target = call.remote_target.clone().unwrap();
+    // The callee's token with its last secret digit changed: a forged one.
+    let at = target.find('@').unwrap();
+    let last = &target[at - 1..at];
+    let forged = format!(
+        "{}{}{}",
+        &target[..at - 1],
+        if last == "0" { "1" } else { "0" },
+        &target[at..]
+    );
+    let to_third = format!("Route: <sip:{};lr>\r\n", third.addr);
+    let tokenless = format!("sip:anyone@{}", third.addr);
+    let sent = [
+        crafted(&call, &p.caller, "BYE", 2, &forged, &to_third),
+        crafted(&call, &p.caller, "INFO", 3, &forged, &to_third),
+        crafted(&call, &p.caller, "BYE", 4, &tokenless, ""),
+        crafted(&call, &p.caller, "BYE", 5, &tokenless, "X-Forward: 1\r\n"),
+    ];
+    for m in &sent {
+        p.caller.send(k.addr, m);
+        // One at a time: the refusal each leaves behind is its own.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nothing_reaches(&[&p.callee, &third], Duration::from_millis(1000));
+    let stats = kamcmd(&socket, &["topos_rs.stats"]).1;
+    assert_eq!(field(&stats, "dropped_token_requests"), "2", "{stats}");
+    assert_eq!(field(&stats, "dropped_refused_requests"), "2", "{stats}");
+    let log = k.log_text();
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    let token_lines = lines("dropped: a request with a topos_rs token in its Request-URI");
+    let refused_lines = lines("dropped: a request topos_request() refused was about to be relayed");
+    assert!((1..=2).contains(&token_lines), "{log}");
+    assert!((1..=2).contains(&refused_lines), "{log}");
+    still_alive(&k);
+}
+
+/// The same script relays every CANCEL, also one with another branch than
+/// the INVITE's (which no transaction here matches) to a third address:
+/// it does not leave with the caller's Vias.
+#[test]
+fn a_cancel_of_a_hidden_invite_never_leaves_unhidden_whatever_the_script() {
+    let k = Kamailio::start(CARELESS, &[]);
+    let p = Parties::new();
+    let third = third_party();
+    let mut call = Call::new(
+        "careless-cancel",
+        &format!("sip:13545769997@{}", p.callee.addr),
+    );
+    call.upstream_vias = requirement_vias();
+    p.caller.send(k.addr, &call.invite(&p.caller));
+    let inv = p.callee.expect_request("INVITE");
+    p.callee.reply(&inv, 180, "Ringing", "callee-tag");
+    p.caller.expect_reply(180, "INVITE");
+    let ruri = format!("sip:anyone@{}", third.addr);
+    p.caller
+        .send(k.addr, &crafted(&call, &p.caller, "CANCEL", 1, &ruri, ""));
+    nothing_reaches(&[&p.callee, &third], Duration::from_millis(1000));
+    still_alive(&k);
+}
+
+/// Route is a request header: one a peer puts in a reply (provisional,
+/// final, failure, in-dialog) never reaches the other side.
+#[test]
+fn a_route_header_in_a_reply_never_reaches_the_other_side() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let p = Parties::new();
+    let route = format!(
+        "Route: <sip:{};lr>\r\nRoute: <sip:127.0.0.77:5060;lr>\r\n",
+        p.callee.addr
+    );
+    let reply = |req: &Msg, status: &str, extra: &str| {
+        let mut out = format!("SIP/2.0 {status}\r\n");
+        for v in req.headers("via") {
+            out += &format!("Via: {v}\r\n");
+        }
+        for rr in req.headers("record-route") {
+            out += &format!("Record-Route: {rr}\r\n");
+        }
+        out += &route;
+        out += &format!("From: {}\r\n", req.header("from").unwrap());
+        let to = req.header("to").unwrap();
+        if to.contains(";tag=") {
+            out += &format!("To: {to}\r\n");
+        } else {
+            out += &format!("To: {to};tag=callee-tag\r\n");
+        }
+        out += &format!("Call-ID: {}\r\n", req.header("call-id").unwrap());
+        out += &format!("CSeq: {}\r\n", req.header("cseq").unwrap());
+        out += extra;
+        out += "Content-Length: 0\r\n\r\n";
+        p.callee.send(k.addr, &out);
+    };
+    let contact = format!("Contact: <sip:callee@{}>\r\n", p.callee.addr);
+    let check = |m: &Msg| {
+        assert!(m.header("route").is_none(), "{}", m.text);
+        assert!(!m.text.contains("127.0.0.77"), "{}", m.text);
+        assert_callee_hidden(m, &p.callee);
+    };
+    // A refused call.
+    let mut call = Call::new("route-486", &format!("sip:13545769997@{}", p.callee.addr));
+    p.caller.send(k.addr, &call.invite(&p.caller));
+    let inv = p.callee.expect_request("INVITE");
+    reply(&inv, "486 Busy Here", "");
+    check(&p.caller.expect_reply(486, "INVITE"));
+    p.caller.send(k.addr, &call.ack_negative(&p.caller));
+    // An answered call and its BYE.
+    call = Call::new("route-200", &format!("sip:13545769997@{}", p.callee.addr));
+    p.caller.send(k.addr, &call.invite(&p.caller));
+    let inv = p.callee.expect_request("INVITE");
+    reply(&inv, "180 Ringing", &contact);
+    check(&p.caller.expect_reply(180, "INVITE"));
+    reply(&inv, "200 OK", &contact);
+    let ok = p.caller.expect_reply(200, "INVITE");
+    check(&ok);
+    call.confirm(&ok);
+    p.caller.send(k.addr, &call.in_dialog(&p.caller, "ACK", 1));
+    p.callee.expect_request("ACK");
+    p.caller.send(k.addr, &call.in_dialog(&p.caller, "BYE", 2));
+    let bye = p.callee.expect_request("BYE");
+    reply(&bye, "200 OK", "");
+    check(&p.caller.expect_reply(200, "BYE"));
+}
+
+/// Kamailio's parser takes `SIP/2.0` followed by anything as the version
+/// and relays those bytes as they came: topos_request() refuses such a
+/// request (-1, an error line; the example config answers 500).
+#[test]
+fn a_request_whose_sip_version_is_not_sip_2_0_is_refused() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let p = Parties::new();
+    for (i, version) in ["SIP/2.0127.0.0.1:5060", "SIP/2.0x"].iter().enumerate() {
+        let mut call = Call::new(
+            &format!("bad-version-{i}"),
+            &format!("sip:13545769997@{}", p.callee.addr),
+        );
+        call.upstream_vias = requirement_vias();
+        let invite = call
+            .invite(&p.caller)
+            .replacen(" SIP/2.0\r\n", &format!(" {version}\r\n"), 1);
+        p.caller.send(k.addr, &invite);
+        // Kamailio's reply repeats the request's version bytes.
+        p.caller.expect(&format!("a 500 for {version}"), |m| {
+            m.first_line().starts_with(&format!("{version} 500 "))
+        });
+    }
+    p.callee.expect_silence(Duration::from_millis(300));
+    let log = k.log_text();
+    assert!(
+        log.contains("topos_request: request line: the SIP-Version is not SIP/2.0"),
+        "{log}"
+    );
+}

@@ -266,6 +266,15 @@ pub fn reply_to_caller(
     )
 }
 
+/// Route is a request header (RFC 3261 20.34, table 2): a reply has none,
+/// so any Route a peer put in one goes, whatever the reply (it would carry
+/// that peer's addresses to the other side).
+pub fn reply_without_route(reply: Headers<'_>) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    replace_fields(reply, "route", None, Vec::new(), &mut edits);
+    edits
+}
+
 /// A request outside any dialog that creates none (OPTIONS, MESSAGE,
 /// REGISTER, ...), or a reply to one: Record-Route means nothing there, so
 /// the other side's entries go, and so does its Contact (nothing is routed
@@ -592,6 +601,19 @@ Content-Length: 0\r\n\r\n";
         assert!(!out.contains("Record-Route"));
         assert!(out.contains("Contact: <sip:TOKb@203.0.113.1:5060>\r\n"));
         assert!(out.contains("Call-ID: orig\r\n"));
+    }
+
+    #[test]
+    fn a_reply_loses_every_route_field() {
+        let reply = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP k;branch=z9hG4bK1\r\n\
+Route: <sip:10.9.9.9;lr>\r\nFrom: <sip:a@x>;tag=1\r\nROUTE: <sip:10.9.9.8;lr>, <sip:10.9.9.7>\r\n\
+Call-ID: c\r\nContent-Length: 0\r\n\r\n";
+        let scanned = Scanned::new(reply);
+        assert_eq!(
+            text(reply, &reply_without_route(scanned.h())),
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP k;branch=z9hG4bK1\r\n\
+From: <sip:a@x>;tag=1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
+        );
     }
 
     #[test]

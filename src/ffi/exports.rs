@@ -127,7 +127,7 @@ unsafe extern "C" fn mod_init() -> c_int {
 
 fn init() -> Result<()> {
     tm::load()?;
-    crate::hooks::connect();
+    crate::hooks::connect()?;
     if super::dialog_module::bind()? {
         log::debug!("dialog module found: dialogs of hidden calls keep the callee's route set");
     }
@@ -177,6 +177,8 @@ fn init() -> Result<()> {
     cfg.finalize()?;
     state::check_storage(&cfg)?;
     let cfg = state::configure(cfg)?;
+    // Kamailio counters read the shared block; before the fork.
+    super::counters::register(cfg.storage.as_ref())?;
     if matches!(cfg.storage, Some(Storage::Lmdb { .. })) {
         // SAFETY: registers a 'static callback with the core's timer.
         if unsafe { register_timer(Some(sweep_timer), std::ptr::null_mut(), SWEEP_INTERVAL_S) } < 0

@@ -16,11 +16,17 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
 
 /// Runs `f`; a panic becomes -1 and an error line naming `entry`.
 pub fn guard(entry: &str, f: impl FnOnce() -> c_int) -> c_int {
+    guard_or(entry, -1, f)
+}
+
+/// Runs `f`; a panic becomes `on_panic` and an error line naming `entry`
+/// (for entry points whose error value is not -1).
+pub fn guard_or<T>(entry: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(payload) => {
             log::error!("{entry}: internal error: {}", panic_text(&*payload));
-            -1
+            on_panic
         }
     }
 }

@@ -17,7 +17,9 @@ macro_rules! kamailio_linked {
 
 kamailio_linked!(
     bindings,
+    counters,
     dialog_module,
+    egress,
     exports,
     guard,
     logger,

@@ -587,14 +587,21 @@ impl<'k> SipMsg<'k> {
     }
 
     /// The Call-ID body and the CSeq number, as Kamailio parsed them.
-    pub fn callid_and_cseq(&mut self) -> Result<(str_, str_)> {
+    pub fn callid_and_cseq(&mut self) -> Result<(&'k [u8], &'k [u8])> {
         let mut callid = str_::default();
         let mut cseq = str_::default();
         // SAFETY: the shim parses this message and returns views into it.
         if unsafe { topos_shim_callid_cseq(self.as_ptr(), &mut callid, &mut cseq) } < 0 {
             return Err(Error::Malformed("cannot parse Call-ID / CSeq"));
         }
-        Ok((callid, cseq))
+        let bytes = |s: str_| -> &'k [u8] {
+            if s.s.is_null() || s.len <= 0 {
+                return &[];
+            }
+            // SAFETY: views into this message's buffer, which lives for 'k.
+            unsafe { std::slice::from_raw_parts(s.s as *const u8, s.len as usize) }
+        };
+        Ok((bytes(callid), bytes(cseq)))
     }
 }
 

@@ -317,3 +317,135 @@ void topos_shim_dlg_hidden_invite(struct sip_msg *msg)
 	dlg->from_rr_nb = 0;
 	topos_dlgb.release_dlg(dlg);
 }
+
+/* The egress gate (ffi/egress.rs). The core hands every message it sends to
+ * the SREV_NET_DATA_OUT callbacks, with the buffer about to go out and its
+ * destination. topos_rs's check reads the buffer; when it says "drop", the
+ * message must not leave. The core offers no "drop" answer, so the gate
+ * empties the buffer (callbacks after this one parse nothing, log nothing of
+ * it) and gives the destination no protocol: msg_send_buffer() then fails
+ * ("unknown proto 0") without sending anything. NULL would be cleaner, but
+ * other modules' callbacks run after this one and read the buffer unchecked. */
+static int (*topos_egress_check)(const char *buf, int len) = 0;
+
+static int topos_shim_net_data_out(sr_event_param_t *evp)
+{
+	str *out;
+
+	if(evp == NULL || evp->data == NULL || topos_egress_check == 0)
+		return 0;
+	out = (str *)evp->data;
+	if(out->s == NULL || out->len <= 0)
+		return 0;
+	/* 0: it may leave; 1: refused; -1: the check failed (fail closed) */
+	if(topos_egress_check(out->s, out->len) != 0) {
+		out->s[0] = '\0';
+		out->len = 0;
+		if(evp->dst)
+			evp->dst->proto = PROTO_NONE;
+	}
+	return 0;
+}
+
+int topos_shim_register_egress(int (*check)(const char *buf, int len))
+{
+	topos_egress_check = check;
+	return sr_event_register_cb(SREV_NET_DATA_OUT, topos_shim_net_data_out);
+}
+
+/* True if the top Vias of two requests name the same transaction as tm
+ * matches an ACK to its INVITE (RFC 3261 17.2.3; tm's via_matching()): the
+ * same branch and the same sent-by. */
+int topos_shim_same_top_via(struct sip_msg *a, struct sip_msg *b)
+{
+	struct via_body *va, *vb;
+
+	if(a == NULL || b == NULL || a->via1 == NULL || b->via1 == NULL)
+		return 0;
+	va = a->via1;
+	vb = b->via1;
+	if(va->branch == NULL || vb->branch == NULL
+			|| va->branch->value.len != vb->branch->value.len
+			|| memcmp(va->branch->value.s, vb->branch->value.s,
+					   vb->branch->value.len)
+					   != 0)
+		return 0;
+	if(va->host.len != vb->host.len
+			|| memcmp(va->host.s, vb->host.s, vb->host.len) != 0)
+		return 0;
+	return va->port == vb->port;
+}
+
+/* tm's bucket lock, as tm's own lock_hash()/unlock_hash() take it (tm does
+ * not export them): recursive within one process, so a look-up from a
+ * callback of a process that holds the bucket already cannot deadlock. */
+static void topos_shim_lock_bucket(struct s_table *table, unsigned int i)
+{
+	int mypid = my_pid();
+
+	if(atomic_get(&table->entries[i].locker_pid) != mypid) {
+		lock(&table->entries[i].mutex);
+		atomic_set(&table->entries[i].locker_pid, mypid);
+	} else {
+		table->entries[i].rec_lock_level++;
+	}
+}
+
+static void topos_shim_unlock_bucket(struct s_table *table, unsigned int i)
+{
+	if(table->entries[i].rec_lock_level == 0) {
+		atomic_set(&table->entries[i].locker_pid, 0);
+		unlock(&table->entries[i].mutex);
+	} else {
+		table->entries[i].rec_lock_level--;
+	}
+}
+
+/* tm's INVITE transaction of a Call-ID and CSeq number (the newest one):
+ * what the module needs of it, read under the bucket's lock. tm's own
+ * t_lookup_callid() takes the newest transaction of any method with that
+ * Call-ID and CSeq number, which is a CANCEL's once one came in.
+ * `ours`: the transaction carries callback `cb` (topos_rs hid it).
+ * `msg` (may be NULL): compare its top Via with the INVITE's.
+ * Returns 1 if found, 0 if not, -1 without tm's table. */
+int topos_shim_find_invite(struct tm_binds *tmb, str *callid, str *cseq,
+		transaction_cb *cb, struct sip_msg *msg, unsigned int *status,
+		int *ours, int *same_via)
+{
+	struct s_table *table;
+	struct cell *c;
+	struct sip_msg *r;
+	struct tm_callback *t;
+	unsigned int h;
+	int found = 0;
+
+	if(tmb == NULL || tmb->get_table == NULL || (table = tmb->get_table()) == NULL)
+		return -1;
+	h = hash(*callid, *cseq);
+	topos_shim_lock_bucket(table, h);
+	clist_foreach(&table->entries[h], c, next_c)
+	{
+		r = c->uas.request;
+		if(r == NULL || r->REQ_METHOD != METHOD_INVITE || r->callid == NULL
+				|| r->cseq == NULL || r->cseq->parsed == NULL)
+			continue;
+		if(r->callid->body.len != callid->len
+				|| memcmp(r->callid->body.s, callid->s, callid->len) != 0
+				|| get_cseq(r)->number.len != cseq->len
+				|| memcmp(get_cseq(r)->number.s, cseq->s, cseq->len) != 0)
+			continue;
+		found = 1;
+		*status = c->uas.status;
+		*ours = 0;
+		for(t = c->tmcb_hl.first; t; t = t->next) {
+			if(t->callback == cb) {
+				*ours = 1;
+				break;
+			}
+		}
+		*same_via = msg ? topos_shim_same_top_via(msg, r) : 0;
+		break;
+	}
+	topos_shim_unlock_bucket(table, h);
+	return found;
+}

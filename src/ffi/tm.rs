@@ -5,7 +5,8 @@
 //! registers `TransactionHooks` at mod_init.
 
 use super::bindings::{
-    cell, sip_msg, str_, tm_binds, tmcb_params, topos_shim_load_tm, topos_shim_t_undefined,
+    cell, sip_msg, str_, tm_binds, tmcb_params, topos_shim_find_invite, topos_shim_load_tm,
+    topos_shim_t_undefined,
     TMCB_REQUEST_FWDED, TMCB_REQUEST_SENT, TMCB_RESPONSE_FWDED, TMCB_RESPONSE_IN,
     TMCB_RESPONSE_OUT,
 };
@@ -191,61 +192,77 @@ pub fn hide_transaction_of(msg: &SipMsg, state: NewTxState) -> Result<()> {
     Ok(())
 }
 
-/// Longest Call-ID / CSeq number handed to `t_lookup_callid()`: it prints
-/// `Call-ID: <id>\r\n` and `CSeq: <n> INVITE\r\n` into 1024-byte buffers.
-const MAX_LOOKUP_CALLID: usize = 1024 - 32;
-const MAX_LOOKUP_CSEQ: usize = 1024 - 32;
+
+/// What the module needs to know of the INVITE transaction tm keeps for a
+/// Call-ID and CSeq number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InviteTransaction {
+    /// A final reply of 300 or more went upstream.
+    pub negative: bool,
+    /// topos_request() hid it.
+    pub hidden: bool,
+    /// Its request's top Via names the same transaction as the top Via of
+    /// the message it was looked up for (the same branch and sent-by: tm's
+    /// hop-by-hop match of an ACK).
+    pub same_top_via: bool,
+}
+
+/// tm's INVITE transaction with this Call-ID and CSeq number, if there is
+/// one (the newest); `via_of` is the message whose top Via is compared
+/// with its request's. The shim walks tm's table itself:
+/// `t_lookup_callid()` would take a CANCEL's transaction for the INVITE's.
+pub fn find_invite(
+    call_id: &[u8],
+    cseq_number: &[u8],
+    via_of: Option<&SipMsg>,
+) -> Result<Option<InviteTransaction>> {
+    let tm = api()?;
+    if call_id.is_empty() || cseq_number.is_empty() {
+        return Ok(None);
+    }
+    let text = |b: &[u8]| str_ {
+        s: b.as_ptr() as *mut std::os::raw::c_char,
+        len: b.len().min(c_int::MAX as usize) as c_int,
+    };
+    let (mut callid, mut cseq) = (text(call_id), text(cseq_number));
+    let (mut status, mut ours, mut same_via) = (0u32, 0, 0);
+    let msg = via_of.map_or(std::ptr::null_mut(), |m| m.as_ptr());
+    // SAFETY: the shim reads tm's table under the bucket's lock (the same
+    // recursive lock tm takes) and only copies three facts out; the texts
+    // are read during the call only (no fixed-size buffer is involved).
+    let rc = unsafe {
+        topos_shim_find_invite(
+            tm as *const tm_binds as *mut tm_binds,
+            &mut callid,
+            &mut cseq,
+            Some(on_transaction_event),
+            msg,
+            &mut status,
+            &mut ours,
+            &mut same_via,
+        )
+    };
+    match rc {
+        1 => Ok(Some(InviteTransaction {
+            negative: status >= 300,
+            hidden: ours == 1,
+            same_top_via: same_via == 1,
+        })),
+        0 => Ok(None),
+        _ => Err(Error::Kamailio("tm has no transaction table")),
+    }
+}
 
 /// True if tm will absorb this ACK: it acknowledges a negative final reply
-/// of an INVITE transaction that is still there (hop-by-hop ACK, RFC 3261
-/// 17.2.1). Such an ACK must keep its real Via for tm's matching.
+/// of an INVITE transaction that is still there and names that very
+/// transaction in its top Via (hop-by-hop ACK, RFC 3261 17.2.1); such an
+/// ACK must keep its real Via for tm's matching. An ACK with the Call-ID
+/// and CSeq of a refused call but another branch is not: tm would relay it
+/// statelessly to its Request-URI (found 12-07: with the caller's whole Via
+/// stack, to any address).
 pub fn ack_is_absorbed(msg: &mut SipMsg) -> Result<bool> {
-    let tm = api()?;
-    let (lookup, gett, gett_branch, sett, unref) = match (
-        tm.t_lookup_callid,
-        tm.t_gett,
-        tm.t_gett_branch,
-        tm.t_sett,
-        tm.unref_cell,
-    ) {
-        (Some(a), Some(b), Some(c), Some(d), Some(e)) => (a, b, c, d, e),
-        _ => return Err(Error::Kamailio("tm API lacks transaction lookup")),
-    };
-    let (callid, cseq): (str_, str_) = msg.callid_and_cseq()?;
-    // t_lookup_callid() prints both into fixed 1024-byte stack buffers
-    // (tm's MAX_HEADER) without a length check: an attacker's 3 KB Call-ID
-    // smashed the stack. Longer ones are never handed to it; such an ACK is
-    // taken for an ACK to a 2xx (routed by its token like any in-dialog
-    // request). A config that runs t_check_trans() first (the example
-    // does) has tm absorb an ACK for a failure whatever its length.
-    if callid.len < 0
-        || cseq.len < 0
-        || callid.len as usize > MAX_LOOKUP_CALLID
-        || cseq.len as usize > MAX_LOOKUP_CSEQ
-    {
-        log::debug!(
-            "ACK with a {}-byte Call-ID and a {}-byte CSeq number: not looked up",
-            callid.len,
-            cseq.len
-        );
-        return Ok(false);
-    }
-    let mut found: *mut cell = std::ptr::null_mut();
-    // SAFETY: t_lookup_callid sets tm's current transaction as a side
-    // effect; it is saved and put back so t_relay() sees tm's own state.
-    // A found cell is referenced and released with unref_cell.
-    unsafe {
-        let saved_t = gett();
-        let saved_branch = gett_branch();
-        let hit = lookup(&mut found, callid, cseq) > 0 && !found.is_null();
-        sett(saved_t, saved_branch);
-        if !hit {
-            return Ok(false);
-        }
-        let negative = (*found).uas.status >= 300;
-        unref(found);
-        Ok(negative)
-    }
+    let (callid, cseq) = msg.callid_and_cseq()?;
+    Ok(find_invite(callid, cseq, Some(msg))?.is_some_and(|t| t.negative && t.same_top_via))
 }
 
 /// The one tm callback of hidden transactions.

@@ -4,5 +4,7 @@ pub mod dialog_ids;
 pub mod edit;
 pub mod headers;
 pub mod name_addr;
+pub mod outgoing;
+pub mod request_line;
 pub mod restore;
 pub mod via;

@@ -21,6 +21,7 @@ use crate::sip::dialog_ids::DialogIds;
 use crate::sip::edit::SEND_SOCKET;
 use crate::sip::headers::Headers;
 use crate::sip::name_addr::{entry_uri, uri_user};
+use crate::sip::request_line::request_line;
 use crate::state::{self, with_store};
 use crate::stats;
 use crate::store::key::call_digest_hex;
@@ -54,18 +55,8 @@ impl NewDialogRandom {
     }
 }
 
-/// Method and Request-URI of a request's first line, as the sender wrote
-/// them (loose_route() may have replaced the Request-URI already: a masked
-/// Contact points at this server, so rr takes the previous hop for a strict
-/// router).
-fn request_line(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    let line = buf.split(|&b| b == b'\n').next()?;
-    let mut parts = line.split(|&b| b == b' ');
-    Some((parts.next()?, parts.next()?))
-}
-
 fn method_is(msg: &SipMsg, names: &[&str]) -> bool {
-    let method = request_line(msg.buf()).map_or(&b""[..], |(m, _)| m);
+    let method = request_line(msg.buf()).map_or(&b""[..], |l| l.method);
     names
         .iter()
         .any(|n| method.eq_ignore_ascii_case(n.as_bytes()))
@@ -373,8 +364,11 @@ pub fn route_in_dialog(
     headers: Headers<'_>,
     ids: &DialogIds,
 ) -> Result<InDialog> {
+    // The Request-URI as the sender wrote it: loose_route() may have
+    // replaced it already (a masked Contact points at this server, so rr
+    // takes the previous hop for a strict router).
     let ruri = request_line(msg.buf())
-        .map(|(_, uri)| String::from_utf8_lossy(uri).into_owned())
+        .map(|l| String::from_utf8_lossy(l.uri).into_owned())
         .ok_or(Error::Malformed("malformed request line"))?;
     let Some((id, target, secret)) = uri_user(&ruri).and_then(parse_token) else {
         return Ok(InDialog::Refused(format!(

@@ -7,11 +7,13 @@
 //! transaction's `TxState` (shared memory) links its replies to the dialog.
 
 mod dialog_hiding;
+mod egress;
 mod reduce;
 mod tm_hooks;
 mod tx_dialog;
 mod via;
 
+pub use egress::GATE as EGRESS_GATE;
 use reduce::reduce_reply;
 pub use tm_hooks::TM_HOOKS;
 
@@ -26,6 +28,7 @@ use crate::ffi::via_swap;
 use crate::message_context;
 use crate::sip::dialog_ids::DialogIds;
 use crate::sip::headers::{scan_headers, Headers};
+use crate::sip::request_line::request_line;
 use crate::sip::restore::check_restorable;
 use crate::stats;
 use std::sync::OnceLock;
@@ -46,8 +49,21 @@ pub fn on_initial_reply_hidden(f: InitialReplyHidden) {
 /// `topos_request()`: the request leaves with exactly one Via (Kamailio's),
 /// no address of the sender's side, and, inside a dialog, goes to the real
 /// target of the other side. False (with a log line) for an in-dialog
-/// request whose token is unknown, expired, forged or of another call.
+/// request whose token is unknown, expired, forged or of another call. A
+/// request it refuses or cannot hide is noted for the egress gate: a
+/// script that relays it anyway does not get it out.
 pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
+    let outcome = hide_request(msg);
+    if !matches!(outcome, Ok(true)) {
+        if let (Some(line), Ok((call_id, cseq))) = (request_line(msg.buf()), msg.callid_and_cseq())
+        {
+            egress::note_refused(line.method, call_id, cseq);
+        }
+    }
+    outcome
+}
+
+fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     if !msg.is_request() {
         return Err(Error::Misuse("topos_request() called for a reply"));
     }
@@ -55,6 +71,13 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     let id = msg.identity();
     if message_context::read(id, |c| c.hidden) {
         return Ok(true);
+    }
+    // Kamailio's parser takes `SIP/2.0` followed by anything for a version
+    // and relays those bytes as they came (found 12-07: `SIP/2.0127.0.0.1:...`).
+    if !request_line(msg.buf()).is_some_and(|l| l.is_sip_2_0()) {
+        return Err(Error::Malformed(
+            "request line: the SIP-Version is not SIP/2.0",
+        ));
     }
     // A request Kamailio sends itself (event_route[tm:local-request]): the
     // dialog module's BYE to the callee side carries the caller's Call-ID,
@@ -70,7 +93,9 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
         return Ok(true);
     }
     // An ACK for a negative reply belongs to tm (it absorbs it; matching
-    // needs its Via): leave it alone.
+    // needs its Via): leave it alone. Only one that names the INVITE's own
+    // transaction is absorbed; any other ACK is routed by its token below,
+    // or refused.
     if msg.is_ack() && tm::ack_is_absorbed(msg)? {
         return Ok(true);
     }
@@ -81,6 +106,17 @@ pub fn topos_request(msg: &mut SipMsg) -> Result<bool> {
     // replies could not get back is refused, never relayed unhidden.
     check_restorable(h)?;
     let ids = DialogIds::from_headers(h)?;
+    // An ACK without a To-tag acknowledges a failure hop by hop; one tm
+    // does not absorb (another branch, or no transaction) goes nowhere: it
+    // would be relayed statelessly to whatever its Request-URI names.
+    if msg.is_ack() && ids.to.tag.is_none() {
+        stats::bump(|s| &s.token_misses);
+        crate::state::log_refusal(
+            "topos_request: refused: an ACK without a To-tag that no transaction here \
+             absorbs (another branch than its INVITE's)",
+        );
+        return Ok(false);
+    }
     let state = if ids.to.tag.is_some() {
         match dialog_hiding::route_in_dialog(msg, h, &ids)? {
             dialog_hiding::InDialog::Routed(state) => state,
@@ -198,6 +234,7 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
             reply.apply(plan::outside_dialog(parts.reply_headers, register))?
         }
     }
+    reply.apply(plan::reply_without_route(parts.reply_headers))?;
     reply.commit()?;
     // Edits queued before tm matched the reply (the core onreply_route)
     // inside headers just removed; later ones go when tm relays it.

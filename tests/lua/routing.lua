@@ -18,8 +18,10 @@ function ksr_request_route()
 		return 1
 	end
 	if KSR.siputils.has_totag() > 0 then
-		if KSR.is_ACK() and KSR.tm.t_check_trans() > 0 then
-			KSR.tm.t_relay()
+		-- An ACK for a negative reply (its INVITE's branch) is absorbed by
+		-- tm (t_check_trans() answers 0); any other goes on like every
+		-- in-dialog request, through topos_request().
+		if KSR.is_ACK() and KSR.tm.t_check_trans() == 0 then
 			return 1
 		end
 		KSR.rr.loose_route()
