@@ -964,7 +964,8 @@ class Harness:
         self.crashes = 0
         self.last_check = 0.0
         self.targets = collections.deque(maxlen=20)  # (callid, target) of past dialogs
-        self.free_triggers = collections.OrderedDict()  # Call-ID -> last 8 mutations sent in it
+        # Call-ID -> last 8 mutations sent in it (10,000 Call-IDs at most)
+        self.free_triggers = collections.OrderedDict()
         self.triggers = collections.OrderedDict()  # X-Attack-Id -> mutation
         self.dialog_ids = collections.OrderedDict()
         # Crashes reproduced by one message with a field over 1 KB: messages
@@ -1008,7 +1009,7 @@ class Harness:
             self.triggers.popitem(last=False)
         cid = Msg(data[:4096]).callid if len(data) > 4096 else Msg(data).callid
         self.free_triggers.setdefault(cid[:300], collections.deque(maxlen=8)).append(t)
-        if len(self.free_triggers) > 30000:
+        if len(self.free_triggers) > 10000:
             self.free_triggers.popitem(last=False)
         return t
 
@@ -1126,19 +1127,28 @@ class Harness:
         """The mutation or attack message that produced m: by its
         X-Attack-Id, else (probably) the newest one sent in its Call-ID
         that contains the evidence (the offending line; for a request line,
-        what follows the Request-URI), else the newest one."""
+        what follows the Request-URI), else the newest one in that Call-ID,
+        else the newest of the last 5,000 that contains the evidence (a
+        message Kamailio built itself, such as tm's ACK, under a Call-ID a
+        mutation changed)."""
         mark = m.h(b"x-attack-id")
         if mark and mark in self.triggers:
             return self.triggers[mark], ""
-        cands = self.free_triggers.get(m.callid[:300])
-        if not cands:
-            return None, ""
         if evidence == m.first and evidence.count(b" ") >= 2:
             evidence = evidence.split(b" ", 2)[2]
-        for t in reversed(cands):
-            if evidence and evidence in t[2]:
-                return t, "probably "
-        return cands[-1], "probably "
+        cands = self.free_triggers.get(m.callid[:300])
+        if cands:
+            for t in reversed(cands):
+                if evidence and evidence in t[2]:
+                    return t, "probably "
+            return cands[-1], "probably "
+        if len(evidence) >= 20:
+            for k, t in enumerate(reversed(self.triggers.values())):
+                if k >= 5000:
+                    break
+                if evidence in t[2]:
+                    return t, "probably "
+        return None, ""
 
     def relay_check(self, p, m):
         """An ACK or CANCEL of the after-final classes reached peer p: a
@@ -2114,6 +2124,8 @@ def report(h, work):
             open(p, "wb").write(trig[2])
             open(p.replace("-trigger.sip", "-received.sip"), "wb").write(raw)
             out.append(f"     variant {ops} x{cnt}: {trig[1][:150]} (sent by {trig[3]}): {p}")
+    import resource
+    out.append(f"== harness: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
     text = "\n".join(out)
     open(os.path.join(work, "report.txt"), "w").write(text + "\n")
     log(text)
