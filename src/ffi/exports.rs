@@ -198,8 +198,9 @@ fn describe(cfg: &ModuleConfig) -> String {
         Some(Storage::Lmdb { dir }) => {
             format!("lmdb:{} (map {} MiB)", dir.display(), cfg.lmdb_map_size_mib)
         }
-        Some(Storage::Redis { host, port, db, .. }) => format!(
-            "redis://{host}:{port}/{db} (timeout {} ms)",
+        Some(Storage::Redis { redis, .. }) => format!(
+            "{} (timeout {} ms)",
+            redis.describe(),
             cfg.redis_timeout.as_millis()
         ),
         None => "none".to_string(),
