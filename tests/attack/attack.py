@@ -1172,7 +1172,8 @@ class Harness:
         via = next((r for r in m.raws(b"via")), b"")
         key = (cat, m.method.decode("latin-1", "replace")[:12], where)
         self.finding("relay", key,
-                     f"Kamailio relayed a {m.method.decode('latin-1', 'replace')[:12]} it must absorb or "
+                     f"Kamailio relayed {'an' if m.method[:1] in b'AEIOU' else 'a'} "
+                     f"{m.method.decode('latin-1', 'replace')[:12]} it must absorb or "
                      f"refuse {where} ({p.name}): {cat}: {desc}, sent by {sender}"
                      + (f"; it carries the other side's address {hits[0][1]} in {hits[0][0]}" if hits else ""),
                      m.raw, self.triggers.get(mark),
