@@ -180,8 +180,9 @@ soak: build
 	bash tests/soak/run.sh
 
 ## attack: live attack on cfg-examples/kamailio.cfg with topos_rs in a private network
-## namespace (issue 13): real calls plus ATTACK_MESSAGES (100000) seeded mutated
-## messages; fails on a crash, panic, leak, memory growth or junk in the store
+## namespace (issues 13, 24): real calls plus ATTACK_MESSAGES (100000) seeded mutated
+## messages; fails on a crash, panic, leak, relay (to a third-address trap, or of an
+## ACK/CANCEL that must be absorbed), lost e2e ACK, memory growth or junk in the store
 attack: build
 	python3 tests/attack/attack.py
 
