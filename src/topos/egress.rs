@@ -20,7 +20,7 @@
 //! it.
 
 use crate::dialog::sealed::TokenText;
-use crate::dialog::token::parse_token;
+use crate::dialog::token::{parse_token, parse_transfer_token};
 use crate::ffi::egress::EgressGate;
 use crate::ffi::msg::is_kamailio_uri;
 use crate::ffi::tm;
@@ -115,8 +115,11 @@ fn names_a_token(r: &OutgoingRequest) -> bool {
     let Ok(uri) = std::str::from_utf8(r.request_uri) else {
         return false;
     };
-    uri_user(uri).is_some_and(|u| parse_token(u).is_some() || TokenText::parse(u).is_some())
-        && is_kamailio_uri(uri)
+    uri_user(uri).is_some_and(|u| {
+        parse_token(u).is_some()
+            || parse_transfer_token(u).is_some()
+            || TokenText::parse(u).is_some()
+    }) && is_kamailio_uri(uri)
 }
 
 /// True if tm has a hidden INVITE transaction this ACK or CANCEL belongs to.

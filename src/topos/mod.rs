@@ -11,6 +11,7 @@ mod egress;
 mod reduce;
 mod sealed_dialog;
 mod tm_hooks;
+mod transfer;
 mod tx_dialog;
 mod via;
 
@@ -115,6 +116,20 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     // replies could not get back is refused, never relayed unhidden.
     check_restorable(h)?;
     let ids = DialogIds::from_headers(h)?;
+    let method = request_line(msg.buf()).map_or(&b""[..], |l| l.method);
+    // A transfer's REFER (its Refer-To) and NOTIFY (its sipfrag body) are
+    // checked before anything changes: one refused changes nothing.
+    let transfer_edits = match transfer_edits(msg, h, method)? {
+        Ok(e) => e,
+        Err(why) => {
+            // A Refer-To's token that does not fit is a misused token.
+            if method.eq_ignore_ascii_case(b"REFER") {
+                stats::bump(|s| &s.token_misses);
+            }
+            crate::state::log_refusal(&format!("topos_request: refused: {why}"));
+            return Ok(false);
+        }
+    };
     // An ACK without a To-tag acknowledges a failure hop by hop; one tm
     // does not absorb (another branch, or no transaction) goes nowhere: it
     // would be relayed statelessly to whatever its Request-URI names.
@@ -128,7 +143,10 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     }
     let state = if ids.to.tag.is_some() {
         match route_by_token(msg, h, &ids)? {
-            dialog_hiding::InDialog::Routed(state) => state,
+            dialog_hiding::InDialog::Routed(state) => {
+                transfer_edits.apply(msg)?;
+                state
+            }
             dialog_hiding::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
                 crate::state::log_refusal(&format!("topos_request: refused: {why}"));
@@ -136,16 +154,40 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
             }
         }
     } else if dialog_hiding::creates_dialog(msg) {
-        msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
+        let invite = method.eq_ignore_ascii_case(b"INVITE");
+        // An INVITE to a token of this Kamailio is a transfer's, or
+        // nothing: it never goes to the token's URI (this server).
+        let transfer = match invite.then(|| transfer::invite(msg, h)).transpose()? {
+            Some(Some(Err(why))) => {
+                stats::bump(|s| &s.token_misses);
+                crate::state::log_refusal(&format!("topos_request: refused: {why}"));
+                return Ok(false);
+            }
+            Some(Some(Ok(t))) => Some(t),
+            _ => None,
+        };
+        match &transfer {
+            Some(t) => msg.apply(t.edits.clone())?,
+            None => {
+                msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
+                if invite {
+                    msg.apply(transfer::replaces_from_outside(msg, h)?)?;
+                }
+            }
+        }
         let Some(state) = hide_new_dialog(msg, h, &ids)? else {
             return Ok(false);
         };
+        if let Some(t) = transfer {
+            msg.retarget(&t.target, t.next_hop.as_deref())?;
+        }
         crate::ffi::dialog_module::hidden_invite(msg);
         Some(state)
     } else {
         let register = request_method_is(h, "REGISTER");
         msg.apply(plan::outside_dialog(h, register))?;
         msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
+        transfer_edits.apply(msg)?;
         Some(tx_dialog::new_state(
             Kind::ViaOnly,
             DialogId([0; 16]),
@@ -165,6 +207,47 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     message_context::write(id, |c| c.hidden = true);
     stats::bump(|s| &s.requests_hidden);
     Ok(true)
+}
+
+/// What a transfer's REFER or NOTIFY needs changed, once it is routed.
+#[derive(Default)]
+struct TransferEdits {
+    /// A Refer-To's token made a transfer token.
+    headers: Vec<crate::sip::edit::Edit>,
+    /// A sipfrag body's bytes after its status line.
+    body_cut: Option<std::ops::Range<usize>>,
+}
+
+impl TransferEdits {
+    fn apply(self, msg: &mut SipMsg) -> Result<()> {
+        msg.apply(self.headers)?;
+        if let Some(cut) = self.body_cut {
+            msg.delete_from_body(cut)?;
+        }
+        Ok(())
+    }
+}
+
+/// The transfer edits of a REFER or a NOTIFY (none for anything else), or
+/// why the request is refused.
+fn transfer_edits(
+    msg: &SipMsg,
+    h: Headers<'_>,
+    method: &[u8],
+) -> Result<std::result::Result<TransferEdits, String>> {
+    if method.eq_ignore_ascii_case(b"REFER") {
+        return Ok(transfer::refer(msg, h)?.map(|headers| TransferEdits {
+            headers,
+            body_cut: None,
+        }));
+    }
+    if method.eq_ignore_ascii_case(b"NOTIFY") {
+        return Ok(transfer::sipfrag(msg, h).map(|body_cut| TransferEdits {
+            headers: Vec::new(),
+            body_cut,
+        }));
+    }
+    Ok(Ok(TransferEdits::default()))
 }
 
 /// Routes an in-dialog request by the token in its Request-URI: a sealed

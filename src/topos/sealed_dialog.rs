@@ -43,7 +43,7 @@ pub const MAX_CONTACT_URI: usize = 300;
 /// filled in when the request leaves (IPv6 with a port and a transport).
 const SEND_SOCKET_ROOM: usize = 62;
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -53,12 +53,24 @@ fn expiry(ttl: Duration) -> u32 {
     (now() + ttl.as_secs()).min(u32::MAX as u64) as u32
 }
 
-fn seal_err() -> Error {
+pub(super) fn seal_err() -> Error {
     Error::Kamailio("cannot seal a dialog token (no randomness)")
 }
 
+/// True if a masked Contact `<sip:TOKEN@hostport>` with `state`'s token
+/// stays within `MAX_CONTACT_URI` (`hostport` may be the send-socket
+/// mark, filled in later: the room any socket needs is counted then).
+fn fits_contact(state: &SideState, hostport: &str) -> bool {
+    let room = if hostport.contains(crate::sip::edit::SEND_SOCKET) {
+        SEND_SOCKET_ROOM
+    } else {
+        hostport.len()
+    };
+    "sip:@".len() + token_text_len(state) + room <= MAX_CONTACT_URI
+}
+
 /// The masked Call-ID of `call_id` under the key `fingerprint` names.
-fn masked_call_id(ring: &KeyRing, fingerprint: u8, call_id: &str) -> Result<String> {
+pub(super) fn masked_call_id(ring: &KeyRing, fingerprint: u8, call_id: &str) -> Result<String> {
     ring.candidates(fingerprint)
         .next()
         .map(|k| mask::mask(k, call_id.as_bytes()))
@@ -69,7 +81,7 @@ fn masked_call_id(ring: &KeyRing, fingerprint: u8, call_id: &str) -> Result<Stri
 
 /// The Call-ID as the caller's side knows it, from one a request carries:
 /// a masked one (from the callee's side) is unmasked.
-fn caller_call_id(ring: &KeyRing, call_id: &str) -> (String, bool) {
+pub(super) fn caller_call_id(ring: &KeyRing, call_id: &str) -> (String, bool) {
     match mask::unmask(ring, call_id).and_then(|b| String::from_utf8(b).ok()) {
         Some(c) => (c, true),
         None => (call_id.to_string(), false),
@@ -131,6 +143,7 @@ fn caller_token(msg: &SipMsg, h: Headers<'_>, mask_key: Option<u8>) -> Result<Ca
                 String::new()
             },
             caller_route: caller.route,
+            callee_routes: Vec::new(),
         },
         call_id: caller.call_id,
         caller_tag: ids.from.tag.as_deref().unwrap_or_default().to_string(),
@@ -232,8 +245,9 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     let caller_tag = ids.from.tag.as_deref().unwrap_or_default();
     let confirmed = (200..300).contains(&status);
     let caller_source = parts.request.source_ip();
+    let hostport = reply_contact_hostport(parts.request)?;
     let (token, route) = with_ring(|ring| -> Result<_> {
-        let state = SideState {
+        let mut state = SideState {
             side: Side::Callee,
             expires: expiry(if confirmed {
                 cfg.dialog_expire
@@ -258,7 +272,20 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
                 String::new()
             },
             caller_route: caller.route.clone(),
+            callee_routes: Vec::new(),
         };
+        // The route set toward the callee rides in the caller's token too
+        // when it fits the Contact's size bound: a transfer to the callee
+        // (an INVITE from a third party, which never saw this dialog's
+        // Record-Route) then goes through the callee's proxies.
+        if !callee.route.is_empty() {
+            state.callee_route = CalleeRoute::InToken;
+            state.callee_routes = callee.route.clone();
+            if !fits_contact(&state, &hostport) {
+                state.callee_route = CalleeRoute::InParameter;
+                state.callee_routes.clear();
+            }
+        }
         let binding = Binding {
             call_id: caller.call_id.as_bytes(),
             caller_tag: caller_tag.as_bytes(),
@@ -277,7 +304,6 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         };
         Ok((token, route))
     })??;
-    let hostport = reply_contact_hostport(parts.request)?;
     let masked = MaskedContact {
         token,
         hostport: hostport.clone(),
@@ -323,6 +349,13 @@ fn open_presented(
     ids: &DialogIds,
     source: &str,
 ) -> std::result::Result<Opened, String> {
+    if token.is_transfer() {
+        return Err(format!(
+            "a transfer token (given in a Refer-To) opens only an INVITE that replaces its \
+             dialog, not an in-dialog request (Call-ID {})",
+            printable(&ids.call_id)
+        ));
+    }
     let (caller_call_id, was_masked) = match token.side() {
         Side::Caller => caller_call_id(ring, &ids.call_id),
         Side::Callee => (ids.call_id.to_string(), false),
@@ -366,6 +399,7 @@ fn open_presented(
 /// knowledge), for a message `side` sent (`sender_msg`: a request, or a
 /// reply to one). Bound to the dialog and, with `bind_source`, to
 /// `presenter_ip`, the IP of the side that will present it.
+#[allow(clippy::too_many_arguments)]
 fn fresh_token(
     ring: &KeyRing,
     side: Side,
@@ -374,14 +408,21 @@ fn fresh_token(
     target: String,
     sender_msg: &SipMsg,
     presenter_ip: &str,
+    hostport: &str,
 ) -> Result<String> {
     let other = presented;
     let cfg = state::config()?;
-    let state = SideState {
+    // The route set toward the callee rides only in tokens that address
+    // the callee (the caller's), and only while it fits.
+    let (callee_route, callee_routes) = match (side, other.state.callee_route) {
+        (Side::Caller, CalleeRoute::InToken) => (CalleeRoute::InParameter, Vec::new()),
+        (_, route) => (route, other.state.callee_routes.clone()),
+    };
+    let mut state = SideState {
         side,
         expires: expiry(cfg.dialog_expire),
         mask_key: other.state.mask_key,
-        callee_route: other.state.callee_route,
+        callee_route,
         target,
         target_hop: if cfg.route_to_source {
             sender_msg.source_uri()
@@ -394,7 +435,12 @@ fn fresh_token(
             String::new()
         },
         caller_route: other.state.caller_route.clone(),
+        callee_routes,
     };
+    if state.callee_route == CalleeRoute::InToken && !fits_contact(&state, hostport) {
+        state.callee_route = CalleeRoute::InParameter;
+        state.callee_routes.clear();
+    }
     let (from, to) = (
         ids.from.tag.as_deref().unwrap_or_default(),
         ids.to.tag.as_deref().unwrap_or_default(),
@@ -453,6 +499,7 @@ pub fn route_in_dialog(
                             )))
                         }
                     },
+                    (None, CalleeRoute::InToken) => opened.state.callee_routes.clone(),
                     (None, CalleeRoute::InParameter) => {
                         return Ok(Err(format!(
                             "its Route header lacks the dialog's route set (Call-ID {})",
@@ -472,19 +519,23 @@ pub fn route_in_dialog(
             .then(|| effective_contact(msg, headers, None))
             .flatten();
         let masked = match sender_contact {
-            Some(c) => Some(MaskedContact {
-                // The target side presents the sender's new token.
-                token: fresh_token(
-                    ring,
-                    other_side(target),
-                    &opened,
-                    ids,
-                    c,
-                    msg,
-                    &opened.state.target_source,
-                )?,
-                hostport: request_contact_hostport()?,
-            }),
+            Some(c) => {
+                let hostport = request_contact_hostport()?;
+                Some(MaskedContact {
+                    // The target side presents the sender's new token.
+                    token: fresh_token(
+                        ring,
+                        other_side(target),
+                        &opened,
+                        ids,
+                        c,
+                        msg,
+                        &opened.state.target_source,
+                        &hostport,
+                    )?,
+                    hostport,
+                })
+            }
             None => None,
         };
         Ok(Ok((opened, route, new_call_id, masked)))
@@ -557,9 +608,19 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
                     return Ok(None);
                 };
                 // The request's sender presents the replier's new token.
+                let hostport = reply_contact_hostport(parts.request)?;
                 Ok(Some(MaskedContact {
-                    token: fresh_token(ring, replier, &opened, &request_ids, c, reply, &source)?,
-                    hostport: reply_contact_hostport(parts.request)?,
+                    token: fresh_token(
+                        ring,
+                        replier,
+                        &opened,
+                        &request_ids,
+                        c,
+                        reply,
+                        &source,
+                        &hostport,
+                    )?,
+                    hostport,
                 }))
             })??
         }
