@@ -187,7 +187,8 @@ fn call(k: &Kamailio, x: &Party, y: &Party, call_id: &str) -> (Leg, Leg) {
         remote_uri: y.aor(),
         remote_target: masked_contact(&ok, k),
         route: vec![ok.headers("record-route")[0].clone()],
-        cseq: 1,
+        // The ACK below takes the INVITE's CSeq (1).
+        cseq: 0,
     };
     let y_leg = Leg {
         call_id: inv.header("call-id").unwrap(),
@@ -200,7 +201,6 @@ fn call(k: &Kamailio, x: &Party, y: &Party, call_id: &str) -> (Leg, Leg) {
         cseq: 0,
     };
     send_in(k, x, &mut x_leg, "ACK", "", "");
-    x_leg.cseq -= 1; // an ACK has its INVITE's CSeq
     y.peer.expect_request("ACK");
     (x_leg, y_leg)
 }
@@ -388,10 +388,9 @@ fn attended_transfer_reaches_the_target_through_its_route_set() {
                     remote_uri: uri.clone(),
                     remote_target: masked_contact(&ok, &k),
                     route: vec![ok.headers("record-route")[0].clone()],
-                    cseq: 1,
+                    cseq: 0,
                 };
                 send_in(&k, &b, &mut bx, "ACK", "", "");
-                bx.cseq -= 1;
                 let ack = c.peer.expect_request("ACK");
                 assert_no_leak(&ack, &b);
 
@@ -813,4 +812,641 @@ fn a_replaces_from_outside_naming_a_masked_call_id_is_mapped_back_toward_the_cal
             );
         }
     }
+}
+
+/// Calls 1 and 2 up, A the caller of both, on a fresh Kamailio.
+struct Setup {
+    k: Kamailio,
+    a: Party,
+    b: Party,
+    c: Party,
+    a1: Leg,
+    a2: Leg,
+}
+
+fn setup(mode: &str, more: &[&str], id: &str) -> Setup {
+    let k = start(mode, more);
+    let (a, b, c) = (Party::new("alice"), Party::new("bob"), Party::new("carol"));
+    let sides = Sides {
+        a_calls_b: true,
+        a_calls_c: true,
+    };
+    let [a1, _, a2, _] = two_calls(&k, &a, &b, &c, id, sides);
+    Setup { k, a, b, c, a1, a2 }
+}
+
+impl Setup {
+    /// Call 2 still routes: nothing was broken or changed.
+    fn call2_goes_on(&mut self) {
+        send_in(&self.k, &self.a, &mut self.a2, "INFO", "", "");
+        let info = self.c.peer.expect_request("INFO");
+        respond(&self.c, &info, "200 OK", "");
+        self.a.peer.expect_reply(200, "INFO");
+    }
+
+    fn log_has(&self, line: &str, what: &str) {
+        assert!(
+            self.k.log_text().contains(line),
+            "{what}: no line {line:?}\n{}",
+            self.k.log_text()
+        );
+    }
+}
+
+/// Issue 21, bad input: a Refer-To that does not parse, one whose
+/// Replaces lacks a tag or does not decode, an over-long one: passed
+/// unchanged when they name no token; refused with a line when they name
+/// one (nothing reaches B). An INVITE to a token whose Replaces lacks a
+/// tag, or that has two: refused with a line. Never a crash: the calls go
+/// on.
+#[test]
+fn bad_refer_tos_pass_unchanged_without_a_token_and_are_refused_with_one() {
+    let pad = "p".repeat(5000);
+    for mode in ["sealed", "stored"] {
+        // Naming no token: passed as they are.
+        let mut s = setup(mode, &[], &format!("bad-none-{mode}"));
+        for refer_to in [
+            "<sip:carol@example.com?Replaces=abc%3Bto-tag%3Dx>".to_string(),
+            "this is <<not a uri".to_string(),
+            "<sip:carol@example.com?Replaces=%zz>".to_string(),
+            format!("<sip:carol@example.com?X-Pad={pad}>"),
+            format!("<sip:{}?Replaces=abc>", s.k.addr),
+        ] {
+            let extra = format!("Refer-To: {refer_to}\r\n");
+            send_in(&s.k, &s.a, &mut s.a1, "REFER", &extra, "");
+            let got = s.b.peer.expect_request("REFER");
+            assert_eq!(got.header("refer-to"), Some(refer_to.clone()), "{mode}");
+            respond(&s.b, &got, "202 Accepted", "");
+            s.a.peer.expect_reply(202, "REFER");
+        }
+        s.call2_goes_on();
+
+        // Naming a token: refused, each with its line.
+        for (n, (suffix, line)) in [
+            (
+                "?Replaces=CALLID%3Bto-tag%3DCTAG".to_string(),
+                "a Refer-To naming a topos_rs token with a Replaces without a from-tag",
+            ),
+            (
+                "?Replaces=%zz".to_string(),
+                "a Refer-To naming a topos_rs token with a Replaces that does not decode",
+            ),
+            (
+                format!("?Replaces=CALLID%3Bto-tag%3DCTAG%3Bfrom-tag%3DATAG&X-Pad={pad}"),
+                "an over-long Refer-To (",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = setup(mode, &[], &format!("bad-{n}-{mode}"));
+            let suffix = suffix
+                .replace("CALLID", &s.a2.call_id)
+                .replace("CTAG", &s.a2.remote_tag)
+                .replace("ATAG", &s.a2.local_tag);
+            let extra = format!("Refer-To: <{}{suffix}>\r\n", s.a2.remote_target);
+            send_in(&s.k, &s.a, &mut s.a1, "REFER", &extra, "");
+            s.a.peer.expect_reply(404, "REFER");
+            s.b.peer.expect_silence(Duration::from_millis(200));
+            s.log_has(&format!("topos_request: refused: {line}"), mode);
+            s.call2_goes_on();
+        }
+
+        // An INVITE to the Refer-To's token with a broken Replaces.
+        for (n, (replaces, line)) in [
+            (
+                vec!["CALLID;to-tag=CTAG"],
+                "an INVITE to a topos_rs token with a Replaces without a from-tag",
+            ),
+            (
+                vec![
+                    "CALLID;to-tag=CTAG;from-tag=ATAG",
+                    "CALLID;to-tag=CTAG;from-tag=ATAG",
+                ],
+                "an INVITE to a topos_rs token with an INVITE with more than one Replaces",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = setup(mode, &[], &format!("bad-inv-{n}-{mode}"));
+            let got = refer(&s.k, &s.a, &s.b, &mut s.a1, &s.a2);
+            let (uri, _) = refer_to_parts(&got.header("refer-to").unwrap());
+            respond(&s.b, &got, "202 Accepted", "");
+            s.a.peer.expect_reply(202, "REFER");
+            let fill = |r: &str| {
+                r.replace("CALLID", &s.a2.call_id)
+                    .replace("CTAG", &s.a2.remote_tag)
+                    .replace("ATAG", &s.a2.local_tag)
+            };
+            let first = fill(replaces[0]);
+            let more: String = replaces[1..]
+                .iter()
+                .map(|r| format!("\r\nReplaces: {}", fill(r)))
+                .collect();
+            transferee_invite(
+                &s.k,
+                &s.b,
+                &format!("bad-x-{n}"),
+                &uri,
+                Some(&(first + &more)),
+            );
+            s.b.peer.expect_reply(403, "INVITE");
+            s.c.peer.expect_silence(Duration::from_millis(200));
+            s.log_has(&format!("topos_request: refused: {line}"), mode);
+            s.call2_goes_on();
+        }
+    }
+}
+
+/// Issue 21, bind_source: a token is bound to the address of the party it
+/// was given to, and the transferee is another party. It presents the
+/// transfer token this Kamailio put in the Refer-To when A's REFER passed
+/// (checked against A's address then): its INVITE reaches C. C's masked
+/// Contact itself, presented by B from its own address, is refused.
+#[test]
+fn with_bind_source_the_transferee_presents_the_refer_tos_transfer_token() {
+    for mode in ["sealed", "stored"] {
+        let k = start(mode, &["BIND_SOURCE"]);
+        let (a, c) = (Party::new("alice"), Party::new("carol"));
+        // B on another address than A.
+        let sock = std::net::UdpSocket::bind("127.0.0.2:0").expect("binding 127.0.0.2");
+        let addr = sock.local_addr().unwrap();
+        let b = Party {
+            peer: Peer { sock, addr },
+            name: "bob",
+        };
+        let sides = Sides {
+            a_calls_b: true,
+            a_calls_c: true,
+        };
+        let id = format!("bind-{mode}");
+        let [mut a1, _, a2, c2] = two_calls(&k, &a, &b, &c, &id, sides);
+        let got = refer(&k, &a, &b, &mut a1, &a2);
+        let (uri, rep) = refer_to_parts(&got.header("refer-to").unwrap());
+        respond(&b, &got, "202 Accepted", "");
+        a.peer.expect_reply(202, "REFER");
+        // C's masked Contact itself, from B's address: refused.
+        transferee_invite(
+            &k,
+            &b,
+            &format!("bind-t2-{mode}"),
+            &a2.remote_target,
+            rep.as_deref(),
+        );
+        b.peer.expect_reply(403, "INVITE");
+        c.peer.expect_silence(Duration::from_millis(300));
+        assert!(
+            k.log_text()
+                .contains("bound to the address of the party it was given to"),
+            "{mode}\n{}",
+            k.log_text()
+        );
+        // The Refer-To's transfer token: reaches C.
+        transferee_invite(&k, &b, &format!("bind-x-{mode}"), &uri, rep.as_deref());
+        let inv = c.peer.expect_request("INVITE");
+        assert_no_leak(&inv, &b);
+        assert_eq!(
+            inv.header("replaces"),
+            Some(format!(
+                "{};to-tag={};from-tag={}",
+                c2.call_id, c2.local_tag, c2.remote_tag
+            )),
+            "{mode}"
+        );
+    }
+}
+
+/// A sealed token carries the callee's route set only while it fits the
+/// Contact's size bound. When it does not, the route set rides only in the
+/// Record-Route of the dialog, which the transferee never saw: its INVITE
+/// goes to C's target directly (as without topology hiding, where B sends
+/// it to the Refer-To URI, C's Contact), with a line that says so.
+#[test]
+fn a_transfer_to_a_callee_whose_route_set_did_not_fit_its_token_goes_to_its_target() {
+    let k = start("sealed", &[]);
+    let (a, b, c) = (Party::new("alice"), Party::new("bob"), Party::new("carol"));
+    let (mut a1, _) = call(&k, &a, &b, "fit-1");
+    // Call 2: C's side has two more proxies than a token has room for.
+    let invite = format!(
+        "INVITE sip:carol@{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-fit-2;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <{}>;tag=alice-fit-2\r\nTo: <{}>\r\n\
+         Call-ID: fit-2\r\nCSeq: 1 INVITE\r\nContact: <{}>\r\nContent-Length: 0\r\n\r\n",
+        c.peer.addr,
+        a.peer.addr,
+        a.aor(),
+        c.aor(),
+        a.contact()
+    );
+    a.peer.send(k.addr, &invite);
+    let inv = c.peer.expect_request("INVITE");
+    let mut ok = format!("SIP/2.0 200 OK\r\n");
+    for v in inv.headers("via") {
+        ok += &format!("Via: {v}\r\n");
+    }
+    for i in 1..=2 {
+        ok += &format!(
+            "Record-Route: <sip:proxy-{i}.callee-side.example.com:5060;lr;ftag=abcdefgh{i}>\r\n"
+        );
+    }
+    ok += &format!("Record-Route: {}\r\n", c.proxy_rr());
+    for rr in inv.headers("record-route") {
+        ok += &format!("Record-Route: {rr}\r\n");
+    }
+    ok += &format!(
+        "From: {}\r\nTo: {};tag=carol-fit-2\r\nCall-ID: {}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <{}>\r\nContent-Length: 0\r\n\r\n",
+        inv.header("from").unwrap(),
+        inv.header("to").unwrap(),
+        inv.header("call-id").unwrap(),
+        c.contact()
+    );
+    c.peer.send(inv.from, &ok);
+    let ok = a.peer.expect_reply(200, "INVITE");
+    let a2 = Leg {
+        call_id: "fit-2".into(),
+        local_tag: "alice-fit-2".into(),
+        remote_tag: "carol-fit-2".into(),
+        local_uri: a.aor(),
+        remote_uri: c.aor(),
+        remote_target: masked_contact(&ok, &k),
+        route: vec![ok.headers("record-route")[0].clone()],
+        cseq: 1,
+    };
+    assert!(a2.remote_target.len() <= 300, "{}", a2.remote_target);
+    let got = refer(&k, &a, &b, &mut a1, &a2);
+    let (uri, rep) = refer_to_parts(&got.header("refer-to").unwrap());
+    transferee_invite(&k, &b, "fit-x", &uri, rep.as_deref());
+    let inv = c.peer.expect_request("INVITE");
+    assert_eq!(
+        inv.first_line().split(' ').nth(1),
+        Some(c.contact().as_str())
+    );
+    assert!(inv.headers("route").is_empty(), "{}", inv.text);
+    assert_no_leak(&inv, &b);
+    assert!(
+        k.log_text()
+            .contains("its route set rides only in its dialog's Record-Route"),
+        "{}",
+        k.log_text()
+    );
+}
+
+#[allow(dead_code)]
+#[path = "real_ua/linphone.rs"]
+mod linphone;
+
+/// An audio offer or answer (media is out of scope: nothing listens).
+fn sdp(rtp_port: u16, direction: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
+    )
+}
+
+/// `respond`, with an SDP answer (to an INVITE).
+fn respond_sdp(from: &Party, req: &Msg, code: &str, to_tag: &str, rtp_port: u16) {
+    let mut out = format!("SIP/2.0 {code}\r\n");
+    for v in req.headers("via") {
+        out += &format!("Via: {v}\r\n");
+    }
+    let to = req.header("to").unwrap();
+    let creating = !to.contains("tag=");
+    if creating {
+        out += &format!("Record-Route: {}\r\n", from.proxy_rr());
+        for rr in req.headers("record-route") {
+            out += &format!("Record-Route: {rr}\r\n");
+        }
+    }
+    out += &format!("From: {}\r\n", req.header("from").unwrap());
+    if creating {
+        out += &format!("To: {to};tag={to_tag}\r\n");
+    } else {
+        out += &format!("To: {to}\r\n");
+    }
+    let dir = if body(req).contains("a=sendonly") {
+        "recvonly"
+    } else {
+        "sendrecv"
+    };
+    let answer = sdp(rtp_port, dir);
+    out += &format!(
+        "Call-ID: {}\r\nCSeq: {}\r\nContact: <{}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{answer}",
+        req.header("call-id").unwrap(),
+        req.header("cseq").unwrap(),
+        from.contact(),
+        answer.len()
+    );
+    from.peer.send(req.from, &out);
+}
+
+/// Serves the scripted parties (each with its RTP port) until `want`
+/// arrives at party `at`: requests they must answer are answered
+/// (re-INVITEs with SDP, the rest 200). Returns the wanted message.
+fn until(parties: &[(&Party, u16)], at: usize, what: &str, want: impl Fn(&Msg) -> bool) -> Msg {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        for (i, (p, rtp)) in parties.iter().enumerate() {
+            let Some(m) = p.peer.recv_within(Duration::from_millis(20)) else {
+                continue;
+            };
+            eprintln!("{} got: {}", p.name, m.first_line());
+            if i == at && want(&m) {
+                return m;
+            }
+            seen.push(format!("{}: {}", p.name, m.first_line()));
+            match m.method() {
+                Some("INVITE") => respond_sdp(p, &m, "200 OK", "", *rtp),
+                Some("ACK") | None => {}
+                Some(_) => respond(p, &m, "200 OK", ""),
+            }
+        }
+    }
+    panic!("{} never got {what}; got {seen:?}", parties[at].0.name);
+}
+
+/// Issue 21 point 5, with a real user agent: linphone (linphonec 5.1) is
+/// the transferee B. A (scripted) is in call 1 with it and in call 2 with
+/// C (mask_callid on, sealed tokens); A's REFER names C's masked Contact
+/// with a Replaces of call 2. Linphone gets a transfer token at Kamailio,
+/// sends its INVITE with the Replaces there, and that INVITE reaches C's
+/// own Contact through C's proxy naming call 2 as C knows it (its masked
+/// Call-ID); linphone's NOTIFYs reach A cut to their status line.
+#[test]
+fn linphone_follows_an_attended_transfer_through_kamailio() {
+    for tool in ["linphonec", "linphonecsh"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "{tool} is not installed: `make test` installs it (linphone-cli)"
+        );
+    }
+    let k = start("sealed", &["MASK_CALLID"]);
+    let (a, c) = (Party::new("alice"), Party::new("carol"));
+    let dir = scratch_dir("xfer-linphone");
+    let lport = common::kamailio::free_port();
+    let lin = linphone::Linphone::start("127.0.0.1", lport, "bob", &dir);
+    let (a_rtp, c_rtp) = (a.peer.port() + 2, c.peer.port() + 2);
+    let parties = [(&a, a_rtp), (&c, c_rtp)];
+
+    // Call 1: A calls linphone, with an offer.
+    let offer = sdp(a_rtp, "sendrecv");
+    let invite = format!(
+        "INVITE sip:bob@127.0.0.1:{lport} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {};branch=z9hG4bK-lin1-inv;rport\r\nRecord-Route: {}\r\n\
+         Max-Forwards: 70\r\nFrom: <{}>;tag={}\r\nTo: <sip:bob@example.com>\r\n\
+         Call-ID: lin1\r\nCSeq: 1 INVITE\r\nContact: <{}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        a.peer.addr,
+        a.proxy_rr(),
+        a.aor(),
+        a.tag("lin1"),
+        a.contact(),
+        offer.len()
+    );
+    a.peer.send(k.addr, &invite);
+    let ok = until(&parties, 0, "linphone's 200", |m| {
+        m.status() == Some(200) && m.cseq_method() == "INVITE"
+    });
+    let mut a1 = Leg {
+        call_id: "lin1".into(),
+        local_tag: a.tag("lin1"),
+        remote_tag: ok
+            .header("to")
+            .unwrap()
+            .split("tag=")
+            .nth(1)
+            .unwrap()
+            .into(),
+        local_uri: a.aor(),
+        remote_uri: "sip:bob@example.com".into(),
+        remote_target: masked_contact(&ok, &k),
+        route: vec![ok.headers("record-route")[0].clone()],
+        cseq: 0,
+    };
+    send_in(&k, &a, &mut a1, "ACK", "", "");
+    assert!(
+        lin.established(Duration::from_secs(10)),
+        "{}",
+        lin.describe()
+    );
+    // Call 2: A calls C (scripted).
+    let (a2, mut c2) = call(&k, &a, &c, "lin2");
+    assert_ne!(a2.call_id, c2.call_id);
+
+    // The REFER: linphone accepts it and calls the Refer-To's URI.
+    let refer_to = format!(
+        "<{}?Replaces={}>",
+        a2.remote_target,
+        replaces_param(&a2.call_id, &a2.remote_tag, &a2.local_tag)
+    );
+    send_in(
+        &k,
+        &a,
+        &mut a1,
+        "REFER",
+        &format!("Refer-To: {refer_to}\r\nReferred-By: <{}>\r\n", a.aor()),
+        "",
+    );
+    // (Its 202 and the re-INVITE that holds call 1 reach A meanwhile.)
+    let inv = until(&parties, 1, "linphone's INVITE", |m| {
+        m.method() == Some("INVITE")
+    });
+    assert_eq!(
+        inv.first_line().split(' ').nth(1),
+        Some(c.contact().as_str()),
+        "{}",
+        inv.text
+    );
+    assert_eq!(inv.headers("route"), vec![c.proxy_rr()], "{}", inv.text);
+    assert_eq!(inv.vias().len(), 1);
+    assert_eq!(
+        inv.header("replaces"),
+        Some(format!(
+            "{};to-tag={};from-tag={}",
+            c2.call_id, c2.local_tag, c2.remote_tag
+        )),
+        "{}",
+        inv.text
+    );
+    assert!(!inv.text.contains(&format!(":{lport}")), "{}", inv.text);
+    respond_sdp(&c, &inv, "200 OK", "carol-lin", c_rtp);
+    // Linphone's NOTIFYs: each body only a status line when it reaches A.
+    let notify = until(&parties, 0, "linphone's NOTIFY 200", |m| {
+        m.method() == Some("NOTIFY") && body(m).starts_with("SIP/2.0 200")
+    });
+    assert_eq!(body(&notify).lines().count(), 1, "{}", notify.text);
+    assert!(
+        !notify.text.contains(&format!(":{lport}")),
+        "{}",
+        notify.text
+    );
+    respond(&a, &notify, "200 OK", "");
+    // The transfer succeeded: A ends call 1 (RFC 5589), C ends call 2
+    // (replaced); linphone talks to C.
+    send_in(&k, &a, &mut a1, "BYE", "", "");
+    until(&parties, 0, "linphone's 200 to BYE", |m| {
+        m.status() == Some(200) && m.cseq_method() == "BYE"
+    });
+    send_in(&k, &c, &mut c2, "BYE", "", "");
+    until(&parties, 1, "A's 200 to BYE", |m| {
+        m.status() == Some(200) && m.cseq_method() == "BYE"
+    });
+    assert!(
+        lin.established(Duration::from_secs(5)),
+        "{}",
+        lin.describe()
+    );
+    let calls = lin.command("calls");
+    assert_eq!(calls.matches("StreamsRunning").count(), 1, "{calls}");
+    // Call 1 (A's) is gone; the one left is the transfer's.
+    assert!(!calls.lines().any(|l| l.starts_with("1 ")), "{calls}");
+    assert!(calls.contains("?Replaces=lin2"), "{calls}");
+}
+
+fn need_linphone() {
+    for tool in ["linphonec", "linphonecsh"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "{tool} is not installed: `make test` installs it (linphone-cli)"
+        );
+    }
+}
+
+/// An INVITE of `from` to linphone at `uri`, with an offer, `from_aor` in
+/// its From.
+fn invite_with_offer(from: &Party, uri: &str, from_aor: &str, call_id: &str, rtp: u16) -> String {
+    let offer = sdp(rtp, "sendrecv");
+    format!(
+        "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-{call_id}-inv;rport\r\n\
+         Record-Route: {}\r\nMax-Forwards: 70\r\nFrom: <{from_aor}>;tag={}\r\n\
+         To: <sip:alice@example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        from.peer.addr,
+        from.proxy_rr(),
+        from.tag(call_id),
+        from.contact(),
+        offer.len()
+    )
+}
+
+/// Issue 21 points 3 and 5, with a real user agent as the transferor:
+/// linphone (A) is called by B and by C (stored tokens, mask_callid on:
+/// A, the callee of call 2, knows its masked Call-ID) and does the
+/// attended transfer itself (`transfer 1 --to-call 2`). Linphone's
+/// Refer-To names C by its address of record (not its Contact): it names
+/// no token and reaches B unchanged. B's INVITE to that AOR is routed to C
+/// by the script (a location lookup), and its Replaces, which names call 2
+/// by the masked Call-ID, reaches C naming it by C's own: the dialog's
+/// record shows the INVITE goes to call 2's caller.
+#[test]
+fn linphone_transfers_to_the_aor_of_the_target() {
+    need_linphone();
+    let (b, c) = (Party::new("bob"), Party::new("carol"));
+    let route_callee = format!("ROUTE_CALLEE=\"{}\"", c.contact());
+    let k = start("stored", &["MASK_CALLID", &route_callee]);
+    let dir = scratch_dir("xfer-linphone-a");
+    let lport = common::kamailio::free_port();
+    let lin = linphone::Linphone::start("127.0.0.1", lport, "alice", &dir);
+    let alice = format!("sip:alice@127.0.0.1:{lport}");
+    let (b_rtp, c_rtp) = (b.peer.port() + 2, c.peer.port() + 2);
+    let parties = [(&b, b_rtp), (&c, c_rtp)];
+    // C's address of record is at this proxy (where a registrar would be).
+    let c_aor = format!("sip:carol@{}", k.addr);
+    let mut legs = Vec::new();
+    for (n, (p, aor, id, rtp)) in [
+        (&b, b.aor(), "lina-1", b_rtp),
+        (&c, c_aor.clone(), "lina-2", c_rtp),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        p.peer
+            .send(k.addr, &invite_with_offer(p, &alice, &aor, id, rtp));
+        if n == 1 {
+            // linphone rings for a second call: answer it (which puts
+            // call 1 on hold).
+            until(&parties, n, "linphone's 180", |m| m.status() == Some(180));
+            lin.command("answer 2");
+        }
+        let ok = until(&parties, n, "linphone's 200", |m| {
+            m.status() == Some(200) && m.cseq_method() == "INVITE"
+        });
+        let mut leg = Leg {
+            call_id: id.to_string(),
+            local_tag: p.tag(id),
+            remote_tag: ok
+                .header("to")
+                .unwrap()
+                .split("tag=")
+                .nth(1)
+                .unwrap()
+                .into(),
+            local_uri: aor,
+            remote_uri: "sip:alice@example.com".into(),
+            remote_target: masked_contact(&ok, &k),
+            route: vec![ok.headers("record-route")[0].clone()],
+            cseq: 0,
+        };
+        send_in(&k, p, &mut leg, "ACK", "", "");
+        legs.push(leg);
+        assert!(
+            lin.established(Duration::from_secs(10)),
+            "{}",
+            lin.describe()
+        );
+    }
+    let out = lin.command("transfer 1 --to-call 2");
+    assert!(out.contains("attended transfer"), "{out}");
+    let refer = until(&parties, 0, "linphone's REFER", |m| {
+        m.method() == Some("REFER")
+    });
+    let refer_to = refer.header("refer-to").unwrap();
+    assert!(
+        refer_to.starts_with(&format!("<{c_aor}?Replaces=")),
+        "{refer_to}"
+    );
+    assert!(!refer.text.contains(&format!(":{lport}")), "{}", refer.text);
+    respond(&b, &refer, "202 Accepted", "");
+    let uri = refer_to
+        .trim_start_matches('<')
+        .split(['?', '>'])
+        .next()
+        .unwrap()
+        .to_string();
+    let replaces = refer_to
+        .split("?Replaces=")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('>');
+    let replaces = replaces
+        .replace("%3b", ";")
+        .replace("%3B", ";")
+        .replace("%3d", "=")
+        .replace("%3D", "=")
+        .replace("%40", "@");
+    // The masked Call-ID of call 2, which linphone knows.
+    let masked = replaces.split(';').next().unwrap().to_string();
+    assert_ne!(masked, "lina-2");
+    transferee_invite(&k, &b, "lina-x", &uri, Some(&replaces));
+    let inv = until(&parties, 1, "B's INVITE", |m| m.method() == Some("INVITE"));
+    assert_eq!(
+        inv.header("replaces"),
+        Some(replaces.replace(&masked, "lina-2")),
+        "{}",
+        inv.text
+    );
+    assert_no_leak(&inv, &b);
+    respond_sdp(&c, &inv, "200 OK", "carol-x", c_rtp);
+    let ok = until(&parties, 0, "C's 200", |m| {
+        m.status() == Some(200) && m.header("call-id").as_deref() == Some("lina-x")
+    });
+    assert_no_leak(&ok, &c);
 }

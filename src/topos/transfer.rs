@@ -184,11 +184,14 @@ fn same_secret(a: &Secret, b: &Secret) -> bool {
 }
 
 /// The stored dialog a stored token and a Replaces name, if they fit
-/// each other and it lives. The source is not checked: the transferee
-/// presents the token, not the side it was given to.
+/// each other and it lives. `source`: the IP the token comes from. A
+/// dialog token is bound to it with `bind_source` (as in-dialog requests
+/// and sealed tokens are: it must come from the party it was given to); a
+/// transfer token is not (the transferee presents it).
 fn stored_dialog(
     token: &StoredToken,
     rep: &Replaces,
+    source: &str,
 ) -> Result<std::result::Result<DialogRecord, String>> {
     let (id, side) = (&token.id, token.side);
     let callee_tag = match side {
@@ -232,6 +235,20 @@ fn stored_dialog(
     if !fits {
         return Ok(Err(format!(
             "it does not fit the dialog its Replaces names (dialog {}, Call-ID {})",
+            id.hex(),
+            printable(rep.call_id)
+        )));
+    }
+    // The party a dialog token was given to: the other side.
+    let given_to = match side {
+        Side::Callee => &rec.caller_source,
+        Side::Caller => &rec.callee_source,
+    };
+    if !token.transfer && state::config()?.bind_source && given_to != source {
+        return Ok(Err(format!(
+            "it is bound to the address of the party it was given to (bind_source; dialog {}, \
+             Call-ID {}): a transferee presents the transfer token this Kamailio puts in the \
+             Refer-To when the REFER passes it",
             id.hex(),
             printable(rep.call_id)
         )));
@@ -366,7 +383,7 @@ pub fn invite(
                 Err(why) => return Ok(Some(Err(format!("an INVITE to a topos_rs token: {why}")))),
             }
         }
-        Presented::Stored(t) => match stored_dialog(t, &rep)? {
+        Presented::Stored(t) => match stored_dialog(t, &rep, &msg.source_ip())? {
             Ok(rec) => stored_target(rec, t.side)?,
             Err(why) => return Ok(Some(Err(format!("an INVITE to a topos_rs token: {why}")))),
         },
@@ -594,7 +611,7 @@ pub fn refer(msg: &SipMsg, h: Headers<'_>) -> Result<std::result::Result<Vec<Edi
                 edits.push(Edit::Insert(at.start, transfer_token.into_bytes()));
             }
             Presented::Stored(tok) => {
-                if let Err(why) = stored_dialog(tok, &rep)? {
+                if let Err(why) = stored_dialog(tok, &rep, &msg.source_ip())? {
                     return Ok(Err(format!("a Refer-To naming a topos_rs token: {why}")));
                 }
                 if !tok.transfer {
