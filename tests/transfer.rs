@@ -1040,7 +1040,7 @@ fn a_transfer_to_a_callee_whose_route_set_did_not_fit_its_token_goes_to_its_targ
     );
     a.peer.send(k.addr, &invite);
     let inv = c.peer.expect_request("INVITE");
-    let mut ok = format!("SIP/2.0 200 OK\r\n");
+    let mut ok = "SIP/2.0 200 OK\r\n".to_string();
     for v in inv.headers("via") {
         ok += &format!("Via: {v}\r\n");
     }
