@@ -57,16 +57,31 @@ pub(super) fn seal_err() -> Error {
     Error::Kamailio("cannot seal a dialog token (no randomness)")
 }
 
-/// True if a masked Contact `<sip:TOKEN@hostport>` with `state`'s token
-/// stays within `MAX_CONTACT_URI` (`hostport` may be the send-socket
-/// mark, filled in later: the room any socket needs is counted then).
-fn fits_contact(state: &SideState, hostport: &str) -> bool {
+/// `state`'s token, bound by `binding`. A state that carries the route set
+/// toward the callee (`CalleeRoute::InToken`) is sealed without it when
+/// the masked Contact `<sip:TOKEN@hostport>` would pass `MAX_CONTACT_URI`
+/// (`hostport` may be the send-socket mark, filled in later: the room any
+/// socket needs is counted then). Sealed once in the common case.
+fn seal_within_bound(
+    ring: &KeyRing,
+    state: &mut SideState,
+    binding: &Binding,
+    hostport: &str,
+) -> Result<String> {
+    let token = seal_token(ring, state, binding).ok_or_else(seal_err)?;
     let room = if hostport.contains(crate::sip::edit::SEND_SOCKET) {
         SEND_SOCKET_ROOM
     } else {
         hostport.len()
     };
-    "sip:@".len() + token_text_len(state) + room <= MAX_CONTACT_URI
+    if state.callee_route != CalleeRoute::InToken
+        || "sip:@".len() + token.len() + room <= MAX_CONTACT_URI
+    {
+        return Ok(token);
+    }
+    state.callee_route = CalleeRoute::InParameter;
+    state.callee_routes.clear();
+    seal_token(ring, state, binding).ok_or_else(seal_err)
 }
 
 /// The masked Call-ID of `call_id` under the key `fingerprint` names.
@@ -281,10 +296,6 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         if !callee.route.is_empty() {
             state.callee_route = CalleeRoute::InToken;
             state.callee_routes = callee.route.clone();
-            if !fits_contact(&state, &hostport) {
-                state.callee_route = CalleeRoute::InParameter;
-                state.callee_routes.clear();
-            }
         }
         let binding = Binding {
             call_id: caller.call_id.as_bytes(),
@@ -292,7 +303,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
             callee_tag: Some(callee_tag.as_bytes()),
             source: cfg.bind_source.then_some(caller_source.as_bytes()),
         };
-        let token = seal_token(ring, &state, &binding).ok_or_else(seal_err)?;
+        let token = seal_within_bound(ring, &mut state, &binding, &hostport)?;
         let route = if callee.route.is_empty() {
             None
         } else {
@@ -437,10 +448,6 @@ fn fresh_token(
         caller_route: other.state.caller_route.clone(),
         callee_routes,
     };
-    if state.callee_route == CalleeRoute::InToken && !fits_contact(&state, hostport) {
-        state.callee_route = CalleeRoute::InParameter;
-        state.callee_routes.clear();
-    }
     let (from, to) = (
         ids.from.tag.as_deref().unwrap_or_default(),
         ids.to.tag.as_deref().unwrap_or_default(),
@@ -459,7 +466,7 @@ fn fresh_token(
         callee_tag: Some(callee_tag.as_bytes()),
         source: (cfg.bind_source && !presenter_ip.is_empty()).then_some(presenter_ip.as_bytes()),
     };
-    seal_token(ring, &state, &binding).ok_or_else(seal_err)
+    seal_within_bound(ring, &mut state, &binding, hostport)
 }
 
 /// An in-dialog request with a sealed token: opened, routed to the side it
