@@ -1176,15 +1176,8 @@ fn until(parties: &[(&Party, u16)], at: usize, what: &str, want: impl Fn(&Msg) -
 /// Call-ID); linphone's NOTIFYs reach A cut to their status line.
 #[test]
 fn linphone_follows_an_attended_transfer_through_kamailio() {
-    for tool in ["linphonec", "linphonecsh"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
-            .unwrap_or(false);
-        assert!(
-            found,
-            "{tool} is not installed: `make test` installs it (linphone-cli)"
-        );
-    }
+    let _turn = ONE_LINPHONE.lock().unwrap_or_else(|e| e.into_inner());
+    need_linphone();
     let k = start("sealed", &["MASK_CALLID"]);
     let (a, c) = (Party::new("alice"), Party::new("carol"));
     let dir = scratch_dir("xfer-linphone");
@@ -1308,6 +1301,10 @@ fn linphone_follows_an_attended_transfer_through_kamailio() {
     assert!(calls.contains("?Replaces=lin2"), "{calls}");
 }
 
+/// linphonecsh reaches one linphonec per user: the linphone tests take
+/// turns.
+static ONE_LINPHONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn need_linphone() {
     for tool in ["linphonec", "linphonecsh"] {
         let found = std::env::var_os("PATH")
@@ -1348,6 +1345,7 @@ fn invite_with_offer(from: &Party, uri: &str, from_aor: &str, call_id: &str, rtp
 /// record shows the INVITE goes to call 2's caller.
 #[test]
 fn linphone_transfers_to_the_aor_of_the_target() {
+    let _turn = ONE_LINPHONE.lock().unwrap_or_else(|e| e.into_inner());
     need_linphone();
     let (b, c) = (Party::new("bob"), Party::new("carol"));
     let route_callee = format!("ROUTE_CALLEE=\"{}\"", c.contact());
@@ -1449,4 +1447,45 @@ fn linphone_transfers_to_the_aor_of_the_target() {
         m.status() == Some(200) && m.header("call-id").as_deref() == Some("lina-x")
     });
     assert_no_leak(&ok, &c);
+}
+
+/// A transfer's INVITE that B cancels before C answers: C gets the
+/// CANCEL at its own Contact with one Via (tm's, built for the branch the
+/// token chose), B the 487; nothing of either side crosses.
+#[test]
+fn a_transfer_invite_cancelled_before_the_answer() {
+    for mode in ["sealed", "stored"] {
+        let mut s = setup(mode, &[], &format!("cancel-{mode}"));
+        let got = refer(&s.k, &s.a, &s.b, &mut s.a1, &s.a2);
+        let (uri, rep) = refer_to_parts(&got.header("refer-to").unwrap());
+        respond(&s.b, &got, "202 Accepted", "");
+        s.a.peer.expect_reply(202, "REFER");
+        let xfer = format!("cancel-x-{mode}");
+        transferee_invite(&s.k, &s.b, &xfer, &uri, rep.as_deref());
+        let inv = s.c.peer.expect_request("INVITE");
+        respond(&s.c, &inv, "180 Ringing", "carol-ring");
+        let ringing = s.b.peer.expect_reply(180, "INVITE");
+        assert_no_leak(&ringing, &s.c);
+        let cancel = format!(
+            "CANCEL {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-{xfer}-inv;rport\r\n\
+             Max-Forwards: 70\r\nFrom: <{}>;tag={}\r\nTo: <{uri}>\r\nCall-ID: {xfer}\r\n\
+             CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+            s.b.peer.addr,
+            s.b.aor(),
+            s.b.tag(&xfer)
+        );
+        s.b.peer.send(s.k.addr, &cancel);
+        let got = s.c.peer.expect_request("CANCEL");
+        assert_eq!(
+            got.first_line().split(' ').nth(1),
+            Some(s.c.contact().as_str())
+        );
+        assert_eq!(got.vias().len(), 1, "{}", got.text);
+        assert_no_leak(&got, &s.b);
+        respond(&s.c, &got, "200 OK", "");
+        respond(&s.c, &inv, "487 Request Terminated", "carol-ring");
+        let terminated = s.b.peer.expect_reply(487, "INVITE");
+        assert_no_leak(&terminated, &s.c);
+        s.call2_goes_on();
+    }
 }

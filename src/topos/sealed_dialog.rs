@@ -488,6 +488,11 @@ pub fn route_in_dialog(
         // The route set toward the side the request goes to.
         let route = match target {
             Side::Caller => opened.state.caller_route.clone(),
+            // The token's own copy: no Route scan and no second opening
+            // (the parameter is sealed to this dialog all the same).
+            Side::Callee if opened.state.callee_route == CalleeRoute::InToken => {
+                opened.state.callee_routes.clone()
+            }
             Side::Callee => {
                 let b = Binding {
                     call_id: opened.caller_call_id.as_bytes(),
@@ -506,7 +511,6 @@ pub fn route_in_dialog(
                             )))
                         }
                     },
-                    (None, CalleeRoute::InToken) => opened.state.callee_routes.clone(),
                     (None, CalleeRoute::InParameter) => {
                         return Ok(Err(format!(
                             "its Route header lacks the dialog's route set (Call-ID {})",
