@@ -84,7 +84,7 @@ fn journal() -> StoreResult<Rc<Journal>> {
         // heed refuses a second handle of one environment in a process:
         // the one from before a fork goes first.
         *slot = None;
-        let j = Journal::open(dir, *map).map_err(|e| {
+        let j = Journal::open(dir, *map, set_pending).map_err(|e| {
             StoreError::Backend(format!("the billing journal at {}: {e}", dir.display()))
         })?;
         let j = Rc::new(j);
@@ -97,11 +97,12 @@ fn journal() -> StoreResult<Rc<Journal>> {
 /// wait in it (some may be left from before a restart: the timer writes
 /// them once the store answers).
 pub fn open_for_this_process() -> Result<()> {
-    let n = journal()?.len()?;
-    set_pending(n);
+    journal()?.publish_len()?;
     Ok(())
 }
 
+/// The journal tells this how many events wait after each change (under
+/// its writer lock, so the last number is the true one).
 fn set_pending(n: u64) {
     if let Some(s) = stats::get() {
         s.billing_journal_pending.store(n, Ordering::Relaxed);
@@ -183,7 +184,6 @@ fn keep<T>(event: &Event) -> StoreResult<Outcome<T>> {
         })?;
     match appended {
         Appended::New { pending } => {
-            set_pending(pending);
             stats::bump(|s| &s.billing_journaled);
             state::log_journaled(&format!(
                 "billing: the store is unavailable; answers and BYEs are kept in the billing \
@@ -219,7 +219,7 @@ fn settle(indexes: &[Vec<u8>]) -> StoreResult<()> {
 
 /// Removes a written event and counts it.
 fn replayed(j: &Journal, seq: u64) -> StoreResult<()> {
-    set_pending(j.remove(seq)?);
+    j.remove(seq)?;
     stats::bump(|s| &s.billing_journal_replayed);
     Ok(())
 }
@@ -314,8 +314,9 @@ pub fn replay_pending() {
             }
         }
     }
-    if let Ok(n) = j.len() {
-        set_pending(n);
+    // A number left too high by a failed commit is corrected here.
+    if let Err(e) = j.publish_len() {
+        log::error!("billing journal: {e}");
     }
     if let Err(e) = j.flush() {
         log::error!("billing journal: flushing to disk: {e}");

@@ -36,26 +36,29 @@ fn node() -> (Node, RedisServer) {
     let data = scratch_dir("outage-redis-data");
     let port = free_tcp_port();
     let redis = RedisServer::start_durable(port, &data);
+    (node_on(port, &data, &[]), redis)
+}
+
+/// A Kamailio on the durable Redis of `port` and `data`, with `more`
+/// defines.
+fn node_on(port: u16, data: &Path, more: &[&str]) -> Node {
     let dir = scratch_dir("outage");
     let cdr = dir.join("cdr.jsonl");
     let ctl = dir.join("ctl.sock");
-    let defines = [
+    let mut defines = vec![
         format!("STORAGE=\"redis://127.0.0.1:{port}/0\""),
         format!("BILLING_CDR=\"file:{}\"", cdr.display()),
         format!("CTL_SOCKET=\"unix:{}\"", ctl.display()),
     ];
+    defines.extend(more.iter().map(|d| d.to_string()));
     let refs: Vec<&str> = defines.iter().map(String::as_str).collect();
-    let k = Kamailio::start(ROUTING, &refs);
-    (
-        Node {
-            k,
-            cdr,
-            ctl,
-            port,
-            data,
-        },
-        redis,
-    )
+    Node {
+        k: Kamailio::start(ROUTING, &refs),
+        cdr,
+        ctl,
+        port,
+        data: data.to_path_buf(),
+    }
 }
 
 impl Node {
@@ -445,4 +448,85 @@ fn a_bye_after_redis_is_back_but_before_the_replay_bills_from_the_journaled_answ
     assert_eq!(n.billing_lines(), [want]);
     assert_eq!(n.cdrs().len(), 1);
     assert_eq!(n.stat("calls_billed"), 1);
+}
+
+/// Two nodes sharing one Redis and the key file, both behind one virtual
+/// address: a call answered on node A and ended on node B, both during the
+/// outage. B writes its journaled BYE first (A's timer is held stopped):
+/// there is no bill yet, so the end waits in Redis; A then writes the
+/// answer, which finds that end and bills the call once, from the answer
+/// to the BYE.
+#[test]
+fn an_answer_journaled_on_one_node_and_a_bye_on_another_bill_once() {
+    let data = scratch_dir("outage-redis-data");
+    let port = free_tcp_port();
+    let mut redis = RedisServer::start_durable(port, &data);
+    let keys = scratch_dir("outage-keys").join("topos_rs.keys");
+    std::fs::write(&keys, format!("{}\n", "5".repeat(64))).unwrap();
+    let key_define = format!("TOKEN_KEY_FILE=\"{}\"", keys.display());
+    let vip = [
+        key_define.as_str(),
+        "ADVERTISE_ADDRESS=\"127.0.0.100\"",
+        "ADVERTISE_PORT=5060",
+        "CONTACT_HOST=\"127.0.0.100:5060\"",
+    ];
+    let a = node_on(port, &data, &vip);
+    let b = node_on(port, &data, &vip);
+    let p = Parties::new();
+    redis.stop();
+
+    // Answered through A, ended through B (the virtual address moved).
+    let (call, _, answered) = answer(&a.k, &p, "outage-call-4");
+    assert_eq!(a.stat("billing_journal_pending"), 1);
+    let a_timer = Frozen::new(slow_timer_pid(&a.ctl));
+    let talk = talk_until_half_past(answered, 2);
+    p.caller
+        .send(b.k.addr, &call.in_dialog(&p.caller, "BYE", 2));
+    let bye = p.callee.expect_request("BYE");
+    assert_eq!(bye.header("x-billed").as_deref(), Some("journaled"));
+    p.callee.reply(&bye, 200, "OK", "callee-tag");
+    p.caller.expect_reply(200, "BYE");
+    assert_eq!(b.stat("billing_journal_pending"), 1);
+
+    // Redis is back: B writes the end; with no bill yet, it waits there.
+    let _redis = a.redis_again();
+    b.wait_stat("billing_journal_pending", 0, Duration::from_secs(10));
+    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/0"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let bills: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("topos_rs:*:bill:*")
+        .query(&mut con)
+        .unwrap();
+    let states: Vec<u8> = bills
+        .iter()
+        .map(|k| {
+            let v: Vec<u8> = redis::cmd("GET").arg(k).query(&mut con).unwrap();
+            v[0]
+        })
+        .collect();
+    // Under each key the BYE may close (its From-tag's, its To-tag's).
+    assert_eq!(states, [b'B', b'B'], "pending ends");
+    assert!(a.billing_lines().is_empty() && b.billing_lines().is_empty());
+
+    // A's timer runs: its answer finds the end and bills the call, once.
+    drop(a_timer);
+    a.wait_stat("billing_journal_pending", 0, Duration::from_secs(10));
+    let want = line("outage-call-4", talk, &format!("0.{:02}", talk * 5));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(a.billing_lines(), std::slice::from_ref(&want));
+    assert!(b.billing_lines().is_empty(), "{:?}", b.billing_lines());
+    let cdrs = a.cdrs();
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    assert_eq!(cdrs[0]["duration"], talk);
+    assert_eq!(cdrs[0]["hangup"], "caller");
+    assert!(b.cdrs().is_empty());
+    // The bill is a tombstone now: a second BYE on either node bills nothing.
+    p.caller
+        .send(a.k.addr, &call.in_dialog(&p.caller, "BYE", 3));
+    let again = p.callee.expect_request("BYE");
+    assert_eq!(again.header("x-billed").as_deref(), Some("none -2"));
+    p.callee.reply(&again, 200, "OK", "callee-tag");
+    p.caller.expect_reply(200, "BYE");
 }

@@ -55,6 +55,13 @@ pub struct Journal {
     env: Env<WithoutTls>,
     events: Database<Bytes, Bytes>,
     index: Database<Bytes, Bytes>,
+    /// Told how many events wait, by every write transaction before it
+    /// commits, so while holding LMDB's writer lock: the last number told
+    /// is the last transaction's, whichever process ran it (a number told
+    /// after the commit could be overtaken by an older one and say 0 while
+    /// events wait). A commit that then fails leaves a number too high for
+    /// a moment (`publish_len` corrects it); never one too low.
+    on_len: fn(u64),
 }
 
 fn encode(index: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -81,7 +88,7 @@ pub const MAX_INDEX: usize = 400;
 impl Journal {
     /// Opens (or creates) the journal in `dir`. Once per process, after
     /// the fork (an LMDB environment must not cross one).
-    pub fn open(dir: &Path, map_size_mib: usize) -> StoreResult<Journal> {
+    pub fn open(dir: &Path, map_size_mib: usize, on_len: fn(u64)) -> StoreResult<Journal> {
         super::lmdb::LmdbStore::check_dir(dir).map_err(super::StoreError::Backend)?;
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
         opts.map_size(map_size_mib.max(1) * 1024 * 1024)
@@ -96,14 +103,28 @@ impl Journal {
             .create_database::<Bytes, Bytes>(&mut wtxn, Some("index"))
             .map_err(map_err)?;
         wtxn.commit().map_err(map_err)?;
-        Ok(Journal { env, events, index })
+        Ok(Journal {
+            env,
+            events,
+            index,
+            on_len,
+        })
     }
 
+    /// Runs `f` in one write transaction, tells `on_len` how many events
+    /// wait then, and commits.
     fn write<T>(&self, f: impl FnOnce(&mut RwTxn) -> heed::Result<T>) -> StoreResult<T> {
         let mut wtxn = self.env.write_txn().map_err(map_err)?;
         let out = f(&mut wtxn).map_err(map_err)?;
+        (self.on_len)(self.events.len(&wtxn).map_err(map_err)?);
         wtxn.commit().map_err(map_err)?;
         Ok(out)
+    }
+
+    /// Tells `on_len` how many events wait (under the writer lock, as
+    /// every change does).
+    pub fn publish_len(&self) -> StoreResult<()> {
+        self.write(|_| Ok(()))
     }
 
     /// Adds an event at the end, unless one with the same `index` entry
@@ -216,6 +237,9 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn told(_: u64) {}
 
     fn dir(tag: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -229,7 +253,7 @@ mod tests {
     #[test]
     fn events_come_out_oldest_first_and_leave_once_removed() {
         let d = dir("order");
-        let j = Journal::open(&d, 4).unwrap();
+        let j = Journal::open(&d, 4, told).unwrap();
         assert!(j.is_empty().unwrap());
         assert_eq!(
             j.append(b"a:1", b"one").unwrap(),
@@ -260,7 +284,7 @@ mod tests {
         assert_eq!(j.len().unwrap(), 2);
         drop(j);
         // What waits survives closing (a Kamailio restart).
-        let j = Journal::open(&d, 4).unwrap();
+        let j = Journal::open(&d, 4, told).unwrap();
         let left: Vec<Vec<u8>> = j
             .oldest(10)
             .unwrap()
@@ -279,7 +303,7 @@ mod tests {
     #[test]
     fn the_first_event_of_an_index_entry_is_kept() {
         let d = dir("first");
-        let j = Journal::open(&d, 4).unwrap();
+        let j = Journal::open(&d, 4, told).unwrap();
         j.append(b"a:1", b"first answer").unwrap();
         assert_eq!(
             j.append(b"a:1", b"retransmitted").unwrap(),
@@ -304,7 +328,7 @@ mod tests {
     #[test]
     fn a_full_journal_is_a_clear_error() {
         let d = dir("full");
-        let j = Journal::open(&d, 1).unwrap();
+        let j = Journal::open(&d, 1, told).unwrap();
         let big = vec![7u8; 2000];
         let mut err = None;
         for i in 0..2000u32 {
@@ -317,6 +341,35 @@ mod tests {
         assert!(err.to_string().contains("lmdb_map_size"), "{err}");
         // What was journaled stays readable.
         assert!(j.len().unwrap() > 100);
+        drop(j);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    static COUNT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+    fn count(n: u64) {
+        COUNT.store(n, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn every_change_tells_how_many_events_wait() {
+        let d = dir("count");
+        let j = Journal::open(&d, 4, count).unwrap();
+        assert_eq!(
+            COUNT.load(Ordering::SeqCst),
+            u64::MAX,
+            "opening tells nothing"
+        );
+        j.publish_len().unwrap();
+        assert_eq!(COUNT.load(Ordering::SeqCst), 0);
+        j.append(b"a:1", b"x").unwrap();
+        j.append(b"a:2", b"y").unwrap();
+        assert_eq!(COUNT.load(Ordering::SeqCst), 2);
+        assert_eq!(j.append(b"a:2", b"z").unwrap(), Appended::AlreadyThere);
+        assert_eq!(COUNT.load(Ordering::SeqCst), 2);
+        let first = j.oldest(1).unwrap().remove(0);
+        j.remove(first.seq).unwrap();
+        assert_eq!(COUNT.load(Ordering::SeqCst), 1);
         drop(j);
         let _ = std::fs::remove_dir_all(&d);
     }
