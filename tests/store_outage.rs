@@ -530,3 +530,73 @@ fn an_answer_journaled_on_one_node_and_a_bye_on_another_bill_once() {
     p.callee.reply(&again, 200, "OK", "callee-tag");
     p.caller.expect_reply(200, "BYE");
 }
+
+/// Redis frozen (SIGSTOP: connections stay open, nothing answers), the
+/// worst case for a worker: the 2xx and the BYE of a call each wait for
+/// Redis at most redis_timeout, then go to the journal and are relayed;
+/// once Redis answers again the call is billed once, answer to BYE.
+#[test]
+fn with_redis_frozen_a_worker_waits_at_most_redis_timeout_and_the_call_is_billed_once() {
+    let (n, redis) = node();
+    let k = &n.k;
+    let p = Parties::new();
+    // Both workers have a connection to Redis before it freezes.
+    for i in 0..4 {
+        let (call, _, _) = answer(k, &p, &format!("warm-{i}"));
+        p.caller.send(k.addr, &call.in_dialog(&p.caller, "BYE", 2));
+        let bye = p.callee.expect_request("BYE");
+        p.callee.reply(&bye, 200, "OK", "callee-tag");
+        p.caller.expect_reply(200, "BYE");
+    }
+    let warm = n.billing_lines().len();
+    redis.freeze();
+
+    let mut hops = Hops::default();
+    let mut call = Call::new("frozen-call", &format!("sip:{TO}@{}", p.callee.addr));
+    let inv = hops.time(
+        "INVITE",
+        || p.caller.send(k.addr, &call.invite(&p.caller)),
+        || p.callee.expect_request("INVITE"),
+    );
+    let ok = hops.time(
+        "200 (billing_start)",
+        || p.callee.reply(&inv, 200, "OK", "callee-tag"),
+        || p.caller.expect_reply(200, "INVITE"),
+    );
+    let answered = Instant::now();
+    call.confirm(&ok);
+    hops.time(
+        "ACK",
+        || p.caller.send(k.addr, &call.in_dialog(&p.caller, "ACK", 1)),
+        || p.callee.expect_request("ACK"),
+    );
+    let talk = talk_until_half_past(answered, 2);
+    let bye = hops.time(
+        "BYE (billing_stop)",
+        || p.caller.send(k.addr, &call.in_dialog(&p.caller, "BYE", 2)),
+        || p.callee.expect_request("BYE"),
+    );
+    assert_eq!(bye.header("x-billed").as_deref(), Some("journaled"));
+    p.callee.reply(&bye, 200, "OK", "callee-tag");
+    p.caller.expect_reply(200, "BYE");
+    for (what, took) in &hops.0 {
+        println!("with Redis frozen: {what} relayed in {took:?}");
+    }
+    let (worst, took) = hops.worst();
+    // One wait of redis_timeout, never two (the relay itself takes
+    // about a millisecond; the rest is room for a loaded machine).
+    assert!(
+        took < REDIS_TIMEOUT + Duration::from_millis(200),
+        "{worst} took {took:?} (redis_timeout {REDIS_TIMEOUT:?})"
+    );
+    assert_eq!(n.stat("billing_journal_pending"), 2);
+
+    redis.thaw();
+    n.wait_stat("billing_journal_pending", 0, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1000));
+    let lines = n.billing_lines();
+    assert_eq!(
+        &lines[warm..],
+        [line("frozen-call", talk, &format!("0.{:02}", talk * 5))]
+    );
+}
