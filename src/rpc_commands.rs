@@ -53,7 +53,8 @@ pub fn stats() -> Answer {
         .map(|c| (c.billing.decimals, c.billing.currency.clone()))
         .unwrap_or((2, String::new()));
     let storage = cfg.and_then(|c| c.storage.as_ref());
-    let mut fields: Fields = stats::shown(storage)
+    let tokens = cfg.map_or(crate::config::TokenMode::Sealed, |c| c.token_mode);
+    let mut fields: Fields = stats::shown(storage, tokens)
         // The RPC's integers are 32-bit (as Kamailio's own cnt.get).
         .map(|c| {
             (

@@ -210,7 +210,7 @@ fn init() -> Result<()> {
         )?;
     }
     // Kamailio counters read the shared block; before the fork.
-    super::counters::register(cfg.storage.as_ref())?;
+    super::counters::register(cfg.storage.as_ref(), cfg.token_mode)?;
     if matches!(cfg.storage, Some(Storage::Lmdb { .. })) {
         // SAFETY: registers a 'static callback with the core's timer.
         if unsafe { register_timer(Some(sweep_timer), std::ptr::null_mut(), SWEEP_INTERVAL_S) } < 0
