@@ -11,7 +11,7 @@
 //! - Route: the route set toward the receiving side only.
 //! - Call-ID: with mask_callid, the callee side sees a different one.
 
-use crate::sip::edit::Edit;
+use crate::sip::edit::{Edit, SEND_ADDRESS, SEND_SOCKET, SEND_TRANSPORT};
 use crate::sip::headers::{map_cow, Headers};
 use crate::sip::name_addr::{entry_uri, split_entries};
 use std::borrow::Cow;
@@ -33,26 +33,176 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
+/// Where a masked Contact points: the host part Kamailio shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactHost {
+    /// The socket the message leaves on, filled in by the core for each
+    /// branch (requests): `sip::edit::SEND_SOCKET`.
+    SendSocket,
+    /// `host:port[;transport=x]` known now (a reply: the socket its
+    /// request came in on; or `contact_host`).
+    Known(String),
+    /// An operator's `host[:port]` (`topos_set_contact()`) in a request:
+    /// the transport of the socket it leaves on is filled in by the core.
+    Custom(String),
+}
+
 /// The Contact Kamailio shows in place of a party's own:
-/// `<sip:TOKEN@host[:port][;transport=x]>`.
+/// `<sip:TOKEN@host[:port][;transport=x]>`, or with a user part of its
+/// own `<sip:user@host...;tps=TOKEN>` (`contact_mode` 1, a user set by
+/// `topos_set_contact()`). The scheme is `sips:` when the request it is
+/// for (or answers) has a SIPS Request-URI (RFC 3261 8.1.1.8, 12.1.1);
+/// such a Contact names no transport (TLS is implied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaskedContact {
+    /// Opaque: `dialog::token` makes and parses it.
     pub token: String,
-    /// `host[:port]` (IPv6 in brackets) and optional `;transport=...`, or
-    /// `sip::edit::SEND_SOCKET` for the socket the message leaves on.
-    pub hostport: String,
+    /// The user part shown; None: the token is the user part. Some (even
+    /// empty: no user part at all): the token goes into `token_param`.
+    pub user: Option<String>,
+    /// Name of the URI parameter that carries the token when the user
+    /// part holds something else (`contact_param`).
+    pub token_param: &'static str,
+    pub host: ContactHost,
+    pub sips: bool,
 }
 
 impl MaskedContact {
+    /// A masked Contact of `contact_mode` 0 with no choices of the
+    /// operator: `<sip:TOKEN@host>`.
+    pub fn plain(token: String, host: ContactHost) -> MaskedContact {
+        MaskedContact {
+            token,
+            user: None,
+            token_param: "tps",
+            host,
+            sips: false,
+        }
+    }
+
+    /// The whole header line, `Contact: <...>\r\n`.
     pub fn header(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + self.token.len() + self.hostport.len());
-        out.extend_from_slice(b"Contact: <sip:");
-        out.extend_from_slice(self.token.as_bytes());
-        out.push(b'@');
-        out.extend_from_slice(self.hostport.as_bytes());
+        let user_len = self
+            .user
+            .as_ref()
+            .map_or(0, |u| u.len() + self.token_param.len() + 2);
+        let mut out = Vec::with_capacity(40 + self.token.len() + user_len);
+        out.extend_from_slice(if self.sips {
+            b"Contact: <sips:"
+        } else {
+            b"Contact: <sip:"
+        });
+        match &self.user {
+            None => {
+                out.extend_from_slice(self.token.as_bytes());
+                out.push(b'@');
+            }
+            Some(u) if !u.is_empty() => {
+                out.extend_from_slice(u.as_bytes());
+                out.push(b'@');
+            }
+            Some(_) => {}
+        }
+        match (&self.host, self.sips) {
+            (ContactHost::SendSocket, false) => out.extend_from_slice(SEND_SOCKET.as_bytes()),
+            (ContactHost::SendSocket, true) => out.extend_from_slice(SEND_ADDRESS.as_bytes()),
+            (ContactHost::Known(h), false) => out.extend_from_slice(h.as_bytes()),
+            // A sips: URI names no transport: the known one goes.
+            (ContactHost::Known(h), true) => {
+                out.extend_from_slice(h.split(';').next().unwrap_or("").as_bytes())
+            }
+            (ContactHost::Custom(h), sips) => {
+                out.extend_from_slice(h.as_bytes());
+                if !sips {
+                    out.extend_from_slice(SEND_TRANSPORT.as_bytes());
+                }
+            }
+        }
+        if self.user.is_some() {
+            push_token_param(&mut out, self.token_param, &self.token);
+        }
         out.extend_from_slice(b">\r\n");
         out
     }
+}
+
+fn push_token_param(out: &mut Vec<u8>, name: &str, token: &str) {
+    out.push(b';');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(token.as_bytes());
+}
+
+/// Who receives a message, and so what it shows of the sender's side.
+#[derive(Debug, Clone, Copy)]
+pub enum Receiver<'a> {
+    /// An untrusted side: everything of the other side hidden, the masked
+    /// Contact in place of its own.
+    Untrusted(&'a MaskedContact),
+    /// A trusted side (one-way hiding): Record-Routes, Contacts of
+    /// failures and the Call-ID as a proxy without topos_rs passes them;
+    /// the masked Contact still stands in for a dialog's Contact, because
+    /// this side's in-dialog requests would not come back through
+    /// Kamailio (it does not record-route).
+    Trusted(&'a MaskedContact),
+    /// A trusted side that Kamailio record-routes: also the real Contact,
+    /// which carries the token in the URI parameter `token_param`, so the
+    /// side's in-dialog requests (which reach Kamailio by its Route) find
+    /// their dialog.
+    TrustedSeesContacts(&'a MaskedContact),
+}
+
+impl Receiver<'_> {
+    fn trusted(&self) -> bool {
+        !matches!(self, Receiver::Untrusted(_))
+    }
+
+    fn masked(&self) -> &MaskedContact {
+        match self {
+            Receiver::Untrusted(m) | Receiver::Trusted(m) | Receiver::TrustedSeesContacts(m) => m,
+        }
+    }
+}
+
+/// Edits that put `;name=token` into the first Contact's URI (before its
+/// headers, `?...`), turning an addr-spec into a name-addr so that the
+/// parameter belongs to the URI. None if the Contact cannot be located.
+pub fn contact_with_token(h: Headers<'_>, name: &str, token: &str) -> Option<Vec<Edit>> {
+    let range = contact_uri_range(h)?;
+    let uri = &h.msg[range.clone()];
+    let at = range.start + uri.iter().position(|&b| b == b'?').unwrap_or(uri.len());
+    let bracketed = range.start > 0 && h.msg[..range.start].trim_ascii_end().ends_with(b"<");
+    let mut param = Vec::with_capacity(name.len() + token.len() + 2);
+    push_token_param(&mut param, name, token);
+    let mut edits = Vec::with_capacity(3);
+    if !bracketed {
+        edits.push(Edit::Insert(range.start, b"<".to_vec()));
+    }
+    edits.push(Edit::Insert(at, param));
+    if !bracketed {
+        edits.push(Edit::Insert(range.end, b">".to_vec()));
+    }
+    Some(edits)
+}
+
+/// The Contact a dialog message shows `receiver` (its Contact field is
+/// `contact`: None when it has no usable one): the edits for it.
+fn show_contact(h: Headers<'_>, receiver: Receiver<'_>, has_contact: bool, edits: &mut Vec<Edit>) {
+    if let Receiver::TrustedSeesContacts(m) = receiver {
+        if let Some(e) = contact_with_token(h, m.token_param, &m.token) {
+            edits.extend(e);
+            return;
+        }
+        // A Contact it cannot place the token in: the trusted side gets
+        // it as it is.
+        return;
+    }
+    let shown = if has_contact {
+        receiver.masked().header()
+    } else {
+        Vec::new()
+    };
+    replace_fields(h, "contact", Some("m"), shown, edits);
 }
 
 /// Every entry of every field called `long`, in message order; borrowed
@@ -77,7 +227,7 @@ fn entries<'a>(
 }
 
 /// The first Contact URI.
-fn contact_uri(h: Headers<'_>) -> Option<Cow<'_, str>> {
+pub fn contact_uri(h: Headers<'_>) -> Option<Cow<'_, str>> {
     let first = entries(h, "contact", Some("m")).into_iter().next()?;
     map_cow(first, |e| {
         Some(entry_uri(e)).filter(|u| !u.is_empty() && *u != "*")
@@ -177,22 +327,26 @@ pub fn caller_side(request: Headers<'_>) -> Result<CallerSide, PlanError> {
 
 /// A dialog-creating request going to the callee: the caller side's
 /// Record-Routes go (Kamailio adds its own as a lump of its own), the
-/// Contact is masked, the Call-ID replaced if masked.
+/// Contact is masked, the Call-ID replaced if masked. A trusted callee
+/// gets the Record-Routes as they are (and the real Contact if it sees
+/// contacts).
 pub fn initial_request(
     request: Headers<'_>,
-    masked: &MaskedContact,
+    receiver: Receiver<'_>,
     callee_call_id: Option<&str>,
 ) -> Vec<Edit> {
     let mut edits = Vec::new();
-    replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    if !receiver.trusted() {
+        replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    }
     // Without a Contact (malformed) nothing can reach the caller later;
     // any Contact field (even unreadable) is still replaced.
-    let contact = if contact_uri(request).is_some() {
-        masked.header()
-    } else {
-        Vec::new()
-    };
-    replace_fields(request, "contact", Some("m"), contact, &mut edits);
+    show_contact(
+        request,
+        receiver,
+        contact_uri(request).is_some(),
+        &mut edits,
+    );
     if let Some(id) = callee_call_id {
         replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -215,16 +369,27 @@ pub struct CalleeSide {
 /// 3xx's redirect targets and any Contact of a failure name the callee
 /// side); every Contact field goes, whatever it holds (`<>`, `*`, a list),
 /// so nothing of it can pass; the Call-ID is the caller's. `is_kamailio(uri)`
-/// says whether a URI is this server.
+/// says whether a URI is this server. `echoed_caller_route`: the INVITE
+/// went to a trusted callee with the caller side's Record-Routes, which the
+/// reply lists again after Kamailio's. A trusted caller sees the callee
+/// side's Record-Routes too, and every Contact of a reply that sets up no
+/// dialog.
 pub fn reply_to_caller(
     reply: Headers<'_>,
     caller_route: &[String],
-    masked: &MaskedContact,
+    receiver: Receiver<'_>,
     caller_call_id: Option<&str>,
     is_kamailio: &dyn Fn(&str) -> bool,
     creates_dialog: bool,
+    echoed_caller_route: bool,
 ) -> (Vec<Edit>, CalleeSide) {
-    let rr = entries(reply, "record-route", None);
+    let mut rr = entries(reply, "record-route", None);
+    if echoed_caller_route && rr.len() >= caller_route.len() {
+        let from = rr.len() - caller_route.len();
+        if rr[from..].iter().zip(caller_route).all(|(a, b)| a == b) {
+            rr.truncate(from);
+        }
+    }
     // The list is the callee side's entries, then Kamailio's (it was the
     // last to record-route before the callee side).
     let ours = rr
@@ -234,7 +399,8 @@ pub fn reply_to_caller(
         .count();
     let split = rr.len() - ours;
     let callee_route: Vec<String> = rr[..split].iter().rev().map(|e| e.to_string()).collect();
-    let shown = rr[split..]
+    let first_shown = if receiver.trusted() { 0 } else { split };
+    let shown = rr[first_shown..]
         .iter()
         .map(|e| e.as_ref())
         .chain(caller_route.iter().map(String::as_str));
@@ -248,12 +414,11 @@ pub fn reply_to_caller(
         header_lines("Record-Route", shown),
         &mut edits,
     );
-    let shown_contact = if creates_dialog && contact.is_some() {
-        masked.header()
-    } else {
-        Vec::new()
-    };
-    replace_fields(reply, "contact", Some("m"), shown_contact, &mut edits);
+    if creates_dialog {
+        show_contact(reply, receiver, contact.is_some(), &mut edits);
+    } else if !receiver.trusted() {
+        replace_fields(reply, "contact", Some("m"), Vec::new(), &mut edits);
+    }
     if let Some(id) = caller_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -292,11 +457,13 @@ pub fn outside_dialog(message: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
 /// An in-dialog request from one side to the other: its Route and
 /// Record-Route fields go and the route set toward the target comes in;
 /// the sender's Contact (if any) is masked; the Call-ID becomes the
-/// target's. Returns the sender's Contact URI (a target refresh).
+/// target's. A trusted target keeps Record-Routes (and sees the sender's
+/// real Contact if it sees contacts). Returns the sender's Contact URI (a
+/// target refresh).
 pub fn in_dialog_request<'a>(
     request: Headers<'a>,
     route_to_target: &[String],
-    sender_masked: &MaskedContact,
+    receiver: Receiver<'_>,
     target_call_id: Option<&str>,
 ) -> (Vec<Edit>, Option<Cow<'a, str>>) {
     let contact = contact_uri(request);
@@ -308,12 +475,11 @@ pub fn in_dialog_request<'a>(
         header_lines("Route", route_to_target.iter().map(String::as_str)),
         &mut edits,
     );
-    replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    if !receiver.trusted() {
+        replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    }
     // Every Contact field goes; the masked one comes in for a usable URI.
-    let shown = contact
-        .as_ref()
-        .map_or_else(Vec::new, |_| sender_masked.header());
-    replace_fields(request, "contact", Some("m"), shown, &mut edits);
+    show_contact(request, receiver, contact.is_some(), &mut edits);
     if let Some(id) = target_call_id {
         replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -322,19 +488,19 @@ pub fn in_dialog_request<'a>(
 
 /// A reply to an in-dialog request, going back to its sender: the
 /// replier's Contact is masked, stray Record-Routes go, and the Call-ID is
-/// the sender's. Returns the replier's Contact URI.
+/// the sender's. A trusted sender gets them as they are (and the real
+/// Contact if it sees contacts). Returns the replier's Contact URI.
 pub fn in_dialog_reply<'a>(
     reply: Headers<'a>,
-    replier_masked: &MaskedContact,
+    receiver: Receiver<'_>,
     sender_call_id: Option<&str>,
 ) -> (Vec<Edit>, Option<Cow<'a, str>>) {
     let contact = contact_uri(reply);
     let mut edits = Vec::new();
-    replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
-    let shown = contact
-        .as_ref()
-        .map_or_else(Vec::new, |_| replier_masked.header());
-    replace_fields(reply, "contact", Some("m"), shown, &mut edits);
+    if !receiver.trusted() {
+        replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
+    }
+    show_contact(reply, receiver, contact.is_some(), &mut edits);
     if let Some(id) = sender_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -359,10 +525,7 @@ Contact: \"Alice\" <sip:alice@192.168.1.10:5060;transport=udp>;+sip.instance=\"<
 Content-Length: 0\r\n\r\n";
 
     fn masked(token: &str) -> MaskedContact {
-        MaskedContact {
-            token: token.into(),
-            hostport: "203.0.113.1:5060".into(),
-        }
+        MaskedContact::plain(token.into(), ContactHost::Known("203.0.113.1:5060".into()))
     }
 
     fn text(msg: &str, edits: &[Edit]) -> String {
@@ -385,7 +548,11 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn initial_request_hides_record_route_contact_and_call_id() {
-        let e = initial_request(Scanned::new(INVITE).h(), &masked("TOKa"), Some("masked-id"));
+        let e = initial_request(
+            Scanned::new(INVITE).h(),
+            Receiver::Untrusted(&masked("TOKa")),
+            Some("masked-id"),
+        );
         let out = text(INVITE, &e);
         assert!(!out.contains("caller.net;lr"), "{out}");
         assert!(!out.contains("192.168.1.10"), "{out}");
@@ -405,7 +572,11 @@ Content-Length: 0\r\n\r\n";
         let msg = INVITE.replace("Contact: \"Alice\"", "X-Note: \"Alice\"");
         let out = text(
             &msg,
-            &initial_request(Scanned::new(&msg).h(), &masked("T"), None),
+            &initial_request(
+                Scanned::new(&msg).h(),
+                Receiver::Untrusted(&masked("T")),
+                None,
+            ),
         );
         assert!(
             !out.contains("caller.net;lr") && !out.contains("Contact:"),
@@ -415,7 +586,11 @@ Content-Length: 0\r\n\r\n";
         let broken = INVITE.replace("<sip:alice@192.168.1.10:5060;transport=udp>", "<sip:");
         let out = text(
             &broken,
-            &initial_request(Scanned::new(&broken).h(), &masked("T"), None),
+            &initial_request(
+                Scanned::new(&broken).h(),
+                Receiver::Untrusted(&masked("T")),
+                None,
+            ),
         );
         assert!(!out.contains("Alice"), "{out}");
     }
@@ -441,10 +616,11 @@ Content-Length: 0\r\n\r\n";
         let (e, callee) = reply_to_caller(
             Scanned::new(REPLY).h(),
             &caller.route,
-            &masked("TOKb"),
+            Receiver::Untrusted(&masked("TOKb")),
             Some("secret-call@caller.net"),
             &is_k,
             true,
+            false,
         );
         assert_eq!(callee.contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
         // Nearest to Kamailio first.
@@ -478,10 +654,11 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         let (e, callee) = reply_to_caller(
             Scanned::new(&reply).h(),
             &[],
-            &masked("T"),
+            Receiver::Untrusted(&masked("T")),
             None,
             &is_k,
             true,
+            false,
         );
         assert_eq!(callee.route.len(), 2);
         let out = text(&reply, &e);
@@ -494,10 +671,11 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         let (e, callee) = reply_to_caller(
             Scanned::new(&reply).h(),
             &[],
-            &masked("T"),
+            Receiver::Untrusted(&masked("T")),
             None,
             &is_k,
             true,
+            false,
         );
         assert_eq!(callee.contact, None);
         assert!(!text(&reply, &e).contains("Contact"));
@@ -513,10 +691,11 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
             let (e, callee) = reply_to_caller(
                 Scanned::new(&reply).h(),
                 &[],
-                &masked("T"),
+                Receiver::Untrusted(&masked("T")),
                 None,
                 &is_k,
                 true,
+                false,
             );
             assert_eq!(callee.contact, None);
             let out = text(&reply, &e);
@@ -530,9 +709,10 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         let (e, _) = reply_to_caller(
             Scanned::new(&redirect).h(),
             &[],
-            &masked("T"),
+            Receiver::Untrusted(&masked("T")),
             None,
             &is_k,
+            false,
             false,
         );
         let out = text(&redirect, &e);
@@ -581,8 +761,12 @@ Contact: <sip:alice@192.168.1.99>\r\n\
 Content-Length: 0\r\n\r\n";
         let route = vec!["<sip:b0.callee.net;lr>".to_string()];
         let bye_scanned = Scanned::new(bye);
-        let (e, contact) =
-            in_dialog_request(bye_scanned.h(), &route, &masked("TOKa"), Some("masked-id"));
+        let (e, contact) = in_dialog_request(
+            bye_scanned.h(),
+            &route,
+            Receiver::Untrusted(&masked("TOKa")),
+            Some("masked-id"),
+        );
         assert_eq!(contact.as_deref(), Some("sip:alice@192.168.1.99"));
         let out = text(bye, &e);
         assert!(out.contains("Route: <sip:b0.callee.net;lr>\r\n"), "{out}");
@@ -595,7 +779,11 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn in_dialog_reply_masks_the_replier() {
         let reply = Scanned::new(REPLY);
-        let (e, contact) = in_dialog_reply(reply.h(), &masked("TOKb"), Some("orig"));
+        let (e, contact) = in_dialog_reply(
+            reply.h(),
+            Receiver::Untrusted(&masked("TOKb")),
+            Some("orig"),
+        );
         assert_eq!(contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
         let out = text(REPLY, &e);
         assert!(!out.contains("Record-Route"));
@@ -630,5 +818,195 @@ From: <sip:a@x>;tag=1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
             call_id(Scanned::new("SIP/2.0 200 OK\r\nTo: x\r\n\r\n").h()),
             Err(PlanError::NoCallId)
         );
+    }
+
+    fn contact_line(m: &MaskedContact) -> String {
+        String::from_utf8(m.header()).unwrap()
+    }
+
+    #[test]
+    fn masked_contacts_in_every_form() {
+        let known = ContactHost::Known("203.0.113.1:5061;transport=tls".into());
+        let mut m = MaskedContact::plain("T0K".into(), known.clone());
+        assert_eq!(
+            contact_line(&m),
+            "Contact: <sip:T0K@203.0.113.1:5061;transport=tls>\r\n"
+        );
+        // A SIPS Request-URI: a sips: Contact, TLS implied.
+        m.sips = true;
+        assert_eq!(contact_line(&m), "Contact: <sips:T0K@203.0.113.1:5061>\r\n");
+        // A user part of its own: the token goes into the parameter.
+        m.user = Some("alice".into());
+        m.token_param = "xyz";
+        assert_eq!(
+            contact_line(&m),
+            "Contact: <sips:alice@203.0.113.1:5061;xyz=T0K>\r\n"
+        );
+        // A party without a user part (contact_mode 1).
+        m.user = Some(String::new());
+        m.sips = false;
+        assert_eq!(
+            contact_line(&m),
+            "Contact: <sip:203.0.113.1:5061;transport=tls;xyz=T0K>\r\n"
+        );
+        // In a request: the core fills in the socket, or the transport
+        // after an operator's host.
+        let m = MaskedContact::plain("T0K".into(), ContactHost::SendSocket);
+        assert_eq!(
+            contact_line(&m),
+            format!("Contact: <sip:T0K@{SEND_SOCKET}>\r\n")
+        );
+        let m = MaskedContact { sips: true, ..m };
+        assert_eq!(
+            contact_line(&m),
+            format!("Contact: <sips:T0K@{SEND_ADDRESS}>\r\n")
+        );
+        let m = MaskedContact {
+            user: Some("bob".into()),
+            host: ContactHost::Custom("sbc.example.com".into()),
+            sips: false,
+            ..m
+        };
+        assert_eq!(
+            contact_line(&m),
+            format!("Contact: <sip:bob@sbc.example.com{SEND_TRANSPORT};tps=T0K>\r\n")
+        );
+        let m = MaskedContact { sips: true, ..m };
+        assert_eq!(
+            contact_line(&m),
+            "Contact: <sips:bob@sbc.example.com;tps=T0K>\r\n"
+        );
+    }
+
+    #[test]
+    fn a_trusted_callee_sees_the_caller_side_with_the_token_in_its_contact() {
+        let m = masked("TOKa");
+        let out = text(
+            INVITE,
+            &initial_request(
+                Scanned::new(INVITE).h(),
+                Receiver::TrustedSeesContacts(&m),
+                None,
+            ),
+        );
+        assert!(
+            out.contains("Record-Route: <sip:a2.caller.net;lr>\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("Call-ID: secret-call@caller.net\r\n"), "{out}");
+        assert!(
+            out.contains(
+                "Contact: \"Alice\" <sip:alice@192.168.1.10:5060;transport=udp;tps=TOKa>;+sip.instance"
+            ),
+            "{out}"
+        );
+        // Trusted, but not record-routed: the masked Contact.
+        let out = text(
+            INVITE,
+            &initial_request(Scanned::new(INVITE).h(), Receiver::Trusted(&m), None),
+        );
+        assert!(
+            out.contains("Record-Route: <sip:a2.caller.net;lr>\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\r\nContact: <sip:TOKa@203.0.113.1:5060>\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_token_goes_into_the_uri_of_any_contact_form() {
+        for (contact, shown) in [
+            (
+                "m: sip:bob@10.2.2.2:5080",
+                "m: <sip:bob@10.2.2.2:5080;tps=T>",
+            ),
+            (
+                "m: sip:bob@10.2.2.2;expires=60",
+                "m: <sip:bob@10.2.2.2;tps=T>;expires=60",
+            ),
+            (
+                "m: <sip:bob@10.2.2.2?Subject=x>",
+                "m: <sip:bob@10.2.2.2;tps=T?Subject=x>",
+            ),
+            (
+                "m: \"B\" < sip:bob@[::1] >",
+                "m: \"B\" < sip:bob@[::1];tps=T >",
+            ),
+        ] {
+            let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>", contact);
+            let e = contact_with_token(Scanned::new(&reply).h(), "tps", "T").unwrap();
+            assert!(
+                text(&reply, &e).contains(&format!("\r\n{shown}\r\n")),
+                "{contact}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_trusted_caller_sees_the_callee_side_as_it_is() {
+        let caller = caller_side(Scanned::new(INVITE).h()).unwrap();
+        let m = masked("TOKb");
+        let (e, callee) = reply_to_caller(
+            Scanned::new(REPLY).h(),
+            &caller.route,
+            Receiver::TrustedSeesContacts(&m),
+            None,
+            &is_k,
+            true,
+            false,
+        );
+        assert_eq!(callee.route.len(), 2);
+        let out = text(REPLY, &e);
+        assert!(
+            out.contains(
+                "Record-Route: <sip:b1.callee.net;lr>\r\nRecord-Route: <sip:b0.callee.net;lr>\r\n\
+Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\nRecord-Route: <sip:a2.caller.net;lr>\r\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("m: <sip:bob@10.2.2.2:5080;tps=TOKb>\r\n"),
+            "{out}"
+        );
+        // A failure's Contact passes to a trusted caller.
+        let busy = REPLY.replace("200 OK", "486 Busy");
+        let (e, _) = reply_to_caller(
+            Scanned::new(&busy).h(),
+            &[],
+            Receiver::Trusted(&m),
+            None,
+            &is_k,
+            false,
+            false,
+        );
+        assert!(text(&busy, &e).contains("m: <sip:bob@10.2.2.2:5080>\r\n"));
+    }
+
+    #[test]
+    fn a_trusted_callee_echoes_the_caller_route_which_the_caller_sees_once() {
+        let caller = caller_side(Scanned::new(INVITE).h()).unwrap();
+        let echoed = REPLY.replace(
+            "Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n",
+            "Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\nRecord-Route: <sip:a2.caller.net;lr>\r\n\
+Record-Route: <sip:a1.caller.net;lr>, <sip:a0.caller.net;lr>\r\n",
+        );
+        let (e, callee) = reply_to_caller(
+            Scanned::new(&echoed).h(),
+            &caller.route,
+            Receiver::Untrusted(&masked("TOKb")),
+            None,
+            &is_k,
+            true,
+            true,
+        );
+        assert_eq!(
+            callee.route,
+            ["<sip:b0.callee.net;lr>", "<sip:b1.callee.net;lr>"]
+        );
+        let out = text(&echoed, &e);
+        assert_eq!(out.matches("a2.caller.net").count(), 1, "{out}");
+        assert!(!out.contains("callee.net;lr"), "{out}");
     }
 }

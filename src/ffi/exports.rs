@@ -175,6 +175,7 @@ fn init() -> Result<()> {
         cfg.storage = Some(Storage::default_under(&dir));
     }
     cfg.finalize()?;
+    super::sockets::install_trusted(&cfg.trusted_sockets)?;
     state::check_storage(&cfg)?;
     let cfg = state::configure(cfg)?;
     // Kamailio counters read the shared block; before the fork.

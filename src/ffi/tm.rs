@@ -274,7 +274,19 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
         // SAFETY: tm passes valid parameters for the duration of the call.
         let p = unsafe { &*params };
         match kind as u32 {
-            TMCB_REQUEST_FWDED => on_request_forwarded(p.req),
+            TMCB_REQUEST_FWDED => {
+                let state = if p.param.is_null() {
+                    None
+                } else {
+                    // SAFETY: tm passes the address of our registered
+                    // parameter.
+                    unsafe { TxState::from_param(*p.param) }
+                };
+                // A request that goes to a trusted side leaves with its Vias:
+                // the core writes received= / rport= as it always does.
+                let vias_kept = state.is_some_and(TxState::vias_kept);
+                on_request_forwarded(p.req, vias_kept)
+            }
             TMCB_REQUEST_SENT => {
                 // SAFETY: the request tm just sent, valid for this call.
                 if let Some(mut req) = unsafe { SipMsg::from_raw(p.req) } {
@@ -313,12 +325,15 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
     });
 }
 
-fn on_request_forwarded(req: *mut sip_msg) {
+fn on_request_forwarded(req: *mut sip_msg, vias_kept: bool) {
     // SAFETY: tm is about to build this request for a branch.
     if let Some(mut msg) = unsafe { SipMsg::from_raw(req) } {
         // What the script queued inside headers topos_rs removed (before
         // or after topos_request()) must not land on the next header.
         msg.drop_edits_inside_deletions();
+        if vias_kept {
+            return;
+        }
         if let Err(e) = via_swap::suppress_top_via_update(&mut msg) {
             log::error!("preparing a hidden request for relay: {e}");
         }

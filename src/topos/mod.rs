@@ -8,15 +8,19 @@
 
 mod dialog_hiding;
 mod egress;
+mod per_call;
 mod reduce;
+mod shown_contact;
 mod tm_hooks;
 mod tx_dialog;
 mod via;
 
 pub use egress::GATE as EGRESS_GATE;
+pub use per_call::{topos_set_contact, topos_trust};
 use reduce::reduce_reply;
 pub use tm_hooks::TM_HOOKS;
 
+use crate::dialog::knobs::DialogKnobs;
 use crate::dialog::plan;
 use crate::dialog::token::{DialogId, Secrets};
 use crate::error::{Error, Result};
@@ -117,9 +121,11 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
         );
         return Ok(false);
     }
-    let state = if ids.to.tag.is_some() {
+    // `to_trusted`: the request goes to a trusted side (one-way hiding)
+    // and leaves with its Vias, as without topos_rs.
+    let (state, to_trusted) = if ids.to.tag.is_some() {
         match dialog_hiding::route_in_dialog(msg, h, &ids)? {
-            dialog_hiding::InDialog::Routed(state) => state,
+            dialog_hiding::InDialog::Routed(state, to_trusted) => (state, to_trusted),
             dialog_hiding::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
                 crate::state::log_refusal(&format!("topos_request: refused: {why}"));
@@ -136,30 +142,51 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
             );
             return Ok(false);
         }
-        let state = dialog_hiding::hide_initial(msg, h)?;
-        crate::ffi::dialog_module::hidden_invite(msg);
-        Some(state)
+        let (state, to_trusted) = dialog_hiding::hide_initial(msg, h)?;
+        if to_trusted {
+            // The callee sees the caller side's Record-Routes: the dialog
+            // module must count them.
+            message_context::write(id, |c| c.record_routes_kept = true);
+        } else {
+            crate::ffi::dialog_module::hidden_invite(msg);
+        }
+        (Some(state), to_trusted)
     } else {
         let register = request_method_is(h, "REGISTER");
         msg.apply(plan::outside_dialog(h, register))?;
-        Some(tx_dialog::new_state(
+        let state = tx_dialog::new_state(
             Kind::ViaOnly,
             DialogId([0; 16]),
             Secrets::default(),
-        )?)
+            &DialogKnobs::default(),
+        )?;
+        (Some(state), false)
     };
-    via::hide_request_vias(msg, h)?;
+    if !to_trusted {
+        via::hide_request_vias(msg, h)?;
+    }
     msg.commit()?;
     if msg.is_ack() {
         // An ACK for a 2xx is relayed statelessly, without tm (no callback
         // before it is built).
         msg.drop_edits_inside_deletions();
-        via_swap::suppress_top_via_update(msg)?;
+        if to_trusted {
+            // Deliberately with its Vias: the egress gate lets it go.
+            if let (Some(line), Ok((call_id, cseq))) =
+                (request_line(msg.buf()), msg.callid_and_cseq())
+            {
+                egress::note_unhidden(line.method, call_id, cseq);
+            }
+        } else {
+            via_swap::suppress_top_via_update(msg)?;
+        }
     } else if let Some(state) = state {
         tm::hide_transaction_of(msg, state)?;
     }
     message_context::write(id, |c| c.hidden = true);
-    stats::bump(|s| &s.requests_hidden);
+    if !to_trusted {
+        stats::bump(|s| &s.requests_hidden);
+    }
     Ok(true)
 }
 
@@ -225,7 +252,11 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
         request_headers: Headers::new(request.buf(), &request_fields),
         reply_headers: Headers::new(reply.buf(), &reply_fields),
     };
-    via::restore_reply_vias(&parts, reply)?;
+    // A request that left with its Vias (to a trusted side) gets its
+    // replies with its stack as they are.
+    if !state.vias_kept() {
+        via::restore_reply_vias(&parts, reply)?;
+    }
     match state.kind() {
         Kind::Initial => dialog_hiding::initial_reply(state, &parts, reply)?,
         Kind::InDialog => dialog_hiding::in_dialog_reply(state, &parts, reply)?,
@@ -244,7 +275,9 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     // reply has no second Via: the caller's top Via stands in, so a UDP
     // callee's reply without Content-Length gets one on the way to a TCP,
     // TLS or WebSocket caller, as without topos_rs.
-    reply.take_via2_from(&request);
+    if !state.vias_kept() {
+        reply.take_via2_from(&request);
+    }
     message_context::write(id, |c| c.restored = true);
     stats::bump(|s| &s.replies_restored);
     if state.kind() == Kind::Initial {
