@@ -29,9 +29,9 @@ pub struct SideKnobs {
     /// Messages towards this side leave unhidden.
     pub trusted: bool,
     /// Trusted, and Kamailio is in this side's route set, so its in-dialog
-    /// requests come back through Kamailio: it is shown the other side's
-    /// real Contact (with the token as a URI parameter) instead of a
-    /// masked one.
+    /// requests come back through Kamailio whatever they are sent to: it
+    /// is shown the other side's Record-Routes and real Contact (with the
+    /// token as a URI parameter) too.
     pub sees_contacts: bool,
 }
 

@@ -139,17 +139,18 @@ pub enum Receiver<'a> {
     /// An untrusted side: everything of the other side hidden, the masked
     /// Contact in place of its own.
     Untrusted(&'a MaskedContact),
-    /// A trusted side (one-way hiding): Record-Routes, Contacts of
-    /// failures and the Call-ID as a proxy without topos_rs passes them;
-    /// the masked Contact still stands in for a dialog's Contact, because
-    /// this side's in-dialog requests would not come back through
-    /// Kamailio (it does not record-route).
+    /// A trusted side (one-way hiding) that Kamailio does not record-route:
+    /// it sees Vias, the Call-ID and the Contacts of failures as a proxy
+    /// without topos_rs passes them, but a dialog's Record-Routes and
+    /// Contact stay hidden: with them its in-dialog requests would go
+    /// around Kamailio, straight to the other side.
     Trusted(&'a MaskedContact),
-    /// A trusted side that Kamailio record-routes: also the real Contact,
-    /// which carries the token in the URI parameter `token_param`, so the
-    /// side's in-dialog requests (which reach Kamailio by its Route) find
-    /// their dialog.
-    TrustedSeesContacts(&'a MaskedContact),
+    /// A trusted side that Kamailio record-routes: its in-dialog requests
+    /// come back through Kamailio whatever they are sent to, so it sees
+    /// the other side's Record-Routes and real Contact too; that Contact
+    /// carries the token in the URI parameter `token_param`, so those
+    /// requests find their dialog.
+    TrustedRecordRouted(&'a MaskedContact),
 }
 
 impl Receiver<'_> {
@@ -157,9 +158,14 @@ impl Receiver<'_> {
         !matches!(self, Receiver::Untrusted(_))
     }
 
+    /// Sees the other side's Record-Routes (and real Contact).
+    fn sees_routing(&self) -> bool {
+        matches!(self, Receiver::TrustedRecordRouted(_))
+    }
+
     fn masked(&self) -> &MaskedContact {
         match self {
-            Receiver::Untrusted(m) | Receiver::Trusted(m) | Receiver::TrustedSeesContacts(m) => m,
+            Receiver::Untrusted(m) | Receiver::Trusted(m) | Receiver::TrustedRecordRouted(m) => m,
         }
     }
 }
@@ -188,7 +194,7 @@ pub fn contact_with_token(h: Headers<'_>, name: &str, token: &str) -> Option<Vec
 /// The Contact a dialog message shows `receiver` (its Contact field is
 /// `contact`: None when it has no usable one): the edits for it.
 fn show_contact(h: Headers<'_>, receiver: Receiver<'_>, has_contact: bool, edits: &mut Vec<Edit>) {
-    if let Receiver::TrustedSeesContacts(m) = receiver {
+    if let Receiver::TrustedRecordRouted(m) = receiver {
         if let Some(e) = contact_with_token(h, m.token_param, &m.token) {
             edits.extend(e);
             return;
@@ -327,16 +333,15 @@ pub fn caller_side(request: Headers<'_>) -> Result<CallerSide, PlanError> {
 
 /// A dialog-creating request going to the callee: the caller side's
 /// Record-Routes go (Kamailio adds its own as a lump of its own), the
-/// Contact is masked, the Call-ID replaced if masked. A trusted callee
-/// gets the Record-Routes as they are (and the real Contact if it sees
-/// contacts).
+/// Contact is masked, the Call-ID replaced if masked. A trusted,
+/// record-routed callee gets the Record-Routes and the real Contact.
 pub fn initial_request(
     request: Headers<'_>,
     receiver: Receiver<'_>,
     callee_call_id: Option<&str>,
 ) -> Vec<Edit> {
     let mut edits = Vec::new();
-    if !receiver.trusted() {
+    if !receiver.sees_routing() {
         replace_fields(request, "record-route", None, Vec::new(), &mut edits);
     }
     // Without a Contact (malformed) nothing can reach the caller later;
@@ -371,9 +376,9 @@ pub struct CalleeSide {
 /// so nothing of it can pass; the Call-ID is the caller's. `is_kamailio(uri)`
 /// says whether a URI is this server. `echoed_caller_route`: the INVITE
 /// went to a trusted callee with the caller side's Record-Routes, which the
-/// reply lists again after Kamailio's. A trusted caller sees the callee
-/// side's Record-Routes too, and every Contact of a reply that sets up no
-/// dialog.
+/// reply lists again after Kamailio's. A trusted caller sees every
+/// Contact of a reply that sets up no dialog, and, record-routed, the
+/// callee side's Record-Routes and real Contact too.
 pub fn reply_to_caller(
     reply: Headers<'_>,
     caller_route: &[String],
@@ -399,7 +404,7 @@ pub fn reply_to_caller(
         .count();
     let split = rr.len() - ours;
     let callee_route: Vec<String> = rr[..split].iter().rev().map(|e| e.to_string()).collect();
-    let first_shown = if receiver.trusted() { 0 } else { split };
+    let first_shown = if receiver.sees_routing() { 0 } else { split };
     let shown = rr[first_shown..]
         .iter()
         .map(|e| e.as_ref())
@@ -457,9 +462,9 @@ pub fn outside_dialog(message: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
 /// An in-dialog request from one side to the other: its Route and
 /// Record-Route fields go and the route set toward the target comes in;
 /// the sender's Contact (if any) is masked; the Call-ID becomes the
-/// target's. A trusted target keeps Record-Routes (and sees the sender's
-/// real Contact if it sees contacts). Returns the sender's Contact URI (a
-/// target refresh).
+/// target's. A trusted, record-routed target sees Record-Routes and the
+/// sender's real Contact. Returns the sender's Contact URI (a target
+/// refresh).
 pub fn in_dialog_request<'a>(
     request: Headers<'a>,
     route_to_target: &[String],
@@ -475,7 +480,7 @@ pub fn in_dialog_request<'a>(
         header_lines("Route", route_to_target.iter().map(String::as_str)),
         &mut edits,
     );
-    if !receiver.trusted() {
+    if !receiver.sees_routing() {
         replace_fields(request, "record-route", None, Vec::new(), &mut edits);
     }
     // Every Contact field goes; the masked one comes in for a usable URI.
@@ -488,8 +493,8 @@ pub fn in_dialog_request<'a>(
 
 /// A reply to an in-dialog request, going back to its sender: the
 /// replier's Contact is masked, stray Record-Routes go, and the Call-ID is
-/// the sender's. A trusted sender gets them as they are (and the real
-/// Contact if it sees contacts). Returns the replier's Contact URI.
+/// the sender's. A trusted, record-routed sender gets them as they are
+/// (the Contact with the token). Returns the replier's Contact URI.
 pub fn in_dialog_reply<'a>(
     reply: Headers<'a>,
     receiver: Receiver<'_>,
@@ -497,7 +502,7 @@ pub fn in_dialog_reply<'a>(
 ) -> (Vec<Edit>, Option<Cow<'a, str>>) {
     let contact = contact_uri(reply);
     let mut edits = Vec::new();
-    if !receiver.trusted() {
+    if !receiver.sees_routing() {
         replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
     }
     show_contact(reply, receiver, contact.is_some(), &mut edits);
@@ -885,7 +890,7 @@ From: <sip:a@x>;tag=1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
             INVITE,
             &initial_request(
                 Scanned::new(INVITE).h(),
-                Receiver::TrustedSeesContacts(&m),
+                Receiver::TrustedRecordRouted(&m),
                 None,
             ),
         );
@@ -951,7 +956,7 @@ From: <sip:a@x>;tag=1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
         let (e, callee) = reply_to_caller(
             Scanned::new(REPLY).h(),
             &caller.route,
-            Receiver::TrustedSeesContacts(&m),
+            Receiver::TrustedRecordRouted(&m),
             None,
             &is_k,
             true,

@@ -52,9 +52,58 @@ pub fn token_in_uri<'u>(uri: &'u str, contact_param: &str) -> Option<&'u str> {
     find_token(uri, contact_param).map(|(t, _)| t)
 }
 
+/// `uri` without the token parameter Kamailio added to it (a trusted
+/// side's real Contact carries one, and Kamailio reads the Contact back
+/// with its own changes when it stores the dialog): every `;name=value`
+/// whose name is `contact_param` and whose value is a token
+/// (`dialog::token::parse_token`). A parameter of that name the party put
+/// there itself stays.
+pub fn without_token_param(uri: &str, contact_param: &str) -> String {
+    let (head, headers) = match uri.find('?') {
+        Some(q) => uri.split_at(q),
+        None => (uri, ""),
+    };
+    let mut parts = head.split(';');
+    let mut out = String::with_capacity(uri.len());
+    out.push_str(parts.next().unwrap_or(""));
+    for p in parts {
+        let (name, value) = p.split_once('=').unwrap_or((p, ""));
+        let ours = name.trim().eq_ignore_ascii_case(contact_param)
+            && crate::dialog::token::parse_token(value.trim()).is_some();
+        if !ours {
+            out.push(';');
+            out.push_str(p);
+        }
+    }
+    out.push_str(headers);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_kamailio_added_goes_and_nothing_else() {
+        let t = crate::dialog::token::DialogId([3; 16])
+            .token(crate::dialog::token::Side::Caller, &Default::default());
+        assert_eq!(
+            without_token_param(&format!("sip:bob@10.2.2.2;tps={t};transport=tcp"), "tps"),
+            "sip:bob@10.2.2.2;transport=tcp"
+        );
+        assert_eq!(
+            without_token_param(&format!("sip:bob@10.2.2.2;m=1;TPS={t}?Subject=x"), "tps"),
+            "sip:bob@10.2.2.2;m=1?Subject=x"
+        );
+        // The party's own parameter of that name is not a token: it stays.
+        for uri in [
+            "sip:bob@10.2.2.2;tps=abc",
+            "sip:bob@10.2.2.2",
+            "sip:bob@10.2.2.2;lr",
+        ] {
+            assert_eq!(without_token_param(uri, "tps"), uri);
+        }
+    }
 
     #[test]
     fn the_user_part_in_mode_0() {

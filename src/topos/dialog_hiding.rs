@@ -71,9 +71,9 @@ pub fn creates_dialog(msg: &SipMsg) -> bool {
 /// A dialog-creating request: a new dialog id, the Contact masked, the
 /// caller side's Record-Routes removed (and the Call-ID with mask_callid);
 /// towards a trusted callee, all of it as it is (the Contact carrying the
-/// token if the callee sees contacts). The state goes on its transaction;
-/// `to_trusted`: the request leaves unhidden, Vias included.
-pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<(NewTxState, bool)> {
+/// token if Kamailio record-routes it). The state goes on its
+/// transaction; `Initial::to_trusted`: the request leaves with its Vias.
+pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<Initial> {
     let cfg = state::config()?;
     // The caller side's part of the dialog record (its Contact and route
     // set) must leave room for the callee side's: a request that could
@@ -115,7 +115,20 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<(NewTxState, boo
     let receiver = shown_contact::receiver(&knobs.callee, &masked);
     let edits = plan::initial_request(h, receiver, callee_call_id.as_deref());
     msg.apply(edits)?;
-    Ok((st, to_trusted))
+    Ok(Initial {
+        state: st,
+        to_trusted,
+        record_routes_kept: knobs.callee.sees_contacts,
+    })
+}
+
+/// A dialog-creating request `hide_initial` prepared.
+pub struct Initial {
+    pub state: NewTxState,
+    /// Towards a trusted callee: it leaves with its Vias.
+    pub to_trusted: bool,
+    /// The callee sees the caller side's Record-Routes.
+    pub record_routes_kept: bool,
 }
 
 /// The first Contact URI of `msg` as the script left it: changes other
@@ -176,7 +189,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         masking.then_some(caller_call_id.as_str()),
         &is_kamailio_uri,
         creates_dialog,
-        knobs.callee.trusted,
+        knobs.callee.sees_contacts,
     );
     reply.apply(edits)?;
 
@@ -213,6 +226,8 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
             parts.request_headers,
             Some(caller.contact.clone()),
         )
+        // A record-routed trusted callee was shown it with the token.
+        .map(|c| shown_contact::as_the_party_sent_it(c, knobs.callee.sees_contacts))
         .unwrap_or(caller.contact),
         caller_route: caller.route,
         callee_contact,
@@ -552,7 +567,8 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
         .ok()
         .map(|c| c.contact)
         .filter(|c| !c.is_empty());
-    let sender_contact = effective_contact(parts.request, parts.request_headers, sender_contact);
+    let sender_contact = effective_contact(parts.request, parts.request_headers, sender_contact)
+        .map(|c| shown_contact::as_the_party_sent_it(c, knobs.of(target).sees_contacts));
     if sender_contact.is_none() && replier_contact.is_none() {
         return Ok(());
     }

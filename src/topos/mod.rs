@@ -142,15 +142,15 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
             );
             return Ok(false);
         }
-        let (state, to_trusted) = dialog_hiding::hide_initial(msg, h)?;
-        if to_trusted {
-            // The callee sees the caller side's Record-Routes: the dialog
-            // module must count them.
+        let initial = dialog_hiding::hide_initial(msg, h)?;
+        if initial.record_routes_kept {
+            // A trusted callee sees the caller side's Record-Routes: the
+            // dialog module must count them.
             message_context::write(id, |c| c.record_routes_kept = true);
         } else {
             crate::ffi::dialog_module::hidden_invite(msg);
         }
-        (Some(state), to_trusted)
+        (Some(initial.state), initial.to_trusted)
     } else {
         let register = request_method_is(h, "REGISTER");
         msg.apply(plan::outside_dialog(h, register))?;

@@ -7,6 +7,7 @@
 use crate::config::{ContactMode, ModuleConfig};
 use crate::dialog::knobs::{check_user, DialogKnobs, SideKnobs};
 use crate::dialog::plan::{ContactHost, MaskedContact, Receiver};
+use crate::dialog::token_uri::without_token_param;
 use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
 use crate::ffi::sockets;
@@ -103,12 +104,24 @@ pub fn in_reply(
     })
 }
 
+/// A party's Contact URI as Kamailio reads it back from a request it
+/// relayed (with its own changes): without the token parameter it added
+/// for a receiver that sees contacts (`added`), so the dialog keeps the
+/// Contact the party sent.
+pub fn as_the_party_sent_it(contact: String, added: bool) -> String {
+    if !added {
+        return contact;
+    }
+    let param = crate::state::config().map_or("tps", |c| c.contact_param.as_str());
+    without_token_param(&contact, param)
+}
+
 /// How a message to a side with these choices shows the other side.
 pub fn receiver<'m>(to: &SideKnobs, masked: &'m MaskedContact) -> Receiver<'m> {
     match (to.trusted, to.sees_contacts) {
         (false, _) => Receiver::Untrusted(masked),
         (true, false) => Receiver::Trusted(masked),
-        (true, true) => Receiver::TrustedSeesContacts(masked),
+        (true, true) => Receiver::TrustedRecordRouted(masked),
     }
 }
 
