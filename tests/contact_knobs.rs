@@ -576,6 +576,107 @@ fn set_contact_refuses_values_that_would_break_the_uri() {
     }
 }
 
+#[test]
+fn kemi_scripts_set_the_contact_and_trust_a_side() {
+    let script = repo_root().join("tests/lua/contact_knobs.lua");
+    let k = Kamailio::start(
+        "tests/cfg/kemi-lua.cfg",
+        &[&format!("LUA_SCRIPT=\"{}\"", script.display())],
+    );
+    let (caller, callee) = (
+        Party::new("caller", "192.0.2.16"),
+        Party::new("callee", "198.51.100.16"),
+    );
+    let call = "kemi-knobs";
+    caller.peer.send(
+        k.addr,
+        &request(
+            &caller,
+            "INVITE",
+            &format!("sip:bob@{}", callee.peer.addr),
+            &[],
+            &caller.tag(),
+            None,
+            call,
+            1,
+            Some(&caller.contact()),
+            "X-Caller-User: alice\r\nX-Caller-Host: edge.example.net\r\nX-Trust: callee\r\n",
+        ),
+    );
+    let inv = callee.peer.expect_request("INVITE");
+    // topos_trust("callee"): the callee sees the caller side; record-routed,
+    // with the caller's real Contact (topos_set_contact() shapes the masked
+    // Contact, which a record-routed trusted side does not get).
+    assert_eq!(inv.vias().len(), 3, "{}", inv.text);
+    assert_contact(&inv, "tps", &format!("<{};tps={{T}}>", caller.contact()));
+    callee.peer.send(
+        inv.from,
+        &reply(
+            &callee,
+            &inv,
+            200,
+            Some(&callee.contact()),
+            "X-Callee-User: bob\r\nX-Callee-Host: sbc.example.org:5080\r\n",
+        ),
+    );
+    let ok = caller.peer.expect_reply(200, "INVITE");
+    assert_contact(&ok, "tps", "<sip:bob@sbc.example.org:5080;tps={T}>");
+    assert_no_leak(&ok, &callee);
+    // Without trust, the callee gets the masked Contact the script chose.
+    caller.peer.send(
+        k.addr,
+        &request(
+            &caller,
+            "INVITE",
+            &format!("sip:bob@{}", callee.peer.addr),
+            &[],
+            &caller.tag(),
+            None,
+            "kemi-knobs-2",
+            1,
+            Some(&caller.contact()),
+            "X-Caller-User: alice\r\nX-Caller-Host: edge.example.net\r\n",
+        ),
+    );
+    let inv = callee.peer.expect_request("INVITE");
+    assert_contact(&inv, "tps", "<sip:alice@edge.example.net;tps={T}>");
+    assert_no_leak(&inv, &caller);
+    // A user part with CR LF: -1, an error line, nothing set.
+    caller.peer.send(
+        k.addr,
+        &request(
+            &caller,
+            "INVITE",
+            &format!("sip:bob@{}", callee.peer.addr),
+            &[],
+            &caller.tag(),
+            None,
+            "kemi-knobs-3",
+            1,
+            Some(&caller.contact()),
+            "X-Crlf: 1\r\n",
+        ),
+    );
+    let inv = callee.peer.expect_request("INVITE");
+    assert_eq!(
+        inv.header("x-set-contact").as_deref(),
+        Some("refused"),
+        "{}",
+        inv.text
+    );
+    assert_contact(&inv, "tps", &format!("<sip:{{T}}@{}>", k.addr));
+    let line = "topos_set_contact: user \"a??b\" has a character a URI user part cannot hold ('\\r'); nothing set";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !k.log_text().contains(line) {
+        assert!(
+            Instant::now() < deadline,
+            "no {line:?} in the log:\n{}",
+            k.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 // ------------------------------------------------------------------ TLS
 
 /// The self-signed certificate (EC P-256) of Kamailio's TLS socket.
