@@ -12,9 +12,13 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
 MODULE := $(RELEASE_DIR)/topos_rs.so
 # Debian packages the build and the tests need (tests/real_ua.rs: baresip-core,
-# linphone-cli, tcpdump, openssl and kamailio-tls-modules).
-APT_PACKAGES := kamailio kamailio-lua-modules kamailio-tls-modules clang libclang-dev sip-tester redis-server dpkg-dev make gcc bison flex \
-	baresip-core linphone-cli tcpdump openssl
+# linphone-cli, tcpdump, openssl and kamailio-tls-modules; tests/edge_config.rs
+# also kamailio-websocket-modules, rtpengine-daemon and python3-websockets;
+# tests/redis_ha*.rs: redis-server run as sentinels too, redis-cli of
+# redis-tools for `--cluster create`, openssl for Redis's TLS certificates).
+APT_PACKAGES := kamailio kamailio-lua-modules kamailio-tls-modules clang libclang-dev sip-tester redis-server redis-tools dpkg-dev make gcc bison flex \
+	baresip-core linphone-cli tcpdump openssl \
+	kamailio-websocket-modules rtpengine-daemon python3-websockets
 # Kamailio's module directory (where tm.so is), e.g. /usr/lib/x86_64-linux-gnu/kamailio/modules:
 # $KAMAILIO_MODULES if set, else where the installed kamailio package put tm.so.
 KAMAILIO_MODULES ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm\.so$$' | head -n1)")
@@ -73,8 +77,9 @@ KAMAILIO6_TARGET := $(CURDIR)/target/kamailio-trixie
 ## kamailio-trixie: fetch and build Kamailio 6.0 (Debian 13's source) into KAMAILIO6_CACHE
 kamailio-trixie:
 	@# Kamailio's build needs gcc, make, bison, flex (in APT_PACKAGES); app_lua needs Lua 5.1,
-	@# tls (tests/real_ua.rs) OpenSSL.
-	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) liblua5.1-0-dev libssl-dev"
+	@# tls (tests/real_ua.rs) and websocket (tests/edge_config.rs) OpenSSL, websocket
+	@# libunistring too.
+	$(MAKE) deps APT_PACKAGES="$(APT_PACKAGES) liblua5.1-0-dev libssl-dev libunistring-dev"
 	MIRROR=$(TRIXIE_MIRROR) sh kamailio-headers/fetch-debian.sh trixie $(KAMAILIO6_CACHE)/src
 	sh kamailio-headers/build-kamailio.sh $(KAMAILIO6_CACHE)/src $(KAMAILIO6_CACHE)
 
@@ -175,8 +180,9 @@ soak: build
 	bash tests/soak/run.sh
 
 ## attack: live attack on cfg-examples/kamailio.cfg with topos_rs in a private network
-## namespace (issue 13): real calls plus ATTACK_MESSAGES (100000) seeded mutated
-## messages; fails on a crash, panic, leak, memory growth or junk in the store
+## namespace (issues 13, 24): real calls plus ATTACK_MESSAGES (100000) seeded mutated
+## messages; fails on a crash, panic, leak, relay (to a third-address trap, or of an
+## ACK/CANCEL that must be absorbed), lost e2e ACK, memory growth or junk in the store
 attack: build
 	python3 tests/attack/attack.py
 

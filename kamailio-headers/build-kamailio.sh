@@ -12,7 +12,7 @@
 set -eu
 tree=${1:?usage: build-kamailio.sh TREE OUT}
 out=${2:?usage: build-kamailio.sh TREE OUT}
-modules=${KAMAILIO_BUILD_MODULES:-tm sl textops pv rr siputils maxfwd xlog tmx kex corex ctl app_lua dialog tls nathelper uac acc counters statistics xhttp xhttp_prom}
+modules=${KAMAILIO_BUILD_MODULES:-tm sl textops pv rr siputils maxfwd xlog tmx kex corex ctl app_lua dialog tls nathelper uac acc counters statistics xhttp xhttp_prom websocket rtpengine}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 version=$(cat "$tree/.topos-rs-version")

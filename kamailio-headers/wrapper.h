@@ -68,6 +68,7 @@ void *topos_shim_pkg_malloc(size_t size);
 void topos_shim_pkg_free(void *p);
 int topos_shim_register_egress(int (*check)(const char *buf, int len));
 int topos_shim_same_top_via(struct sip_msg *a, struct sip_msg *b);
+int topos_shim_dlg_to_callee(struct sip_msg *msg);
 int topos_shim_find_invite(struct tm_binds *tmb, str *callid, str *cseq,
 		transaction_cb *cb, struct sip_msg *msg, unsigned int *status,
 		int *ours, int *same_via);

@@ -8,22 +8,8 @@ use std::ffi::CStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where the module keeps dialog and billing state (`storage` parameter).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Storage {
-    /// `lmdb:<dir>`: the embedded store, one memory-mapped file per host.
-    Lmdb { dir: PathBuf },
-    /// `redis://[user:password@]host:port/db`: shared by a cluster.
-    Redis {
-        /// The parameter as given, for the Redis client.
-        url: String,
-        user: Option<String>,
-        password: Option<String>,
-        host: String,
-        port: u16,
-        db: u32,
-    },
-}
+mod storage;
+pub use storage::{RedisMode, RedisNode, RedisTls, RedisUrl, Storage};
 
 /// A parameter value that cannot be used; the text is shown to the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +33,11 @@ pub struct ModuleConfig {
     pub storage: Option<Storage>,
     pub lmdb_map_size_mib: usize,
     pub redis_timeout: Duration,
+    /// PEM files for `rediss` URLs (read by `finalize` into `redis_tls`).
+    pub redis_tls_ca: Option<PathBuf>,
+    pub redis_tls_cert: Option<PathBuf>,
+    pub redis_tls_key: Option<PathBuf>,
+    pub redis_tls: RedisTls,
     pub billing: BillingConfig,
     /// The callee side sees a different Call-ID.
     pub mask_callid: bool,
@@ -68,6 +59,21 @@ pub struct ModuleConfig {
     /// Kamailio sockets whose side is trusted: messages to it leave
     /// unhidden (`trusted_socket`, repeatable).
     pub trusted_sockets: Vec<TrustedSocket>,
+    /// What a dialog token is: its routing state, sealed (no store on the
+    /// routing path), or a key to a record in the store.
+    pub token_mode: TokenMode,
+    /// The key file (None: a key the module makes in its runtime directory).
+    pub token_key_file: Option<PathBuf>,
+}
+
+/// `token_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenMode {
+    /// A token carries its side's routing state, sealed with the key file's
+    /// first key: routing reads no store.
+    Sealed,
+    /// A token names a dialog record in the store (versions before 0.3).
+    Stored,
 }
 
 /// `contact_mode`: what the user part of a masked Contact holds.
@@ -160,6 +166,10 @@ impl Default for ModuleConfig {
             storage: None,
             lmdb_map_size_mib: 256,
             redis_timeout: Duration::from_millis(250),
+            redis_tls_ca: None,
+            redis_tls_cert: None,
+            redis_tls_key: None,
+            redis_tls: RedisTls::default(),
             billing: BillingConfig::default(),
             mask_callid: false,
             bind_source: false,
@@ -169,6 +179,8 @@ impl Default for ModuleConfig {
             contact_mode: ContactMode::Token,
             contact_param: "tps".to_string(),
             trusted_sockets: Vec::new(),
+            token_mode: TokenMode::Sealed,
+            token_key_file: None,
         }
     }
 }
@@ -219,6 +231,27 @@ pub const PARAMS: &[ParamSpec] = &[
         doc_type: "int (ms)",
         doc_default: "250",
         doc: "Bound for connecting to, writing to and reading from Redis.",
+    },
+    ParamSpec {
+        name: c"redis_tls_ca",
+        setter: Text(ModuleConfig::set_redis_tls_ca),
+        doc_type: "string (path)",
+        doc_default: "none",
+        doc: "PEM file of the CA that signed the Redis servers' certificates (rediss URLs).",
+    },
+    ParamSpec {
+        name: c"redis_tls_cert",
+        setter: Text(ModuleConfig::set_redis_tls_cert),
+        doc_type: "string (path)",
+        doc_default: "none",
+        doc: "PEM client certificate for Redis servers that check clients (with redis_tls_key).",
+    },
+    ParamSpec {
+        name: c"redis_tls_key",
+        setter: Text(ModuleConfig::set_redis_tls_key),
+        doc_type: "string (path)",
+        doc_default: "none",
+        doc: "PEM private key of redis_tls_cert.",
     },
     ParamSpec {
         name: c"billing_rate",
@@ -325,6 +358,20 @@ pub const PARAMS: &[ParamSpec] = &[
         doc_default: "none",
         doc: "A socket whose side is trusted: messages that leave towards it are not hidden.",
     },
+    ParamSpec {
+        name: c"token_mode",
+        setter: Text(ModuleConfig::set_token_mode),
+        doc_type: "string `sealed`/`stored`",
+        doc_default: "sealed",
+        doc: "What a dialog token is: its routing state, sealed, or a key to a stored record.",
+    },
+    ParamSpec {
+        name: c"token_key_file",
+        setter: Text(ModuleConfig::set_token_key_file),
+        doc_type: "string (path)",
+        doc_default: "none",
+        doc: "File of 256-bit hex keys that seal tokens: the first seals, every one opens.",
+    },
 ];
 
 /// An integer parameter within `min..=max`.
@@ -343,6 +390,12 @@ pub fn int_param(
             message: format!("{value} is outside {min}..{max} {unit}"),
         })
     }
+}
+
+/// A path parameter: empty means none.
+fn path_param(v: &str) -> Option<PathBuf> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| PathBuf::from(v))
 }
 
 fn param_error(param: &'static str, message: impl Into<String>) -> ParamError {
@@ -376,6 +429,28 @@ impl ModuleConfig {
     pub fn set_dialog_expire(&mut self, v: i64) -> Result<(), ParamError> {
         self.dialog_expire =
             Duration::from_secs(int_param("dialog_expire", v, 10, 7 * 86_400, "seconds")? as u64);
+        Ok(())
+    }
+
+    pub fn set_token_mode(&mut self, v: &str) -> Result<(), ParamError> {
+        self.token_mode = match v.trim() {
+            "sealed" => TokenMode::Sealed,
+            "stored" => TokenMode::Stored,
+            other => {
+                return Err(param_error(
+                    "token_mode",
+                    format!("{other:?} is neither \"sealed\" nor \"stored\""),
+                ))
+            }
+        };
+        Ok(())
+    }
+
+    /// The file is read at start-up (`finalize`), where a missing or bad
+    /// file stops it.
+    pub fn set_token_key_file(&mut self, v: &str) -> Result<(), ParamError> {
+        let v = v.trim();
+        self.token_key_file = (!v.is_empty()).then(|| PathBuf::from(v));
         Ok(())
     }
 
@@ -494,6 +569,7 @@ impl ModuleConfig {
                 ));
             }
         }
+        self.load_redis_tls()?;
         if let Some(path) = &self.billing.rates_file {
             self.billing.rates = RateTable::load(path, &self.billing.default)
                 .map_err(|e| param_error("billing_rates_file", e.to_string()))?;
@@ -506,106 +582,89 @@ impl ModuleConfig {
         Ok(())
     }
 
+    pub fn set_redis_tls_ca(&mut self, v: &str) -> Result<(), ParamError> {
+        self.redis_tls_ca = path_param(v);
+        Ok(())
+    }
+
+    pub fn set_redis_tls_cert(&mut self, v: &str) -> Result<(), ParamError> {
+        self.redis_tls_cert = path_param(v);
+        Ok(())
+    }
+
+    pub fn set_redis_tls_key(&mut self, v: &str) -> Result<(), ParamError> {
+        self.redis_tls_key = path_param(v);
+        Ok(())
+    }
+
+    /// Reads the TLS files: only for a `rediss` storage URL, a client
+    /// certificate only with its key.
+    fn load_redis_tls(&mut self) -> Result<(), ParamError> {
+        let given = [
+            ("redis_tls_ca", &self.redis_tls_ca),
+            ("redis_tls_cert", &self.redis_tls_cert),
+            ("redis_tls_key", &self.redis_tls_key),
+        ];
+        let on_tls = matches!(&self.storage, Some(Storage::Redis { redis, .. }) if redis.tls);
+        if let Some((param, _)) = given.iter().find(|(_, p)| p.is_some()) {
+            if !on_tls {
+                return Err(param_error(
+                    param,
+                    "is for TLS to Redis: the storage URL must start with rediss",
+                ));
+            }
+        }
+        let read = |param: &'static str, path: &Option<PathBuf>| {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read(p).map_err(|e| {
+                        param_error(param, format!("cannot read {}: {e}", p.display()))
+                    })
+                })
+                .transpose()
+        };
+        let ca = read("redis_tls_ca", &self.redis_tls_ca)?;
+        let cert = read("redis_tls_cert", &self.redis_tls_cert)?;
+        let key = read("redis_tls_key", &self.redis_tls_key)?;
+        match (&cert, &key) {
+            (Some(_), None) => {
+                return Err(param_error("redis_tls_cert", "needs redis_tls_key too"))
+            }
+            (None, Some(_)) => {
+                return Err(param_error("redis_tls_key", "needs redis_tls_cert too"))
+            }
+            _ => {}
+        }
+        // A file that is not what it should be is named now, not when the
+        // first worker connects.
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certificates = |param: &'static str, pem: &Option<Vec<u8>>| match pem {
+            Some(pem) if !CertificateDer::pem_slice_iter(pem).any(|c| c.is_ok()) => {
+                Err(param_error(
+                    param,
+                    "has no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ))
+            }
+            _ => Ok(()),
+        };
+        certificates("redis_tls_ca", &ca)?;
+        certificates("redis_tls_cert", &cert)?;
+        if let Some(k) = &key {
+            PrivateKeyDer::from_pem_slice(k).map_err(|e| {
+                param_error("redis_tls_key", format!("has no PEM private key: {e}"))
+            })?;
+        }
+        let client = cert.zip(key);
+        self.redis_tls = RedisTls { ca, client };
+        Ok(())
+    }
+
     pub fn set_redis_timeout(&mut self, ms: i64) -> Result<(), ParamError> {
         self.redis_timeout =
             Duration::from_millis(int_param("redis_timeout", ms, 1, 60_000, "ms")? as u64);
         Ok(())
     }
-}
-
-fn storage_error(message: impl Into<String>) -> ParamError {
-    ParamError {
-        param: "storage",
-        message: message.into(),
-    }
-}
-
-impl Storage {
-    /// The default when `storage` is not set: LMDB under Kamailio's runtime
-    /// directory (`-Y`, default /var/run/kamailio).
-    pub fn default_under(runtime_dir: &str) -> Storage {
-        Storage::Lmdb {
-            dir: PathBuf::from(runtime_dir).join("topos_rs"),
-        }
-    }
-
-    /// Parses the `storage` parameter.
-    pub fn parse(value: &str) -> Result<Storage, ParamError> {
-        let value = value.trim();
-        if let Some(dir) = value.strip_prefix("lmdb:") {
-            if dir.is_empty() {
-                return Err(storage_error(
-                    "\"lmdb:\" needs a directory, e.g. lmdb:/var/lib/kamailio/topos_rs",
-                ));
-            }
-            if dir.contains('\0') {
-                return Err(storage_error("directory contains a NUL byte"));
-            }
-            return Ok(Storage::Lmdb {
-                dir: PathBuf::from(dir),
-            });
-        }
-        if let Some(rest) = value.strip_prefix("redis://") {
-            return parse_redis(value, rest);
-        }
-        Err(storage_error(format!(
-            "{value:?} is neither lmdb:<dir> nor redis://[user:password@]host:port/db"
-        )))
-    }
-}
-
-fn parse_redis(url: &str, rest: &str) -> Result<Storage, ParamError> {
-    let (auth, hostpart) = match rest.rsplit_once('@') {
-        Some((a, h)) => (Some(a), h),
-        None => (None, rest),
-    };
-    let (user, password) = match auth {
-        None => (None, None),
-        Some(a) => match a.split_once(':') {
-            Some((u, p)) => ((!u.is_empty()).then(|| u.to_string()), Some(p.to_string())),
-            None => (None, Some(a.to_string())),
-        },
-    };
-    let (addr, db) = match hostpart.split_once('/') {
-        Some((addr, db)) => (addr, db),
-        None => (hostpart, "0"),
-    };
-    let db: u32 = if db.is_empty() {
-        0
-    } else {
-        db.parse()
-            .map_err(|_| storage_error(format!("Redis database {db:?} is not a number")))?
-    };
-    let (host, port) = if let Some(v6) = addr.strip_prefix('[') {
-        let (h, p) = v6
-            .split_once(']')
-            .ok_or_else(|| storage_error("unterminated [IPv6] Redis host"))?;
-        (h.to_string(), p.strip_prefix(':').unwrap_or(""))
-    } else {
-        match addr.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p),
-            None => (addr.to_string(), ""),
-        }
-    };
-    if host.is_empty() {
-        return Err(storage_error("Redis host is empty"));
-    }
-    let port: u16 = if port.is_empty() {
-        6379
-    } else {
-        port.parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| storage_error(format!("Redis port {port:?} is not 1-65535")))?
-    };
-    Ok(Storage::Redis {
-        url: url.to_string(),
-        user,
-        password,
-        host,
-        port,
-        db,
-    })
 }
 
 #[cfg(test)]
@@ -689,59 +748,6 @@ mod tests {
             assert_eq!(c, ModuleConfig::default(), "{name}");
             assert!(p.doc.ends_with('.'), "{name}: the doc is one sentence");
         }
-    }
-
-    #[test]
-    fn lmdb_directory() {
-        assert_eq!(
-            Storage::parse("lmdb:/var/lib/topos").unwrap(),
-            Storage::Lmdb {
-                dir: "/var/lib/topos".into()
-            }
-        );
-        assert_eq!(
-            Storage::default_under("/var/run/kamailio"),
-            Storage::Lmdb {
-                dir: "/var/run/kamailio/topos_rs".into()
-            }
-        );
-    }
-
-    #[test]
-    fn redis_urls() {
-        assert_eq!(
-            Storage::parse("redis://127.0.0.1:6379/0").unwrap(),
-            Storage::Redis {
-                url: "redis://127.0.0.1:6379/0".into(),
-                user: None,
-                password: None,
-                host: "127.0.0.1".into(),
-                port: 6379,
-                db: 0
-            }
-        );
-        assert_eq!(
-            Storage::parse("redis://u:p@w@localhost:7000/3").unwrap(),
-            Storage::Redis {
-                url: "redis://u:p@w@localhost:7000/3".into(),
-                user: Some("u".into()),
-                password: Some("p@w".into()),
-                host: "localhost".into(),
-                port: 7000,
-                db: 3
-            }
-        );
-        assert_eq!(
-            Storage::parse("redis://[::1]/2").unwrap(),
-            Storage::Redis {
-                url: "redis://[::1]/2".into(),
-                user: None,
-                password: None,
-                host: "::1".into(),
-                port: 6379,
-                db: 2
-            }
-        );
     }
 
     #[test]
@@ -895,20 +901,58 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_name_the_parameter() {
-        for bad in [
-            "",
-            "lmdb:",
-            "mysql://x",
-            "redis://",
-            "redis://h:0/0",
-            "redis://h:99999/0",
-            "redis://h:1/x",
-            "redis://[::1/0",
+    fn redis_tls_files_are_checked_at_start_up() {
+        let dir = std::env::temp_dir().join(format!("topos-rs-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let junk = junk.to_str().unwrap();
+        let with = |storage: &str, lines: &[(&str, &str)]| {
+            let mut c = ModuleConfig {
+                storage: Some(Storage::parse(storage).unwrap()),
+                ..ModuleConfig::default()
+            };
+            for (param, value) in lines {
+                match *param {
+                    "ca" => c.set_redis_tls_ca(value),
+                    "cert" => c.set_redis_tls_cert(value),
+                    _ => c.set_redis_tls_key(value),
+                }
+                .unwrap();
+            }
+            c.finalize().map(|_| c.redis_tls)
+        };
+        assert_eq!(with("rediss://h:6380/0", &[]).unwrap(), RedisTls::default());
+        for (storage, lines, expected) in [
+            (
+                "redis://h:6379/0",
+                vec![("ca", junk)],
+                "modparam \"redis_tls_ca\": is for TLS to Redis: the storage URL must start with rediss",
+            ),
+            (
+                "rediss+cluster://h:7000",
+                vec![("ca", "/nonexistent/ca.pem")],
+                "modparam \"redis_tls_ca\": cannot read /nonexistent/ca.pem: No such file",
+            ),
+            (
+                "rediss://h:6380/0",
+                vec![("ca", junk)],
+                "modparam \"redis_tls_ca\": has no PEM certificate",
+            ),
+            (
+                "rediss+sentinel://h/m/0",
+                vec![("cert", junk)],
+                "modparam \"redis_tls_cert\": needs redis_tls_key too",
+            ),
+            (
+                "rediss://h:6380/0",
+                vec![("cert", junk), ("key", junk)],
+                "modparam \"redis_tls_cert\": has no PEM certificate",
+            ),
         ] {
-            let e = Storage::parse(bad).unwrap_err();
-            assert_eq!(e.param, "storage", "{bad}");
-            assert!(e.to_string().starts_with("modparam \"storage\": "), "{e}");
+            let e = with(storage, &lines).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{storage} {lines:?}: {e}");
         }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -10,6 +10,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
+pub mod crypto;
 pub mod error;
 // The Kamailio part of the FFI layer calls symbols that only the kamailio
 // binary provides, so unit-test binaries (which have no Kamailio to link
@@ -35,5 +36,6 @@ pub mod sip;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod token_keys;
 #[cfg(not(any(test, fuzzing)))]
 pub mod topos;

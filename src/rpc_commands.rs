@@ -135,6 +135,17 @@ pub fn records() -> Answer {
     Answer::Structs(vec![fields])
 }
 
+/// `topos_rs.keys_reload`: re-reads the token key file for every worker.
+pub fn keys_reload() -> Answer {
+    match crate::token_keys::reload() {
+        Ok(n) => Answer::Text(format!("token keys reloaded: {n} (the first seals)")),
+        Err(e) => fault(
+            500,
+            &format!("token keys not reloaded (the keys in use stay): {e}"),
+        ),
+    }
+}
+
 /// `topos_rs.rates_reload`: re-reads the rates file for every worker.
 pub fn rates_reload() -> Answer {
     match billing_functions::reload_rates() {

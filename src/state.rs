@@ -75,7 +75,11 @@ pub fn config() -> Result<&'static ModuleConfig> {
 fn open(cfg: &ModuleConfig) -> StoreResult<Box<dyn Store>> {
     match cfg.storage.as_ref().expect("resolved in configure") {
         Storage::Lmdb { dir } => Ok(Box::new(LmdbStore::open(dir, cfg.lmdb_map_size_mib)?)),
-        Storage::Redis { url, .. } => Ok(Box::new(RedisStore::new(url, cfg.redis_timeout)?)),
+        Storage::Redis { redis, .. } => Ok(Box::new(RedisStore::open(
+            redis,
+            cfg.redis_timeout,
+            &cfg.redis_tls,
+        )?)),
     }
 }
 
@@ -167,15 +171,14 @@ fn storage_param(message: String) -> Error {
 pub fn check_storage(cfg: &ModuleConfig) -> Result<()> {
     match cfg.storage.as_ref() {
         Some(Storage::Lmdb { dir }) => LmdbStore::check_dir(dir).map_err(storage_param),
-        Some(Storage::Redis {
-            url, host, port, ..
-        }) => {
-            let mut r = RedisStore::new(url, cfg.redis_timeout)
+        Some(Storage::Redis { redis, .. }) => {
+            let mut r = RedisStore::open(redis, cfg.redis_timeout, &cfg.redis_tls)
                 .map_err(|e| storage_param(e.to_string()))?;
             if let Err(e) = r.ping() {
                 log::warn!(
-                    "Redis at {host}:{port} is not reachable at start-up ({e}); \
-                     starting anyway, functions that need it return false until it is"
+                    "Redis at {} is not reachable at start-up ({e}); \
+                     starting anyway, functions that need it return false until it is",
+                    redis.describe_servers()
                 );
             }
             Ok(())

@@ -38,6 +38,9 @@ pub struct Stats {
     pub billed_minor_units: AtomicI64,
     /// Bumped by `topos_rs.rates_reload`: workers reload the rates file.
     pub rates_generation: AtomicU64,
+    /// Dialogs kept in the store in sealed mode because their state would
+    /// not fit a token of the size bound.
+    pub dialogs_stored_too_large: AtomicU64,
 }
 
 /// Where a counter's value comes from.
@@ -151,6 +154,12 @@ pub const COUNTERS: &[Counter] = &[
         name: "dropped_refused_requests",
         doc: "Requests topos_request() refused that the script relayed anyway, stopped by the egress gate.",
         source: Source::Field(|s| &s.dropped_refused_requests),
+        lmdb_only: false,
+    },
+    Counter {
+        name: "dialogs_stored_too_large",
+        doc: "Dialogs kept in the store in sealed mode: their state would not fit a token of the size bound.",
+        source: Source::Field(|s| &s.dialogs_stored_too_large),
         lmdb_only: false,
     },
     Counter {

@@ -249,8 +249,12 @@ fn redis_call_answered_before_a_restart_is_billed_once() {
 fn redis_answer_on_one_node_bye_on_another_bills_once() {
     let redis = RedisServer::start();
     let storage = format!("STORAGE=\"{}\"", redis.url());
-    let node1 = Kamailio::start(ROUTING, &[&storage]);
-    let node2 = Kamailio::start(ROUTING, &[&storage]);
+    // The nodes of a cluster share the key file (sealed tokens).
+    let keys = scratch_dir("two-node-keys").join("topos_rs.keys");
+    std::fs::write(&keys, format!("{}\n", "5a".repeat(32))).unwrap();
+    let keys = format!("TOKEN_KEY_FILE=\"{}\"", keys.display());
+    let node1 = Kamailio::start(ROUTING, &[&storage, &keys]);
+    let node2 = Kamailio::start(ROUTING, &[&storage, &keys]);
     let p = Parties::new();
     let (call, _, _) = answer(&node1, &p, "two-nodes");
     std::thread::sleep(Duration::from_millis(1100));

@@ -158,18 +158,40 @@ fn a_callee_reinvite_neither_starts_a_second_bill_nor_changes_the_first() {
 
 #[test]
 fn a_party_cannot_address_its_own_side_nor_shorten_the_dialog_with_a_refused_bye() {
-    both_backends(|redis| {
-        let n = node(redis, &[]);
+    for mode in ["TOKEN_MODE=\"stored\"", "TOKEN_MODE=\"sealed\""] {
+        both_backends(|redis| own_side_and_refused_byes(redis, mode));
+    }
+}
+
+/// The caller's token changed to address the caller's own side: the side
+/// letter of a stored token, the side bit of a sealed token's clear byte.
+fn own_side_token(target: &str) -> String {
+    use base64::Engine;
+    let at = target.find('@').unwrap();
+    let user_start = "sip:".len();
+    let user = &target[user_start..at];
+    let changed = if user.len() == 65 {
+        assert_eq!(&user[32..33], "b", "{target}");
+        format!("{}a{}", &user[..32], &user[33..])
+    } else {
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut bytes = engine.decode(user).unwrap();
+        bytes[2] ^= 1;
+        engine.encode(bytes)
+    };
+    format!("sip:{changed}{}", &target[at..])
+}
+
+fn own_side_and_refused_byes(redis: bool, mode: &str) {
+    {
+        let n = node(redis, &[mode]);
         let p = Parties::new();
-        let id = format!("fraud-{redis}");
+        let id = format!("fraud-{redis}-{}", mode.len());
         let (call, _, _) = answer(&n.k, &p, &id);
         let target = call.remote_target.clone().unwrap();
-        // The caller flips its token's side letter to reach its own side.
-        let at = target.find('@').unwrap();
-        let letter = at - 33;
-        assert_eq!(&target[letter..=letter], "b", "{target}");
+        // The caller changes its token to reach its own side.
         let mut own_side = call.clone();
-        own_side.remote_target = Some(format!("{}a{}", &target[..letter], &target[letter + 1..]));
+        own_side.remote_target = Some(own_side_token(&target));
         p.caller
             .send(n.k.addr, &own_side.in_dialog(&p.caller, "BYE", 2));
         p.caller.expect_reply(404, "BYE");
@@ -197,7 +219,7 @@ fn a_party_cannot_address_its_own_side_nor_shorten_the_dialog_with_a_refused_bye
         let lines = n.lines(1);
         assert_eq!(lines, vec![line(&id, 2, "0.10")]);
         n.cdrs_agree_with(&lines);
-    });
+    }
 }
 
 #[test]
@@ -396,7 +418,27 @@ fn with_mask_callid_kamailio_ends_the_call_with_each_sides_own_call_id() {
 /// never sees the caller's Call-ID.
 #[test]
 fn with_mask_callid_and_the_store_down_kamailio_never_sends_the_callers_call_id() {
+    // Sealed tokens: the callee's Call-ID is the deterministic mask of the
+    // caller's, made without the store: the dialog module's BYE reaches
+    // the callee with the Call-ID it knows.
     let mut n = node(true, &["DIALOG", "MASK_CALLID"]);
+    let p = Parties::new();
+    let id = "masked-end-store-down-sealed";
+    let (call, invite, _) = answer(&n.k, &p, id);
+    let callee_call_id = invite.header("call-id").unwrap();
+    assert_ne!(callee_call_id, id);
+    n._redis.as_mut().unwrap().stop();
+    kamcmd(
+        &n.ctl,
+        &["dlg.terminate_dlg", id, &call.from_tag, "callee-tag"],
+    );
+    let bye = p.callee.expect_request("BYE");
+    assert_eq!(bye.header("call-id"), Some(callee_call_id), "{}", bye.text);
+
+    // Stored tokens: the mapping is in the store; with the store down the
+    // BYE to the callee is not sent rather than sent with the caller's
+    // Call-ID.
+    let mut n = node(true, &["DIALOG", "MASK_CALLID", "TOKEN_MODE=\"stored\""]);
     let p = Parties::new();
     let id = "masked-end-store-down";
     let (call, invite, _) = answer(&n.k, &p, id);

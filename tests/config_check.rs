@@ -101,7 +101,13 @@ fn bad_storage_value_stops_start_up_naming_the_parameter() {
 
 #[test]
 fn good_storage_values_are_accepted() {
-    for value in ["lmdb:/tmp/topos-rs-cfg-check", "redis://127.0.0.1:6379/0"] {
+    for value in [
+        "lmdb:/tmp/topos-rs-cfg-check",
+        "redis://127.0.0.1:6379/0",
+        "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/topos/0",
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+        "rediss://127.0.0.1:6380/0",
+    ] {
         let cfg = example_with(&format!("modparam(\"topos_rs\", \"storage\", \"{value}\")"));
         let out = kamailio_check(&cfg, &[]);
         assert!(out.status.success(), "{value}:\n{}", text(&out));
@@ -189,6 +195,38 @@ fn unwritable_lmdb_directory_stops_start_up_naming_the_parameter() {
         err.contains("topos_rs: modparam \"storage\": cannot create /proc/topos_rs"),
         "{err}"
     );
+}
+
+/// A malformed Redis URL (or TLS files without a rediss URL) stops
+/// start-up with one line that says what is wrong.
+#[test]
+fn malformed_redis_urls_stop_start_up_with_the_exact_line() {
+    for (lines, expected) in [
+        (
+            "modparam(\"topos_rs\", \"storage\", \"redis+sentinel://127.0.0.1:26379,127.0.0.1:26380\")",
+            "topos_rs: modparam \"storage\": redis+sentinel:// needs a master name: \
+             redis+sentinel://[user:password@]host:port,host:port/<master name>/<db>",
+        ),
+        (
+            "modparam(\"topos_rs\", \"storage\", \"redis+cluster://127.0.0.1:7000,,127.0.0.1:7002\")",
+            "topos_rs: modparam \"storage\": empty host in the Redis host list",
+        ),
+        (
+            "modparam(\"topos_rs\", \"storage\", \"redis+sentinel://127.0.0.1:26379/topos/zero\")",
+            "topos_rs: modparam \"storage\": Redis database \"zero\" is not a number",
+        ),
+        (
+            "modparam(\"topos_rs\", \"storage\", \"redis://127.0.0.1:6379/0\")\n\
+             modparam(\"topos_rs\", \"redis_tls_ca\", \"/etc/ssl/certs/ca-certificates.crt\")",
+            "topos_rs: modparam \"redis_tls_ca\": is for TLS to Redis: the storage URL must start with rediss",
+        ),
+    ] {
+        let err = start_expecting_failure(&example_with(lines), &scratch_dir("bad-redis-url"));
+        assert!(
+            err.lines().any(|l| l.ends_with(expected)),
+            "no line ending with {expected:?} in:\n{err}"
+        );
+    }
 }
 
 #[test]

@@ -231,9 +231,18 @@ fn assert_contact(m: &Msg, param: &str, expected: &str) {
 
 // ---------------------------------------------------------------- modes
 
+/// Both token modes: sealed (the default) and stored.
+const TOKEN_MODES: [&str; 2] = ["TOKEN_MODE=\"sealed\"", "TOKEN_MODE=\"stored\""];
+
 #[test]
 fn contact_mode_0_puts_the_token_in_the_user_part() {
-    let k = Kamailio::start(CFG, &[]);
+    for mode in TOKEN_MODES {
+        contact_mode_0(mode);
+    }
+}
+
+fn contact_mode_0(mode: &str) {
+    let k = Kamailio::start(CFG, &[mode]);
     let (caller, callee) = (
         Party::new("caller", "192.0.2.11"),
         Party::new("callee", "198.51.100.11"),
@@ -274,7 +283,13 @@ fn contact_mode_0_puts_the_token_in_the_user_part() {
 
 #[test]
 fn contact_mode_1_keeps_each_partys_user_and_routes_by_the_parameter() {
-    let k = Kamailio::start(CFG, &["CONTACT_MODE=1", "CONTACT_PARAM=\"xyz\""]);
+    for mode in TOKEN_MODES {
+        contact_mode_1(mode);
+    }
+}
+
+fn contact_mode_1(mode: &str) {
+    let k = Kamailio::start(CFG, &[mode, "CONTACT_MODE=1", "CONTACT_PARAM=\"xyz\""]);
     let (caller, callee) = (
         Party::new("caller", "192.0.2.12"),
         Party::new("callee", "198.51.100.12"),
@@ -821,13 +836,24 @@ fn set_contact_on_tls_gives_sips_or_transport_tls_as_the_leg_needs() {
     );
     let caller = Party::new("caller", "192.0.2.15");
     let callee_party = Party::new("callee", "198.51.100.15");
-    for (n, (scheme, ruri_suffix)) in [("sips", ""), ("sip", ";transport=tls")]
-        .into_iter()
-        .enumerate()
+    for (n, (scheme, ruri_suffix, knobs)) in [
+        ("sips", "", true),
+        ("sip", ";transport=tls", true),
+        // No choices: the default Contact (sealed tokens by default).
+        ("sips", "", false),
+        ("sip", ";transport=tls", false),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut callee = TlsCallee::start(&cert, &key);
-        let call = format!("tls-{scheme}");
+        let call = format!("tls-{n}-{scheme}");
         let ruri = format!("{scheme}:bob@127.0.0.1:{}{ruri_suffix}", callee.port);
+        let chosen = if knobs {
+            "X-Caller-User: alice\r\nX-Caller-Host: edge.example.net\r\n"
+        } else {
+            ""
+        };
         caller.peer.send(
             k.addr,
             &request(
@@ -840,19 +866,19 @@ fn set_contact_on_tls_gives_sips_or_transport_tls_as_the_leg_needs() {
                 &call,
                 1,
                 Some(&caller.contact()),
-                "X-Caller-User: alice\r\nX-Caller-Host: edge.example.net\r\n",
+                chosen,
             ),
         );
         let inv = callee.expect_request("INVITE");
-        let to_caller = param_token(&contact_uri(&inv), "tps");
         // The TLS leg: a sips: Contact for a SIPS Request-URI (TLS
         // implied), else sip: with ;transport=tls.
-        let expected = if scheme == "sips" {
-            format!("<sips:alice@edge.example.net;tps={to_caller}>")
-        } else {
-            format!("<sip:alice@edge.example.net;transport=tls;tps={to_caller}>")
+        let expected = match (knobs, scheme) {
+            (true, "sips") => "<sips:alice@edge.example.net;tps={T}>".to_string(),
+            (true, _) => "<sip:alice@edge.example.net;transport=tls;tps={T}>".to_string(),
+            (false, "sips") => format!("<sips:{{T}}@127.0.0.1:{tls_port}>"),
+            (false, _) => format!("<sip:{{T}}@127.0.0.1:{tls_port};transport=tls>"),
         };
-        assert_eq!(inv.header("contact").unwrap(), expected, "{}", inv.text);
+        assert_contact(&inv, "tps", &expected);
         assert_no_leak(&inv, &caller);
         // The callee answers over its TLS connection.
         let tls_contact = format!("sip:callee@127.0.0.1:{};transport=tls", callee.port);

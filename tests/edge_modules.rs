@@ -301,9 +301,7 @@ fn assert_masked_contact(m: &Msg, k: &Kamailio) -> String {
         .and_then(|u| u.split_once('@'))
         .unwrap_or(("", ""));
     assert!(
-        user.0.len() == 65
-            && user.0.chars().all(|c| c.is_ascii_alphanumeric())
-            && user.1 == k.addr.to_string(),
+        common::sip::is_token(user.0) && user.1 == k.addr.to_string(),
         "Contact is not a masked Kamailio Contact: {c:?} in:\n{}",
         m.text
     );

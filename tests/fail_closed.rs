@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 const EXAMPLE: &str = "cfg-examples/kamailio.cfg";
 const ROUTING: &str = "tests/cfg/routing.cfg";
+/// token_mode "stored", for what only stored tokens do.
+const STORED: &str = "TOKEN_MODE=\"stored\"";
 /// A callee-side proxy that must never be shown to the caller side.
 const CALLEE_PROXY: &str = "10.88.0.1";
 
@@ -258,7 +260,8 @@ fn caller_sends(k: &Kamailio, p: &Parties, call: &Call, method: &str, cseq: u32)
 
 #[test]
 fn an_ended_dialog_stays_ended_and_is_counted_once() {
-    let (k, socket) = with_ctl("ended", &["NO_BILLING"]);
+    // Stored tokens: a sealed token routes until it expires.
+    let (k, socket) = with_ctl("ended", &["NO_BILLING", STORED]);
     let p = Parties::new();
     let (call, _, _) = answer(&k, &p, "ends-once");
     caller_sends(&k, &p, &call, "BYE", 2);
@@ -288,7 +291,11 @@ fn an_ended_dialog_stays_ended_and_is_counted_once() {
 
 #[test]
 fn a_full_store_refuses_new_dialogs_and_keeps_routing_the_others() {
-    let k = Kamailio::start(ROUTING, &["LMDB_MAP_SIZE=1", "FILL_STORE", "NO_BILLING"]);
+    // Stored tokens: sealed dialogs need no store to be set up.
+    let k = Kamailio::start(
+        ROUTING,
+        &["LMDB_MAP_SIZE=1", "FILL_STORE", "NO_BILLING", STORED],
+    );
     let p = Parties::new();
     let (call, _, _) = answer(&k, &p, "before-full");
     // Fill the 1 MiB map with diagnostic records until a write fails.
@@ -552,14 +559,15 @@ fn a_refused_in_dialog_request_relayed_anyway_never_leaves() {
     let third = third_party();
     let call = answered_call(&k, &p, "careless-bye");
     let target = call.remote_target.clone().unwrap();
-    // The callee's token with its last secret digit changed: a forged one.
-    let at = target.find('@').unwrap();
-    let last = &target[at - 1..at];
+    // The callee's token with a character in its middle changed: a
+    // forged one.
+    let at = target.find('@').unwrap() / 2 + 2;
+    let ch = &target[at..at + 1];
     let forged = format!(
         "{}{}{}",
-        &target[..at - 1],
-        if last == "0" { "1" } else { "0" },
-        &target[at..]
+        &target[..at],
+        if ch == "A" { "B" } else { "A" },
+        &target[at + 1..]
     );
     let to_third = format!("Route: <sip:{};lr>\r\n", third.addr);
     let tokenless = format!("sip:anyone@{}", third.addr);
@@ -701,5 +709,50 @@ fn a_request_whose_sip_version_is_not_sip_2_0_is_refused() {
     assert!(
         log.contains("topos_request: request line: the SIP-Version is not SIP/2.0"),
         "{log}"
+    );
+}
+
+/// Found by `make attack` after issue 24's fix: a Route a caller puts in a
+/// dialog-creating or out-of-dialog request (here naming its own side),
+/// which the script does not route by, reached the callee. It goes; a
+/// preloaded route the script does route by (loose_route()) stays.
+#[test]
+fn a_route_the_script_does_not_route_by_never_reaches_the_callee() {
+    let k = Kamailio::start(EXAMPLE, &[]);
+    let p = Parties::new();
+    let own = format!(
+        "Route: <sip:{};lr>\r\nRoute: <sip:10.10.10.1;lr>\r\n",
+        p.caller.addr
+    );
+    let mut call = Call::new(
+        "route-in-invite",
+        &format!("sip:13545769997@{}", p.callee.addr),
+    );
+    call.upstream_vias = requirement_vias();
+    call.extra_headers = own.clone();
+    p.caller.send(k.addr, &call.invite(&p.caller));
+    let inv = p.callee.expect_request("INVITE");
+    assert!(inv.header("route").is_none(), "{}", inv.text);
+    assert!(
+        !inv.text.contains(&p.caller.addr.to_string()),
+        "{}",
+        inv.text
+    );
+    p.callee.reply(&inv, 486, "Busy Here", "t1");
+    p.caller.expect_reply(486, "INVITE");
+    p.caller.send(k.addr, &call.ack_negative(&p.caller));
+    let options = format!(
+        "OPTIONS sip:bob@{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKroute1\r\n{own}\
+         Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=o1\r\nTo: <sip:bob@example.com>\r\n\
+         Call-ID: route-in-options\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        p.callee.addr, p.caller.addr
+    );
+    p.caller.send(k.addr, &options);
+    let got = p.callee.expect_request("OPTIONS");
+    assert!(got.header("route").is_none(), "{}", got.text);
+    assert!(
+        !got.text.contains(&p.caller.addr.to_string()),
+        "{}",
+        got.text
     );
 }

@@ -114,7 +114,9 @@ fn redis_outage_under_sipp_load() {
     let port = free_tcp_port();
     let mut redis = RedisServer::start_durable(port, &data);
     let storage = format!("STORAGE=\"redis://127.0.0.1:{port}/0\"");
-    let k = Kamailio::start(ROUTING, &[&storage]);
+    // Stored tokens: every in-dialog request needs Redis (sealed tokens
+    // need it only to bill: tests/sealed_tokens.rs).
+    let k = Kamailio::start(ROUTING, &[&storage, "TOKEN_MODE=\"stored\""]);
     let p = Parties::new();
 
     // Three calls answered before the outage, hung up after it.

@@ -203,6 +203,7 @@ fn counters_and_prometheus_show_what_topos_rs_stats_shows() {
         ("dropped_token_requests", "0"),
         ("dropped_ack_cancel", "0"),
         ("dropped_refused_requests", "0"),
+        ("dialogs_stored_too_large", "0"),
         ("storage_errors", "0"),
         ("calls_billed", "3"),
         // 3 x 0.10 in cents.

@@ -52,6 +52,8 @@ fn kamcmd_stats_dialog_and_rates_reload() {
         &[
             &format!("CTL_SOCKET=\"unix:{}\"", socket.display()),
             &format!("BILLING_RATES=\"{}\"", rates.display()),
+            // topos_rs.dialog shows stored dialogs (sealed ones have no record).
+            "TOKEN_MODE=\"stored\"",
         ],
     );
     let (ok, before) = kamcmd(&socket, &["topos_rs.stats"]);

@@ -32,6 +32,8 @@
 
 #[path = "real_ua/baresip.rs"]
 mod baresip;
+#[path = "real_ua/cert.rs"]
+mod cert;
 mod common;
 #[path = "real_ua/linphone.rs"]
 mod linphone;
@@ -39,14 +41,14 @@ mod linphone;
 mod pcap;
 
 use baresip::{free_sip_port, Ua};
+use cert::make_cert;
 use common::kamailio::{free_tcp_port, scratch_dir, Kamailio};
 use common::sip::Msg;
 use linphone::Linphone;
 use pcap::{Capture, Proto};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -88,44 +90,6 @@ enum Side {
     Callee,
     Kamailio,
     Unknown,
-}
-
-/// The self-signed certificate (EC P-256) for Kamailio and both UAs.
-struct Cert {
-    cert: PathBuf,
-    key: PathBuf,
-    /// Certificate and key in one file (baresip's sip_certificate).
-    both: PathBuf,
-}
-
-fn make_cert(dir: &Path) -> Cert {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl req failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let both = dir.join("both.pem");
-    let mut pem = std::fs::read(&cert).unwrap();
-    pem.extend(std::fs::read(&key).unwrap());
-    std::fs::write(&both, pem).unwrap();
-    Cert { cert, key, both }
 }
 
 struct Setup {

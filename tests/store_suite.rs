@@ -258,6 +258,60 @@ fn redis_passes_the_suite() {
 }
 
 #[test]
+fn redis_behind_sentinel_passes_the_suite() {
+    let set = common::redis_ha::SentinelSet::start();
+    suite(&mut RedisStore::new(&set.url(), Duration::from_millis(250)).unwrap());
+}
+
+/// Every operation and the lifecycle script on a real cluster: a command
+/// or script touching keys of two slots would fail there with CROSSSLOT.
+#[test]
+fn redis_cluster_passes_the_suite() {
+    let set = common::redis_ha::ClusterSet::start();
+    suite(&mut RedisStore::new(&set.url(), Duration::from_millis(250)).unwrap());
+}
+
+/// Behind sentinels that, like the master and its replica, require a
+/// password: the URL's credentials serve both.
+#[test]
+fn redis_behind_password_protected_sentinels_passes_the_suite() {
+    let set = common::redis_ha::SentinelSet::start_with(None, Some("s3cret"));
+    let url = set.url();
+    assert!(url.starts_with("redis+sentinel://:s3cret@"), "{url}");
+    suite(&mut RedisStore::new(&url, Duration::from_millis(250)).unwrap());
+}
+
+/// Behind sentinels that, like the master and its replica, only speak TLS
+/// (`rediss+sentinel://`).
+#[test]
+fn redis_behind_sentinel_over_tls_passes_the_suite() {
+    let files = common::redis_tls::TlsFiles::make();
+    let set = common::redis_ha::SentinelSet::start_tls(Some(&files));
+    let url = set.url();
+    assert!(url.starts_with("rediss+sentinel://"), "{url}");
+    let Ok(topos_rs::config::Storage::Redis { redis, .. }) = topos_rs::config::Storage::parse(&url)
+    else {
+        panic!("{url}")
+    };
+    suite(&mut RedisStore::open(&redis, Duration::from_millis(250), &files.store_tls()).unwrap());
+}
+
+/// The same on a cluster whose nodes only speak TLS (`rediss+cluster://`,
+/// the cluster bus on TLS too), with the test's CA and client certificate.
+#[test]
+fn redis_cluster_over_tls_passes_the_suite() {
+    let files = common::redis_tls::TlsFiles::make();
+    let set = common::redis_ha::ClusterSet::start_tls(Some(&files));
+    let url = set.url();
+    assert!(url.starts_with("rediss+cluster://"), "{url}");
+    let Ok(topos_rs::config::Storage::Redis { redis, .. }) = topos_rs::config::Storage::parse(&url)
+    else {
+        panic!("{url}")
+    };
+    suite(&mut RedisStore::open(&redis, Duration::from_millis(250), &files.store_tls()).unwrap());
+}
+
+#[test]
 fn a_redis_that_lost_its_scripts_still_answers_lifecycle_operations() {
     let redis = RedisServer::start();
     let mut s = RedisStore::new(&redis.url(), Duration::from_millis(250)).unwrap();

@@ -6,5 +6,6 @@
 pub mod knobs;
 pub mod plan;
 pub mod record;
+pub mod sealed;
 pub mod token;
 pub mod token_uri;

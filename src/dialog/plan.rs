@@ -13,7 +13,7 @@
 
 use crate::sip::edit::{Edit, SEND_ADDRESS, SEND_SOCKET, SEND_TRANSPORT};
 use crate::sip::headers::{map_cow, Headers};
-use crate::sip::name_addr::{entry_uri, split_entries};
+use crate::sip::name_addr::{entry_uri, split_entries, uri_host_port};
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
@@ -134,39 +134,50 @@ fn push_token_param(out: &mut Vec<u8>, name: &str, token: &str) {
 }
 
 /// Who receives a message, and so what it shows of the sender's side.
-#[derive(Debug, Clone, Copy)]
-pub enum Receiver<'a> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
     /// An untrusted side: everything of the other side hidden, the masked
     /// Contact in place of its own.
-    Untrusted(&'a MaskedContact),
+    Untrusted,
     /// A trusted side (one-way hiding) that Kamailio does not record-route:
     /// it sees Vias, the Call-ID and the Contacts of failures as a proxy
     /// without topos_rs passes them, but a dialog's Record-Routes and
     /// Contact stay hidden: with them its in-dialog requests would go
     /// around Kamailio, straight to the other side.
-    Trusted(&'a MaskedContact),
+    Trusted,
     /// A trusted side that Kamailio record-routes: its in-dialog requests
     /// come back through Kamailio whatever they are sent to, so it sees
     /// the other side's Record-Routes and real Contact too; that Contact
-    /// carries the token in the URI parameter `token_param`, so those
-    /// requests find their dialog.
-    TrustedRecordRouted(&'a MaskedContact),
+    /// carries the masked Contact's token in the URI parameter
+    /// `token_param`, so those requests find their dialog.
+    TrustedRecordRouted,
 }
 
-impl Receiver<'_> {
+/// What a message shows its receiver of the other side: the masked
+/// Contact (None: none now; sealed tokens put it in per branch, see
+/// `contact_insert`) and who the receiver is.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<'a> {
+    pub masked: Option<&'a MaskedContact>,
+    pub receiver: Receiver,
+}
+
+impl<'a> Shown<'a> {
+    /// To an untrusted side: everything hidden.
+    pub fn hidden(masked: Option<&'a MaskedContact>) -> Shown<'a> {
+        Shown {
+            masked,
+            receiver: Receiver::Untrusted,
+        }
+    }
+
     fn trusted(&self) -> bool {
-        !matches!(self, Receiver::Untrusted(_))
+        self.receiver != Receiver::Untrusted
     }
 
     /// Sees the other side's Record-Routes (and real Contact).
     fn sees_routing(&self) -> bool {
-        matches!(self, Receiver::TrustedRecordRouted(_))
-    }
-
-    fn masked(&self) -> &MaskedContact {
-        match self {
-            Receiver::Untrusted(m) | Receiver::Trusted(m) | Receiver::TrustedRecordRouted(m) => m,
-        }
+        self.receiver == Receiver::TrustedRecordRouted && self.masked.is_some()
     }
 }
 
@@ -191,24 +202,22 @@ pub fn contact_with_token(h: Headers<'_>, name: &str, token: &str) -> Option<Vec
     Some(edits)
 }
 
-/// The Contact a dialog message shows `receiver` (its Contact field is
-/// `contact`: None when it has no usable one): the edits for it.
-fn show_contact(h: Headers<'_>, receiver: Receiver<'_>, has_contact: bool, edits: &mut Vec<Edit>) {
-    if let Receiver::TrustedRecordRouted(m) = receiver {
+/// The Contact a dialog message shows (its Contact field is usable:
+/// `has_contact`): the edits for it.
+fn show_contact(h: Headers<'_>, shown: Shown<'_>, has_contact: bool, edits: &mut Vec<Edit>) {
+    if let (true, Some(m)) = (shown.sees_routing(), shown.masked) {
+        // The real Contact with the token; one it cannot place the token
+        // in goes to the trusted side as it is.
         if let Some(e) = contact_with_token(h, m.token_param, &m.token) {
             edits.extend(e);
-            return;
         }
-        // A Contact it cannot place the token in: the trusted side gets
-        // it as it is.
         return;
     }
-    let shown = if has_contact {
-        receiver.masked().header()
-    } else {
-        Vec::new()
+    let contact = match shown.masked {
+        Some(m) if has_contact => m.header(),
+        _ => Vec::new(),
     };
-    replace_fields(h, "contact", Some("m"), shown, edits);
+    replace_fields(h, "contact", Some("m"), contact, edits);
 }
 
 /// Every entry of every field called `long`, in message order; borrowed
@@ -335,27 +344,36 @@ pub fn caller_side(request: Headers<'_>) -> Result<CallerSide, PlanError> {
 /// Record-Routes go (Kamailio adds its own as a lump of its own), the
 /// Contact is masked, the Call-ID replaced if masked. A trusted,
 /// record-routed callee gets the Record-Routes and the real Contact.
+/// `shown.masked` None: the Contact goes and comes back later
+/// (`contact_insert`, sealed tokens: made when tm builds each branch).
 pub fn initial_request(
     request: Headers<'_>,
-    receiver: Receiver<'_>,
+    shown: Shown<'_>,
     callee_call_id: Option<&str>,
 ) -> Vec<Edit> {
     let mut edits = Vec::new();
-    if !receiver.sees_routing() {
+    if !shown.sees_routing() {
         replace_fields(request, "record-route", None, Vec::new(), &mut edits);
     }
     // Without a Contact (malformed) nothing can reach the caller later;
     // any Contact field (even unreadable) is still replaced.
-    show_contact(
-        request,
-        receiver,
-        contact_uri(request).is_some(),
-        &mut edits,
-    );
+    show_contact(request, shown, contact_uri(request).is_some(), &mut edits);
     if let Some(id) = callee_call_id {
         replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
     edits
+}
+
+/// The masked Contact going in where the request's Contact fields were
+/// (`initial_request` removed them); nothing if it had no usable Contact.
+pub fn contact_insert(request: Headers<'_>, masked: &MaskedContact) -> Vec<Edit> {
+    match (
+        contact_uri(request),
+        request.named("contact", Some("m")).next(),
+    ) {
+        (Some(_), Some(first)) => vec![Edit::Insert(first.line.start, masked.header())],
+        _ => Vec::new(),
+    }
 }
 
 /// What a reply of the callee side tells about it.
@@ -367,73 +385,137 @@ pub struct CalleeSide {
     pub route: Vec<String>,
 }
 
+/// The callee side of a reply to the dialog-creating request: its Contact
+/// and its route set (the Record-Route entries before Kamailio's own, see
+/// `kamailio_entries`). `is_kamailio(uri)` says whether a URI is this
+/// server.
+pub fn callee_side(reply: Headers<'_>, is_kamailio: &dyn Fn(&str) -> bool) -> CalleeSide {
+    let rr = entries(reply, "record-route", None);
+    let ours = kamailio_entries(&rr, is_kamailio);
+    CalleeSide {
+        contact: contact_uri(reply).map(Cow::into_owned),
+        route: rr[..ours.start]
+            .iter()
+            .rev()
+            .map(|e| e.to_string())
+            .collect(),
+    }
+}
+
+/// Where Kamailio's own entries are in a reply's Record-Route list: the
+/// last run of them. The callee side's entries come before it (Kamailio
+/// was the last to record-route before the callee side); entries after it
+/// are the caller side's as a trusted callee got them in the INVITE, shown
+/// to the caller from the request instead (and anything else there is not
+/// a route of the callee side).
+fn kamailio_entries(rr: &[Cow<'_, str>], is_kamailio: &dyn Fn(&str) -> bool) -> Range<usize> {
+    let ours = |e: &Cow<'_, str>| is_kamailio(entry_uri(e));
+    match rr.iter().rposition(ours) {
+        None => rr.len()..rr.len(),
+        Some(last) => {
+            let first = rr[..last]
+                .iter()
+                .rposition(|e| !ours(e))
+                .map_or(0, |p| p + 1);
+            first..last + 1
+        }
+    }
+}
+
+/// The Record-Route parameter that carries the route set toward the callee
+/// (sealed) in Kamailio's own entry as the caller sees it.
+pub const ROUTE_PARAM: &str = "tpr";
+
+/// What Kamailio's own Record-Route entry shown to the caller carries: the
+/// sealed route set toward the callee, and the entry to show if the
+/// script did not record-route (`<sip:HOST;lr>` for the socket the reply
+/// leaves on).
+pub struct RouteCarrier<'a> {
+    pub sealed: &'a str,
+    pub hostport: &'a str,
+}
+
+/// `entry` (a name-addr) with `;name=value` added to its URI.
+fn with_uri_param(entry: &str, name: &str, value: &str) -> String {
+    match entry.rfind('>') {
+        Some(end) => format!("{};{name}={value}{}", &entry[..end], &entry[end..]),
+        None => format!("<{entry};{name}={value}>"),
+    }
+}
+
 /// A reply to the dialog-creating request, going back to the caller: the
 /// Record-Route list becomes Kamailio's entries plus the caller side's (as
 /// they were in the request); the callee's Contact is masked when the reply
-/// sets up a dialog (`creates_dialog`: 101-299) and removed otherwise (a
-/// 3xx's redirect targets and any Contact of a failure name the callee
-/// side); every Contact field goes, whatever it holds (`<>`, `*`, a list),
-/// so nothing of it can pass; the Call-ID is the caller's. `is_kamailio(uri)`
-/// says whether a URI is this server. `echoed_caller_route`: the INVITE
-/// went to a trusted callee with the caller side's Record-Routes, which the
-/// reply lists again after Kamailio's. A trusted caller sees every
-/// Contact of a reply that sets up no dialog, and, record-routed, the
-/// callee side's Record-Routes and real Contact too.
+/// sets up a dialog (`creates_dialog`: 101-299, with `shown.masked`) and
+/// removed otherwise (a 3xx's redirect targets and any Contact of a failure
+/// name the callee side); every Contact field goes, whatever it holds
+/// (`<>`, `*`, a list), so nothing of it can pass; the Call-ID is the
+/// caller's. `carrier` (sealed tokens): Kamailio's entries carry the route
+/// set toward the callee, in an entry of Kamailio's own if it has none. A
+/// trusted caller sees every Contact of a reply that sets up no dialog,
+/// and, record-routed, the callee side's Record-Routes and real Contact too.
 pub fn reply_to_caller(
     reply: Headers<'_>,
     caller_route: &[String],
-    receiver: Receiver<'_>,
+    shown: Shown<'_>,
     caller_call_id: Option<&str>,
     is_kamailio: &dyn Fn(&str) -> bool,
     creates_dialog: bool,
-    echoed_caller_route: bool,
-) -> (Vec<Edit>, CalleeSide) {
-    let mut rr = entries(reply, "record-route", None);
-    if echoed_caller_route && rr.len() >= caller_route.len() {
-        let from = rr.len() - caller_route.len();
-        if rr[from..].iter().zip(caller_route).all(|(a, b)| a == b) {
-            rr.truncate(from);
+    carrier: Option<&RouteCarrier>,
+) -> Vec<Edit> {
+    let rr = entries(reply, "record-route", None);
+    let range = kamailio_entries(&rr, is_kamailio);
+    let first_shown = if shown.sees_routing() { 0 } else { range.start };
+    let mut ours: Vec<Cow<'_, str>> = rr[first_shown..range.end].to_vec();
+    if let Some(c) = carrier {
+        if ours.is_empty() {
+            ours.push(Cow::Owned(format!("<sip:{};lr>", c.hostport)));
+        }
+        for e in ours.iter_mut() {
+            *e = Cow::Owned(with_uri_param(e, ROUTE_PARAM, c.sealed));
         }
     }
-    // The list is the callee side's entries, then Kamailio's (it was the
-    // last to record-route before the callee side).
-    let ours = rr
-        .iter()
-        .rev()
-        .take_while(|e| is_kamailio(entry_uri(e)))
-        .count();
-    let split = rr.len() - ours;
-    let callee_route: Vec<String> = rr[..split].iter().rev().map(|e| e.to_string()).collect();
-    let first_shown = if receiver.sees_routing() { 0 } else { split };
-    let shown = rr[first_shown..]
+    let listed = ours
         .iter()
         .map(|e| e.as_ref())
         .chain(caller_route.iter().map(String::as_str));
-
-    let contact = contact_uri(reply).map(Cow::into_owned);
     let mut edits = Vec::new();
     replace_fields(
         reply,
         "record-route",
         None,
-        header_lines("Record-Route", shown),
+        header_lines("Record-Route", listed),
         &mut edits,
     );
     if creates_dialog {
-        show_contact(reply, receiver, contact.is_some(), &mut edits);
-    } else if !receiver.trusted() {
+        show_contact(reply, shown, contact_uri(reply).is_some(), &mut edits);
+    } else if !shown.trusted() {
         replace_fields(reply, "contact", Some("m"), Vec::new(), &mut edits);
     }
     if let Some(id) = caller_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
-    (
-        edits,
-        CalleeSide {
-            contact,
-            route: callee_route,
-        },
-    )
+    edits
+}
+
+/// The value of Kamailio's route parameter in a request's Route header:
+/// the first Route entry that carries one. Any entry will do (behind a
+/// virtual address Kamailio may not take its own entry for itself): the
+/// value is sealed to its dialog, so where it stands proves nothing.
+pub fn route_param(request: Headers<'_>) -> Option<String> {
+    entries(request, "route", None).into_iter().find_map(|e| {
+        entry_uri(&e).split(';').skip(1).find_map(|p| {
+            let (name, value) = p.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case(ROUTE_PARAM)
+                .then(|| value.trim().to_string())
+        })
+    })
+}
+
+/// True if the message has a usable Contact URI.
+pub fn has_contact(h: Headers<'_>) -> bool {
+    contact_uri(h).is_some()
 }
 
 /// Route is a request header (RFC 3261 20.34, table 2): a reply has none,
@@ -442,6 +524,38 @@ pub fn reply_to_caller(
 pub fn reply_without_route(reply: Headers<'_>) -> Vec<Edit> {
     let mut edits = Vec::new();
     replace_fields(reply, "route", None, Vec::new(), &mut edits);
+    edits
+}
+
+/// The Route fields of a request outside a dialog (one that creates a
+/// dialog, or none) that the script does not route by: a sender's Route
+/// entries (a preloaded route) pass only when the script sent the request
+/// along them (its next hop `next_hop` is their first entry past
+/// Kamailio's own, as loose_route() sets it); otherwise they are hops the
+/// sender chose, often on its own side, and they all go.
+pub fn unrouted_routes(
+    request: Headers<'_>,
+    next_hop: Option<&str>,
+    is_kamailio: &dyn Fn(&str) -> bool,
+) -> Vec<Edit> {
+    let routes = entries(request, "route", None);
+    let first_other = routes
+        .iter()
+        .map(|e| entry_uri(e))
+        .find(|u| !is_kamailio(u));
+    let routed_by = |uri: &str| {
+        next_hop.is_some_and(|hop| {
+            hop.eq_ignore_ascii_case(uri)
+                || (uri_host_port(hop).is_some() && uri_host_port(hop) == uri_host_port(uri))
+        })
+    };
+    let mut edits = Vec::new();
+    match first_other {
+        Some(uri) if !routed_by(uri) => {
+            replace_fields(request, "route", None, Vec::new(), &mut edits)
+        }
+        _ => {}
+    }
     edits
 }
 
@@ -468,7 +582,7 @@ pub fn outside_dialog(message: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
 pub fn in_dialog_request<'a>(
     request: Headers<'a>,
     route_to_target: &[String],
-    receiver: Receiver<'_>,
+    shown: Shown<'_>,
     target_call_id: Option<&str>,
 ) -> (Vec<Edit>, Option<Cow<'a, str>>) {
     let contact = contact_uri(request);
@@ -480,11 +594,11 @@ pub fn in_dialog_request<'a>(
         header_lines("Route", route_to_target.iter().map(String::as_str)),
         &mut edits,
     );
-    if !receiver.sees_routing() {
+    if !shown.sees_routing() {
         replace_fields(request, "record-route", None, Vec::new(), &mut edits);
     }
     // Every Contact field goes; the masked one comes in for a usable URI.
-    show_contact(request, receiver, contact.is_some(), &mut edits);
+    show_contact(request, shown, contact.is_some(), &mut edits);
     if let Some(id) = target_call_id {
         replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -497,15 +611,15 @@ pub fn in_dialog_request<'a>(
 /// (the Contact with the token). Returns the replier's Contact URI.
 pub fn in_dialog_reply<'a>(
     reply: Headers<'a>,
-    receiver: Receiver<'_>,
+    shown: Shown<'_>,
     sender_call_id: Option<&str>,
 ) -> (Vec<Edit>, Option<Cow<'a, str>>) {
     let contact = contact_uri(reply);
     let mut edits = Vec::new();
-    if !receiver.sees_routing() {
+    if !shown.sees_routing() {
         replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
     }
-    show_contact(reply, receiver, contact.is_some(), &mut edits);
+    show_contact(reply, shown, contact.is_some(), &mut edits);
     if let Some(id) = sender_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -555,7 +669,7 @@ Content-Length: 0\r\n\r\n";
     fn initial_request_hides_record_route_contact_and_call_id() {
         let e = initial_request(
             Scanned::new(INVITE).h(),
-            Receiver::Untrusted(&masked("TOKa")),
+            Shown::hidden(Some(&masked("TOKa"))),
             Some("masked-id"),
         );
         let out = text(INVITE, &e);
@@ -579,7 +693,7 @@ Content-Length: 0\r\n\r\n";
             &msg,
             &initial_request(
                 Scanned::new(&msg).h(),
-                Receiver::Untrusted(&masked("T")),
+                Shown::hidden(Some(&masked("T"))),
                 None,
             ),
         );
@@ -593,7 +707,7 @@ Content-Length: 0\r\n\r\n";
             &broken,
             &initial_request(
                 Scanned::new(&broken).h(),
-                Receiver::Untrusted(&masked("T")),
+                Shown::hidden(Some(&masked("T"))),
                 None,
             ),
         );
@@ -618,14 +732,15 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn reply_to_caller_shows_kamailio_and_caller_side_only() {
         let caller = caller_side(Scanned::new(INVITE).h()).unwrap();
-        let (e, callee) = reply_to_caller(
+        let callee = callee_side(Scanned::new(REPLY).h(), &is_k);
+        let e = reply_to_caller(
             Scanned::new(REPLY).h(),
             &caller.route,
-            Receiver::Untrusted(&masked("TOKb")),
+            Shown::hidden(Some(&masked("TOKb"))),
             Some("secret-call@caller.net"),
             &is_k,
             true,
-            false,
+            None,
         );
         assert_eq!(callee.contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
         // Nearest to Kamailio first.
@@ -656,14 +771,15 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
     #[test]
     fn reply_without_kamailio_record_route() {
         let reply = REPLY.replace("Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n", "");
-        let (e, callee) = reply_to_caller(
+        let callee = callee_side(Scanned::new(&reply).h(), &is_k);
+        let e = reply_to_caller(
             Scanned::new(&reply).h(),
             &[],
-            Receiver::Untrusted(&masked("T")),
+            Shown::hidden(Some(&masked("T"))),
             None,
             &is_k,
             true,
-            false,
+            None,
         );
         assert_eq!(callee.route.len(), 2);
         let out = text(&reply, &e);
@@ -671,16 +787,63 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
     }
 
     #[test]
-    fn provisional_reply_without_contact_keeps_no_contact() {
-        let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>\r\n", "");
-        let (e, callee) = reply_to_caller(
-            Scanned::new(&reply).h(),
+    fn the_route_set_toward_the_callee_rides_in_kamailios_entry() {
+        let carrier = RouteCarrier {
+            sealed: "SEALED",
+            hostport: "203.0.113.1:5060",
+        };
+        let e = reply_to_caller(
+            Scanned::new(REPLY).h(),
             &[],
-            Receiver::Untrusted(&masked("T")),
+            Shown::hidden(Some(&masked("T"))),
             None,
             &is_k,
             true,
-            false,
+            Some(&carrier),
+        );
+        let out = text(REPLY, &e);
+        assert!(
+            out.contains("Record-Route: <sip:203.0.113.1;lr;ftag=ft;tpr=SEALED>\r\n"),
+            "{out}"
+        );
+        // The caller's requests bring it back in their Route.
+        let bye = "BYE sip:T@203.0.113.1 SIP/2.0\r\nRoute: <sip:a0.caller.net;lr>, \
+<sip:203.0.113.1;lr;ftag=ft;tpr=SEALED>\r\nCall-ID: c\r\n\r\n";
+        assert_eq!(
+            route_param(Scanned::new(bye).h()).as_deref(),
+            Some("SEALED")
+        );
+        // A script that did not record-route: Kamailio's own entry comes in.
+        let reply = REPLY.replace("Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n", "");
+        let e = reply_to_caller(
+            Scanned::new(&reply).h(),
+            &[],
+            Shown::hidden(Some(&masked("T"))),
+            None,
+            &is_k,
+            true,
+            Some(&carrier),
+        );
+        let out = text(&reply, &e);
+        assert!(
+            out.contains("Record-Route: <sip:203.0.113.1:5060;lr;tpr=SEALED>\r\n")
+                && !out.contains("callee.net;lr"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn provisional_reply_without_contact_keeps_no_contact() {
+        let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>\r\n", "");
+        let callee = callee_side(Scanned::new(&reply).h(), &is_k);
+        let e = reply_to_caller(
+            Scanned::new(&reply).h(),
+            &[],
+            Shown::hidden(Some(&masked("T"))),
+            None,
+            &is_k,
+            true,
+            None,
         );
         assert_eq!(callee.contact, None);
         assert!(!text(&reply, &e).contains("Contact"));
@@ -693,14 +856,15 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
             "m: *, <sip:bob@10.2.2.2:5080>",
         ] {
             let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>", contact);
-            let (e, callee) = reply_to_caller(
+            let callee = callee_side(Scanned::new(&reply).h(), &is_k);
+            let e = reply_to_caller(
                 Scanned::new(&reply).h(),
                 &[],
-                Receiver::Untrusted(&masked("T")),
+                Shown::hidden(Some(&masked("T"))),
                 None,
                 &is_k,
                 true,
-                false,
+                None,
             );
             assert_eq!(callee.contact, None);
             let out = text(&reply, &e);
@@ -711,14 +875,14 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         }
         // A 302's redirect target and a failure's Contact go; no masked one.
         let redirect = REPLY.replace("200 OK", "302 Moved");
-        let (e, _) = reply_to_caller(
+        let e = reply_to_caller(
             Scanned::new(&redirect).h(),
             &[],
-            Receiver::Untrusted(&masked("T")),
+            Shown::hidden(Some(&masked("T"))),
             None,
             &is_k,
             false,
-            false,
+            None,
         );
         let out = text(&redirect, &e);
         assert!(
@@ -769,7 +933,7 @@ Content-Length: 0\r\n\r\n";
         let (e, contact) = in_dialog_request(
             bye_scanned.h(),
             &route,
-            Receiver::Untrusted(&masked("TOKa")),
+            Shown::hidden(Some(&masked("TOKa"))),
             Some("masked-id"),
         );
         assert_eq!(contact.as_deref(), Some("sip:alice@192.168.1.99"));
@@ -786,7 +950,7 @@ Content-Length: 0\r\n\r\n";
         let reply = Scanned::new(REPLY);
         let (e, contact) = in_dialog_reply(
             reply.h(),
-            Receiver::Untrusted(&masked("TOKb")),
+            Shown::hidden(Some(&masked("TOKb"))),
             Some("orig"),
         );
         assert_eq!(contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
@@ -794,6 +958,24 @@ Content-Length: 0\r\n\r\n";
         assert!(!out.contains("Record-Route"));
         assert!(out.contains("Contact: <sip:TOKb@203.0.113.1:5060>\r\n"));
         assert!(out.contains("Call-ID: orig\r\n"));
+    }
+
+    #[test]
+    fn a_sender_route_passes_only_when_the_script_routes_by_it() {
+        let invite = "INVITE sip:bob@10.2.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+Route: <sip:203.0.113.1;lr>, <sip:10.9.9.9;lr>\r\nRoute: <sip:10.8.8.8;lr>\r\n\
+Call-ID: c\r\n\r\n";
+        let h = Scanned::new(invite);
+        // loose_route() sent it to the first route past Kamailio's own.
+        assert!(unrouted_routes(h.h(), Some("sip:10.9.9.9;lr"), &is_k).is_empty());
+        // Not routed by them (no next hop, or another one): they all go.
+        for hop in [None, Some("sip:10.2.2.2")] {
+            let out = text(invite, &unrouted_routes(h.h(), hop, &is_k));
+            assert!(!out.contains("Route"), "{out}");
+        }
+        // Only Kamailio's own, or none: nothing to do.
+        let own = "OPTIONS sip:b@x SIP/2.0\r\nRoute: <sip:203.0.113.1;lr>\r\n\r\n";
+        assert!(unrouted_routes(Scanned::new(own).h(), None, &is_k).is_empty());
     }
 
     #[test]
@@ -890,7 +1072,10 @@ From: <sip:a@x>;tag=1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
             INVITE,
             &initial_request(
                 Scanned::new(INVITE).h(),
-                Receiver::TrustedRecordRouted(&m),
+                Shown {
+                    masked: Some(&m),
+                    receiver: Receiver::TrustedRecordRouted,
+                },
                 None,
             ),
         );
@@ -909,7 +1094,14 @@ From: <sip:a@x>;tag=1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
         // Kamailio (no Record-Route of the caller side, the masked Contact).
         let out = text(
             INVITE,
-            &initial_request(Scanned::new(INVITE).h(), Receiver::Trusted(&m), None),
+            &initial_request(
+                Scanned::new(INVITE).h(),
+                Shown {
+                    masked: Some(&m),
+                    receiver: Receiver::Trusted,
+                },
+                None,
+            ),
         );
         assert!(!out.contains("caller.net;lr"), "{out}");
         assert!(
@@ -951,14 +1143,18 @@ From: <sip:a@x>;tag=1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
     fn a_trusted_caller_sees_the_callee_side_as_it_is() {
         let caller = caller_side(Scanned::new(INVITE).h()).unwrap();
         let m = masked("TOKb");
-        let (e, callee) = reply_to_caller(
+        let callee = callee_side(Scanned::new(REPLY).h(), &is_k);
+        let e = reply_to_caller(
             Scanned::new(REPLY).h(),
             &caller.route,
-            Receiver::TrustedRecordRouted(&m),
+            Shown {
+                masked: Some(&m),
+                receiver: Receiver::TrustedRecordRouted,
+            },
             None,
             &is_k,
             true,
-            false,
+            None,
         );
         assert_eq!(callee.route.len(), 2);
         let out = text(REPLY, &e);
@@ -975,14 +1171,17 @@ Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\nRecord-Route: <sip:a2.caller.net;l
         );
         // A failure's Contact passes to a trusted caller.
         let busy = REPLY.replace("200 OK", "486 Busy");
-        let (e, _) = reply_to_caller(
+        let e = reply_to_caller(
             Scanned::new(&busy).h(),
             &[],
-            Receiver::Trusted(&m),
+            Shown {
+                masked: Some(&m),
+                receiver: Receiver::Trusted,
+            },
             None,
             &is_k,
             false,
-            false,
+            None,
         );
         assert!(text(&busy, &e).contains("m: <sip:bob@10.2.2.2:5080>\r\n"));
     }
@@ -995,14 +1194,15 @@ Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\nRecord-Route: <sip:a2.caller.net;l
             "Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\nRecord-Route: <sip:a2.caller.net;lr>\r\n\
 Record-Route: <sip:a1.caller.net;lr>, <sip:a0.caller.net;lr>\r\n",
         );
-        let (e, callee) = reply_to_caller(
+        let callee = callee_side(Scanned::new(&echoed).h(), &is_k);
+        let e = reply_to_caller(
             Scanned::new(&echoed).h(),
             &caller.route,
-            Receiver::Untrusted(&masked("TOKb")),
+            Shown::hidden(Some(&masked("TOKb"))),
             None,
             &is_k,
             true,
-            true,
+            None,
         );
         assert_eq!(
             callee.route,

@@ -55,8 +55,8 @@ pub fn token_in_uri<'u>(uri: &'u str, contact_param: &str) -> Option<&'u str> {
 /// `uri` without the token parameter Kamailio added to it (a trusted
 /// side's real Contact carries one, and Kamailio reads the Contact back
 /// with its own changes when it stores the dialog): every `;name=value`
-/// whose name is `contact_param` and whose value is a token
-/// (`dialog::token::parse_token`). A parameter of that name the party put
+/// whose name is `contact_param` and whose value is a token (stored or
+/// sealed). A parameter of that name the party put
 /// there itself stays.
 pub fn without_token_param(uri: &str, contact_param: &str) -> String {
     let (head, headers) = match uri.find('?') {
@@ -68,8 +68,10 @@ pub fn without_token_param(uri: &str, contact_param: &str) -> String {
     out.push_str(parts.next().unwrap_or(""));
     for p in parts {
         let (name, value) = p.split_once('=').unwrap_or((p, ""));
+        let value = value.trim();
         let ours = name.trim().eq_ignore_ascii_case(contact_param)
-            && crate::dialog::token::parse_token(value.trim()).is_some();
+            && (crate::dialog::token::parse_token(value).is_some()
+                || crate::dialog::sealed::TokenText::parse(value).is_some());
         if !ours {
             out.push(';');
             out.push_str(p);

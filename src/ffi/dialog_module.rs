@@ -4,7 +4,9 @@
 //! callee never saw them), or its BYEs to the callee would skip the callee
 //! side's proxies.
 
-use super::bindings::{sip_msg, topos_shim_bind_dialog, topos_shim_dlg_hidden_invite};
+use super::bindings::{
+    sip_msg, topos_shim_bind_dialog, topos_shim_dlg_hidden_invite, topos_shim_dlg_to_callee,
+};
 use super::guard::guard;
 use super::msg::SipMsg;
 use crate::error::{Error, Result};
@@ -29,6 +31,14 @@ pub fn hidden_invite(msg: &SipMsg) {
     // SAFETY: the shim asks the dialog module for this message's dialog
     // and releases the reference it took.
     unsafe { topos_shim_dlg_hidden_invite(msg.as_ptr()) }
+}
+
+/// For a request Kamailio sends itself (the dialog module's BYE): true if
+/// the dialog module keeps its dialog and it goes to the callee's leg.
+pub fn goes_to_callee(msg: &SipMsg) -> bool {
+    // SAFETY: the shim parses this message's From and Call-ID and asks the
+    // dialog module for its dialog, releasing the reference it took.
+    unsafe { topos_shim_dlg_to_callee(msg.as_ptr()) == 1 }
 }
 
 /// Called by the dialog module's creation callback (through the shim): 1 if

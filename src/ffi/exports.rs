@@ -14,7 +14,7 @@ use super::msg::SipMsg;
 use super::script_functions::{CFG_FUNCTIONS, KEMI_FUNCTIONS};
 use super::script_table::register_kemi;
 use super::{logger, tm, via_swap};
-use crate::config::{ModuleConfig, Storage};
+use crate::config::{ModuleConfig, Storage, TokenMode};
 use crate::error::Result;
 use crate::{billing_functions, state};
 use std::ffi::CStr;
@@ -178,6 +178,30 @@ fn init() -> Result<()> {
     super::sockets::install_trusted(&cfg.trusted_sockets)?;
     state::check_storage(&cfg)?;
     let cfg = state::configure(cfg)?;
+    if cfg.token_mode == TokenMode::Sealed {
+        // SAFETY: the core's runtime_dir string, set before mod_init.
+        let dir = unsafe { CStr::from_ptr(topos_shim_runtime_dir()) }.to_string_lossy();
+        // The keys every process reads: shared memory, before the fork.
+        // SAFETY: a zeroed block is a valid SharedKeys (all atomics at 0);
+        // it is never freed, so the reference is 'static.
+        let shared = unsafe {
+            let p = super::bindings::topos_shim_shm_malloc(std::mem::size_of::<
+                crate::token_keys::SharedKeys,
+            >()) as *mut crate::token_keys::SharedKeys;
+            if p.is_null() {
+                return Err(crate::error::Error::OutOfMemory(
+                    "out of shared memory for the token keys",
+                ));
+            }
+            std::ptr::write_bytes(p, 0, 1);
+            &*p
+        };
+        crate::token_keys::load_at_start(
+            cfg.token_key_file.as_deref(),
+            std::path::Path::new(dir.as_ref()),
+            shared,
+        )?;
+    }
     // Kamailio counters read the shared block; before the fork.
     super::counters::register(cfg.storage.as_ref())?;
     if matches!(cfg.storage, Some(Storage::Lmdb { .. })) {
@@ -199,8 +223,9 @@ fn describe(cfg: &ModuleConfig) -> String {
         Some(Storage::Lmdb { dir }) => {
             format!("lmdb:{} (map {} MiB)", dir.display(), cfg.lmdb_map_size_mib)
         }
-        Some(Storage::Redis { host, port, db, .. }) => format!(
-            "redis://{host}:{port}/{db} (timeout {} ms)",
+        Some(Storage::Redis { redis, .. }) => format!(
+            "{} (timeout {} ms)",
+            redis.describe(),
             cfg.redis_timeout.as_millis()
         ),
         None => "none".to_string(),

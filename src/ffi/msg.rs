@@ -380,6 +380,19 @@ impl<'k> SipMsg<'k> {
         self.anchor(at)
     }
 
+    /// The next hop the script set ($du: loose_route() or the script
+    /// itself), if any.
+    pub fn next_hop(&self) -> Option<&str> {
+        let d = &self.get().dst_uri;
+        if d.s.is_null() || d.len <= 0 {
+            return None;
+        }
+        // SAFETY: the core's copy of the next hop, valid while the message
+        // is; only read here.
+        let bytes = unsafe { std::slice::from_raw_parts(d.s as *const u8, d.len as usize) };
+        std::str::from_utf8(bytes).ok()
+    }
+
     /// Sends the request to `uri` (new Request-URI) through `next_hop`
     /// (the first Route URI) if any.
     pub fn retarget(&mut self, uri: &str, next_hop: Option<&str>) -> Result<()> {

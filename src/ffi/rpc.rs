@@ -112,6 +112,9 @@ rpc_entry!(rpc_records, "topos_rs.records", |r| rpc_commands::records());
 rpc_entry!(rpc_rates_reload, "topos_rs.rates_reload", |r| {
     rpc_commands::rates_reload()
 });
+rpc_entry!(rpc_keys_reload, "topos_rs.keys_reload", |r| {
+    rpc_commands::keys_reload()
+});
 
 #[repr(transparent)]
 pub struct Doc([*const c_char; 2]);
@@ -135,6 +138,11 @@ static RELOAD_DOC: Doc = Doc([
     std::ptr::null(),
 ]);
 
+static KEYS_RELOAD_DOC: Doc = Doc([
+    c"Re-read token_key_file; a bad file keeps the keys in use.".as_ptr(),
+    std::ptr::null(),
+]);
+
 const fn entry(
     name: &'static CStr,
     f: unsafe extern "C" fn(*mut rpc_t, *mut c_void),
@@ -148,11 +156,12 @@ const fn entry(
     }
 }
 
-pub static mut RPC_METHODS: [rpc_export_t; 5] = [
+pub static mut RPC_METHODS: [rpc_export_t; 6] = [
     entry(c"topos_rs.stats", rpc_stats, &STATS_DOC),
     entry(c"topos_rs.dialog", rpc_dialog, &DIALOG_DOC),
     entry(c"topos_rs.records", rpc_records, &RECORDS_DOC),
     entry(c"topos_rs.rates_reload", rpc_rates_reload, &RELOAD_DOC),
+    entry(c"topos_rs.keys_reload", rpc_keys_reload, &KEYS_RELOAD_DOC),
     rpc_export_t {
         name: std::ptr::null(),
         function: None,

@@ -363,6 +363,7 @@ int topos_shim_set_pv_by_name(struct sip_msg *msg, str *name, const char *s, int
  * of the callee side's own entries when it keeps the callee's route set
  * (its BYEs would then bypass the callee side's proxies). For a hidden
  * INVITE the count is set to none. */
+#include "core/parser/parse_from.h"
 #include "modules/dialog/dlg_hash.h"
 #include "modules/dialog/dlg_load.h"
 
@@ -406,6 +407,30 @@ void topos_shim_dlg_hidden_invite(struct sip_msg *msg)
 		return;
 	dlg->from_rr_nb = 0;
 	topos_dlgb.release_dlg(dlg);
+}
+
+/* A request Kamailio sends itself in a dialog the dialog module keeps: 1 if
+ * it goes to the callee's leg (its Call-ID is the dialog's and its From-tag
+ * the caller's), 0 if not, -1 if the module keeps no such dialog. */
+int topos_shim_dlg_to_callee(struct sip_msg *msg)
+{
+	struct dlg_cell *dlg;
+	str *ftag;
+	int r;
+
+	if(!topos_dlg_bound || parse_from_header(msg) < 0 || get_from(msg) == NULL
+			|| parse_headers(msg, HDR_CALLID_F, 0) < 0 || msg->callid == NULL)
+		return -1;
+	dlg = topos_dlgb.get_dlg(msg);
+	if(dlg == NULL)
+		return -1;
+	ftag = &get_from(msg)->tag_value;
+	r = dlg->tag[DLG_CALLER_LEG].len == ftag->len
+		&& memcmp(dlg->tag[DLG_CALLER_LEG].s, ftag->s, ftag->len) == 0
+		&& dlg->callid.len == msg->callid->body.len
+		&& memcmp(dlg->callid.s, msg->callid->body.s, dlg->callid.len) == 0;
+	topos_dlgb.release_dlg(dlg);
+	return r;
 }
 
 /* The egress gate (ffi/egress.rs). The core hands every message it sends to

@@ -35,6 +35,10 @@ pub trait TransactionHooks: Sync {
     fn reply_received(&self, t: &Transaction, reply: &mut SipMsg);
     /// A reply of a hidden transaction went out with status `code`.
     fn reply_sent(&self, state: &TxState, code: i32);
+    /// tm is about to build `req` for one branch of hidden transaction
+    /// `state`: everything the script queued on it is there now. What is
+    /// added here is for this branch only.
+    fn request_forwarded(&self, state: &TxState, req: &mut SipMsg);
 }
 
 static HOOKS: OnceLock<&'static dyn TransactionHooks> = OnceLock::new();
@@ -282,10 +286,7 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
                     // parameter.
                     unsafe { TxState::from_param(*p.param) }
                 };
-                // A request that goes to a trusted side leaves with its Vias:
-                // the core writes received= / rport= as it always does.
-                let vias_kept = state.is_some_and(TxState::vias_kept);
-                on_request_forwarded(p.req, vias_kept)
+                on_request_forwarded(p.req, state)
             }
             TMCB_REQUEST_SENT => {
                 // SAFETY: the request tm just sent, valid for this call.
@@ -325,13 +326,18 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
     });
 }
 
-fn on_request_forwarded(req: *mut sip_msg, vias_kept: bool) {
+fn on_request_forwarded(req: *mut sip_msg, state: Option<&TxState>) {
     // SAFETY: tm is about to build this request for a branch.
     if let Some(mut msg) = unsafe { SipMsg::from_raw(req) } {
+        if let (Some(state), Some(hooks)) = (state, hooks()) {
+            hooks.request_forwarded(state, &mut msg);
+        }
         // What the script queued inside headers topos_rs removed (before
         // or after topos_request()) must not land on the next header.
         msg.drop_edits_inside_deletions();
-        if vias_kept {
+        // A request that goes to a trusted side leaves with its Vias: the
+        // core writes received= / rport= as it always does.
+        if state.is_some_and(TxState::vias_kept) {
             return;
         }
         if let Err(e) = via_swap::suppress_top_via_update(&mut msg) {

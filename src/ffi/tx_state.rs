@@ -37,6 +37,16 @@ pub struct TxState {
     /// In-dialog: INVITE or UPDATE (a 2xx refreshes remote targets).
     target_refresh: u8,
     callee_call_id_len: u8,
+    /// 1: the dialog's tokens are sealed (no record in the store).
+    sealed: u8,
+    /// Sealed, with mask_callid: 1 and the fingerprint of the masking key.
+    has_mask_key: u8,
+    mask_key: u8,
+    /// In-dialog: the request is a BYE.
+    bye: u8,
+    /// Sealed, dialog-creating: the caller's masked Contact goes in when
+    /// tm builds each branch (the Contact as the whole script left it).
+    contact_pending: u8,
     /// The operator's choices for the dialog (`dialog::knobs` flags).
     knob_flags: u8,
     /// 1: the request left with its Vias (towards a trusted side): its
@@ -93,6 +103,11 @@ impl NewTxState {
                     to_callee: 0,
                     target_refresh: 0,
                     callee_call_id_len: 0,
+                    sealed: 0,
+                    has_mask_key: 0,
+                    mask_key: 0,
+                    bye: 0,
+                    contact_pending: 0,
                     knob_flags,
                     vias_kept: 0,
                     tail_len,
@@ -214,6 +229,44 @@ impl TxState {
 
     pub fn is_target_refresh(&self) -> bool {
         self.target_refresh != 0
+    }
+
+    /// Marks the dialog's tokens sealed (no record in the store).
+    pub fn set_sealed(&mut self) {
+        self.sealed = 1;
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealed == 1
+    }
+
+    /// The fingerprint of the key whose deterministic mask is the callee's
+    /// Call-ID (mask_callid with token_mode sealed; None: no such mask).
+    pub fn set_mask_key(&mut self, mask_key: Option<u8>) {
+        self.has_mask_key = mask_key.is_some() as u8;
+        self.mask_key = mask_key.unwrap_or(0);
+    }
+
+    pub fn mask_key(&self) -> Option<u8> {
+        (self.has_mask_key == 1).then_some(self.mask_key)
+    }
+
+    /// The caller's masked Contact is made per branch (sealed INVITEs).
+    pub fn set_contact_pending(&mut self) {
+        self.contact_pending = 1;
+    }
+
+    pub fn contact_pending(&self) -> bool {
+        self.contact_pending == 1
+    }
+
+    pub fn set_bye(&mut self, bye: bool) {
+        self.bye = bye as u8;
+    }
+
+    /// In-dialog: the request is a BYE.
+    pub fn is_bye(&self) -> bool {
+        self.bye == 1
     }
 
     /// Remembers the Call-ID the callee side sees (mask_callid); false if

@@ -87,4 +87,48 @@ mod tests {
             "topos_rs:{b950a61b72b4e6b9}:bill:c12345abcd"
         );
     }
+
+    /// Redis Cluster puts a key in slot CRC16(hash tag) mod 16384. Every
+    /// key the module writes has a tag, and the records that belong
+    /// together share it; every command and script touches one key, so
+    /// each runs on one slot (tests/store_suite.rs runs them on a real
+    /// cluster, which refuses anything else with CROSSSLOT).
+    #[test]
+    fn keys_land_on_the_slot_of_their_hash_tag() {
+        use crate::billing::call::billing_key;
+        use crate::dialog::record::{record_key, tag_hash};
+        use redis::cluster_routing::Slot;
+        // The crate computes slots as Redis does (the reference vector of
+        // the Redis Cluster specification: CRC16("123456789") = 0x31C3).
+        assert_eq!(Slot::for_key("123456789"), Slot::new(12739).unwrap());
+        assert_eq!(
+            Slot::for_key("{123456789}:bill:x"),
+            Slot::new(12739).unwrap()
+        );
+
+        let call_id = b"a84b4c76e66710@pc33.example.com";
+        let dialog_hex = "00112233445566778899aabbccddeeff";
+        let keys = [
+            billing_key(call_id, b"1928301774"),
+            dialog_key("cid", call_id, b"digest"),
+            record_key(dialog_hex, tag_hash("callee-1")),
+            record_key(dialog_hex, tag_hash("callee-2")),
+            dialog_key("diag", b"probe", b"probe"),
+            dialog_key("rates", b"rates", b"table"),
+        ];
+        for k in &keys {
+            let tag = hash_tag(k).expect("every key has a hash tag");
+            assert_eq!(tag.len(), 16, "{}", String::from_utf8_lossy(k));
+            assert_eq!(Slot::for_key(k), Slot::for_key(tag));
+        }
+        // A call's bill and its Call-ID index share a slot; every record of
+        // one dialog (one per callee tag when the call forks) shares one.
+        assert_eq!(Slot::for_key(&keys[0]), Slot::for_key(&keys[1]));
+        assert_eq!(Slot::for_key(&keys[2]), Slot::for_key(&keys[3]));
+        // Different calls spread over the slots.
+        let slots: std::collections::HashSet<_> = (0..64)
+            .map(|i| Slot::for_key(billing_key(format!("call-{i}").as_bytes(), b"t")))
+            .collect();
+        assert!(slots.len() > 32, "{} slots for 64 calls", slots.len());
+    }
 }

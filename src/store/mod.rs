@@ -2,7 +2,9 @@
 //!
 //! - `lmdb` — the embedded default: one memory-mapped file that every
 //!   Kamailio process on the host opens after the fork; survives restarts.
-//! - `redis` — for clusters: several Kamailio nodes share dialogs and bills.
+//! - `redis` — for clusters: several Kamailio nodes share dialogs and bills;
+//!   one Redis server, a master found through Sentinel
+//!   (`redis_sentinel`) or a Redis Cluster (`redis_cluster`).
 //!
 //! Nothing here knows Kamailio; the per-process handle lives in `crate::state`.
 
@@ -10,6 +12,9 @@ pub mod key;
 pub mod lmdb;
 pub mod record;
 pub mod redis;
+pub mod redis_cluster;
+pub mod redis_connect;
+pub mod redis_sentinel;
 
 use std::fmt;
 use std::time::Duration;

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 /// An early dialog's records live this long without news (a call rings at
 /// most this long).
-const EARLY_TTL: Duration = Duration::from_secs(900);
+pub(super) const EARLY_TTL: Duration = Duration::from_secs(900);
 /// After a BYE a dialog's record stays this long (retransmissions, a BYE
 /// re-sent with credentials), then goes.
 const BYE_GRACE: Duration = Duration::from_secs(32);
@@ -56,7 +56,7 @@ impl NewDialogRandom {
     }
 }
 
-fn method_is(msg: &SipMsg, names: &[&str]) -> bool {
+pub(super) fn method_is(msg: &SipMsg, names: &[&str]) -> bool {
     let method = request_line(msg.buf()).map_or(&b""[..], |l| l.method);
     names
         .iter()
@@ -68,12 +68,27 @@ pub fn creates_dialog(msg: &SipMsg) -> bool {
     method_is(msg, &["INVITE", "SUBSCRIBE"])
 }
 
+/// `host:port` for a masked Contact in a reply to `request`: the socket the
+/// request came in on, which the reply leaves on.
+pub(super) fn reply_contact_hostport(request: &SipMsg) -> Result<String> {
+    let cfg = state::config()?;
+    if let Some(h) = &cfg.contact_host {
+        return Ok(h.clone());
+    }
+    request.local_hostport().ok_or(Error::Config(
+        "no local socket for the masked Contact; set contact_host",
+    ))
+}
+
 /// A dialog-creating request: a new dialog id, the Contact masked, the
 /// caller side's Record-Routes removed (and the Call-ID with mask_callid);
 /// towards a trusted callee, all of it as it is (the Contact carrying the
 /// token if Kamailio record-routes it). The state goes on its
 /// transaction; `Initial::to_trusted`: the request leaves with its Vias.
-pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<Initial> {
+/// `deterministic_mask`: sealed mode's fallback for a dialog kept in the
+/// store; with mask_callid the callee side gets the deterministic mask
+/// of the caller's Call-ID (as sealed dialogs do), not a random one.
+pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>, deterministic_mask: bool) -> Result<Initial> {
     let cfg = state::config()?;
     // The caller side's part of the dialog record (its Contact and route
     // set) must leave room for the callee side's: a request that could
@@ -102,18 +117,23 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<Initial> {
     );
     let mut st = new_state(Kind::Initial, id, secrets, &knobs)?;
     let to_trusted = knobs.callee.trusted;
-    let callee_call_id = if cfg.mask_callid && !to_trusted {
+    // A trusted callee sees the caller's Call-ID, as without topos_rs.
+    let callee_call_id = if !cfg.mask_callid || to_trusted {
+        None
+    } else if deterministic_mask {
+        let (fp, c) = super::sealed_dialog::deterministic_callee_call_id(&plan::call_id(h)?)?;
+        st.get_mut().set_mask_key(Some(fp));
+        Some(c)
+    } else {
         let c = DialogId::from_random(random.part(48)).hex();
         st.get_mut().set_callee_call_id(&c);
         Some(c)
-    } else {
-        None
     };
     if to_trusted {
         st.get_mut().set_vias_kept();
     }
-    let receiver = shown_contact::receiver(&knobs.callee, &masked);
-    let edits = plan::initial_request(h, receiver, callee_call_id.as_deref());
+    let shown = shown_contact::shown(&knobs.callee, &masked);
+    let edits = plan::initial_request(h, shown, callee_call_id.as_deref());
     msg.apply(edits)?;
     Ok(Initial {
         state: st,
@@ -135,7 +155,11 @@ pub struct Initial {
 /// modules queued on it (nathelper's `fix_nated_contact()`,
 /// `set_contact_alias()`) applied, so in-dialog requests go where the
 /// script meant them to. `fallback` (the URI as received) otherwise.
-fn effective_contact(msg: &SipMsg, h: Headers<'_>, fallback: Option<String>) -> Option<String> {
+pub(super) fn effective_contact(
+    msg: &SipMsg,
+    h: Headers<'_>,
+    fallback: Option<String>,
+) -> Option<String> {
     let Some(range) = plan::contact_uri_range(h) else {
         return fallback;
     };
@@ -181,15 +205,20 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         request_line(parts.request.buf()).is_some_and(|l| is_sips(l.uri)),
         parts.request,
     )?;
-    let masking = st.callee_call_id().is_some();
-    let (edits, callee) = plan::reply_to_caller(
+    let callee_call_id = match st.callee_call_id() {
+        Some(c) => Some(c.to_string()),
+        None => super::sealed_dialog::masked_for(st, &caller_call_id)?,
+    };
+    let masking = callee_call_id.is_some();
+    let callee = plan::callee_side(parts.reply_headers, &is_kamailio_uri);
+    let edits = plan::reply_to_caller(
         parts.reply_headers,
         &caller.route,
-        shown_contact::receiver(&knobs.caller, &masked),
+        shown_contact::shown(&knobs.caller, &masked),
         masking.then_some(caller_call_id.as_str()),
         &is_kamailio_uri,
         creates_dialog,
-        knobs.callee.sees_contacts,
+        None,
     );
     reply.apply(edits)?;
 
@@ -217,7 +246,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         return Ok(());
     }
     let record = DialogRecord {
-        callee_call_id: st.callee_call_id().unwrap_or(&caller_call_id).to_string(),
+        callee_call_id: callee_call_id.unwrap_or_else(|| caller_call_id.clone()),
         call_id: caller_call_id,
         caller_tag: ids.from.tag.map(Cow::into_owned).unwrap_or_default(),
         callee_tag: callee_tag.into_owned(),
@@ -495,7 +524,7 @@ pub fn route_in_dialog(
     let (edits, _) = plan::in_dialog_request(
         headers,
         route,
-        shown_contact::receiver(to, &masked),
+        shown_contact::shown(to, &masked),
         new_call_id,
     );
     msg.apply(edits)?;
@@ -550,7 +579,7 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let restore = (plan::call_id(reply_headers)? != sender_call_id).then_some(&*sender_call_id);
     let (edits, replier_contact) = plan::in_dialog_reply(
         reply_headers,
-        shown_contact::receiver(knobs.of(sender), &masked),
+        shown_contact::shown(knobs.of(sender), &masked),
         restore,
     );
     let replier_contact = effective_contact(

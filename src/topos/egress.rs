@@ -25,6 +25,7 @@
 //! to topos_rs before any route runs (`tm_hooks`), which hides or reduces
 //! it.
 
+use crate::dialog::sealed::TokenText;
 use crate::dialog::token::parse_token;
 use crate::dialog::token_uri::{find_token, TokenPlace};
 use crate::ffi::egress::EgressGate;
@@ -148,9 +149,10 @@ fn names_a_token(r: &OutgoingRequest) -> bool {
         return false;
     };
     let param = crate::state::config().map_or("tps", |c| c.contact_param.as_str());
+    let token = |t: &str| parse_token(t).is_some() || TokenText::parse(t).is_some();
     match find_token(uri, param) {
-        Some((t, TokenPlace::Param)) => parse_token(t).is_some(),
-        Some((t, TokenPlace::User)) => parse_token(t).is_some() && is_kamailio_uri(uri),
+        Some((t, TokenPlace::Param)) => token(t),
+        Some((t, TokenPlace::User)) => token(t) && is_kamailio_uri(uri),
         None => false,
     }
 }

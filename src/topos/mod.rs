@@ -10,6 +10,7 @@ mod dialog_hiding;
 mod egress;
 mod per_call;
 mod reduce;
+mod sealed_dialog;
 mod shown_contact;
 mod tm_hooks;
 mod tx_dialog;
@@ -18,13 +19,19 @@ mod via;
 pub use egress::GATE as EGRESS_GATE;
 pub use per_call::{topos_set_contact, topos_trust};
 use reduce::reduce_reply;
+pub use sealed_dialog::{
+    caller_contact as sealed_caller_contact, in_dialog_reply_sent as sealed_in_dialog_reply_sent,
+};
 pub use tm_hooks::TM_HOOKS;
 
+use crate::config::TokenMode;
 use crate::dialog::knobs::DialogKnobs;
 use crate::dialog::plan;
+use crate::dialog::sealed::TokenText;
 use crate::dialog::token::{DialogId, Secrets};
+use crate::dialog::token_uri::token_in_uri;
 use crate::error::{Error, Result};
-use crate::ffi::msg::SipMsg;
+use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::route::{current_route, Route};
 use crate::ffi::tm::{self, Transaction};
 use crate::ffi::tx_state::Kind;
@@ -87,7 +94,10 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     // dialog module's BYE to the callee side carries the caller's Call-ID,
     // which that side has never seen with mask_callid.
     if current_route() == Route::Local {
-        return dialog_hiding::local_request(msg);
+        return match crate::state::config()?.token_mode {
+            TokenMode::Sealed => sealed_dialog::local_request(msg),
+            TokenMode::Stored => dialog_hiding::local_request(msg),
+        };
     }
     // In failure_route the request is tm's copy of the transaction's
     // request, which carries the hiding done in request_route already (its
@@ -124,7 +134,7 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     // `to_trusted`: the request goes to a trusted side (one-way hiding)
     // and leaves with its Vias, as without topos_rs.
     let (state, to_trusted) = if ids.to.tag.is_some() {
-        match dialog_hiding::route_in_dialog(msg, h, &ids)? {
+        match route_by_token(msg, h, &ids)? {
             dialog_hiding::InDialog::Routed(state, to_trusted) => (state, to_trusted),
             dialog_hiding::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
@@ -133,16 +143,10 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
             }
         }
     } else if dialog_hiding::creates_dialog(msg) {
-        // A dialog whose record cannot be stored could be neither routed
-        // nor billed later: while the store is known down, new dialogs are
-        // refused at once (the script answers) instead of failing mid-call.
-        if crate::state::with_store("topos_request", |s| s.ensure_available()).is_none() {
-            crate::state::log_refusal(
-                "topos_request: refused a new dialog: dialog storage unavailable or full",
-            );
+        msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
+        let Some(initial) = hide_new_dialog(msg, h, &ids)? else {
             return Ok(false);
-        }
-        let initial = dialog_hiding::hide_initial(msg, h)?;
+        };
         if initial.record_routes_kept {
             // A trusted callee sees the caller side's Record-Routes: the
             // dialog module must count them.
@@ -154,6 +158,7 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     } else {
         let register = request_method_is(h, "REGISTER");
         msg.apply(plan::outside_dialog(h, register))?;
+        msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
         let state = tx_dialog::new_state(
             Kind::ViaOnly,
             DialogId([0; 16]),
@@ -188,6 +193,70 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
         stats::bump(|s| &s.requests_hidden);
     }
     Ok(true)
+}
+
+/// Routes an in-dialog request by the token in its Request-URI: a sealed
+/// token (token_mode sealed) opens with the key file, any other is looked
+/// up in the store (or refused).
+fn route_by_token(
+    msg: &mut SipMsg,
+    h: Headers<'_>,
+    ids: &DialogIds,
+) -> Result<dialog_hiding::InDialog> {
+    let cfg = crate::state::config()?;
+    if cfg.token_mode == TokenMode::Sealed {
+        let sealed = request_line(msg.buf())
+            .and_then(|l| std::str::from_utf8(l.uri).ok())
+            .and_then(|uri| token_in_uri(uri, &cfg.contact_param))
+            .and_then(TokenText::parse);
+        if let Some(token) = sealed {
+            return sealed_dialog::route_in_dialog(msg, h, ids, &token);
+        }
+    }
+    dialog_hiding::route_in_dialog(msg, h, ids)
+}
+
+/// Hides a dialog-creating request: with sealed tokens unless its caller
+/// side would not fit one, or the script chose what a side is shown or
+/// trusted a side (`topos_set_contact()`, `topos_trust()`, a
+/// `trusted_socket`: sealed tokens do not carry those yet), else (and in
+/// stored mode) with a record in the store. None (refused, logged) while
+/// the store cannot take one.
+fn hide_new_dialog(
+    msg: &mut SipMsg,
+    h: Headers<'_>,
+    ids: &DialogIds,
+) -> Result<Option<dialog_hiding::Initial>> {
+    let sealed_mode = crate::state::config()?.token_mode == TokenMode::Sealed;
+    if sealed_mode && shown_contact::for_new_dialog(msg) != DialogKnobs::default() {
+        log::debug!(
+            "the dialog of Call-ID {} has per-call choices for its sides: kept in the store",
+            crate::log_text::printable(&ids.call_id)
+        );
+    } else if sealed_mode {
+        if let Some(state) = sealed_dialog::hide_initial(msg, h)? {
+            return Ok(Some(dialog_hiding::Initial {
+                state,
+                to_trusted: false,
+                record_routes_kept: false,
+            }));
+        }
+        stats::bump(|s| &s.dialogs_stored_too_large);
+        log::info!(
+            "the dialog of Call-ID {} would not fit a sealed token: kept in the store",
+            crate::log_text::printable(&ids.call_id)
+        );
+    }
+    // A dialog whose record cannot be stored could be neither routed nor
+    // billed later: while the store is known down, new dialogs are refused
+    // at once (the script answers) instead of failing mid-call.
+    if crate::state::with_store("topos_request", |s| s.ensure_available()).is_none() {
+        crate::state::log_refusal(
+            "topos_request: refused a new dialog: dialog storage unavailable or full",
+        );
+        return Ok(None);
+    }
+    dialog_hiding::hide_initial(msg, h, sealed_mode).map(Some)
 }
 
 /// `topos_reply()`: the reply goes upstream with the sender's own Via stack
@@ -257,10 +326,12 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     if !state.vias_kept() {
         via::restore_reply_vias(&parts, reply)?;
     }
-    match state.kind() {
-        Kind::Initial => dialog_hiding::initial_reply(state, &parts, reply)?,
-        Kind::InDialog => dialog_hiding::in_dialog_reply(state, &parts, reply)?,
-        Kind::ViaOnly => {
+    match (state.kind(), state.is_sealed()) {
+        (Kind::Initial, true) => sealed_dialog::initial_reply(state, &parts, reply)?,
+        (Kind::Initial, false) => dialog_hiding::initial_reply(state, &parts, reply)?,
+        (Kind::InDialog, true) => sealed_dialog::in_dialog_reply(state, &parts, reply)?,
+        (Kind::InDialog, false) => dialog_hiding::in_dialog_reply(state, &parts, reply)?,
+        (Kind::ViaOnly, _) => {
             let register = request_method_is(parts.request_headers, "REGISTER");
             reply.apply(plan::outside_dialog(parts.reply_headers, register))?
         }

@@ -6,7 +6,7 @@
 
 use crate::config::{ContactMode, ModuleConfig};
 use crate::dialog::knobs::{check_user, DialogKnobs, SideKnobs};
-use crate::dialog::plan::{ContactHost, MaskedContact, Receiver};
+use crate::dialog::plan::{ContactHost, MaskedContact, Receiver, Shown};
 use crate::dialog::token_uri::without_token_param;
 use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
@@ -116,12 +116,21 @@ pub fn as_the_party_sent_it(contact: String, added: bool) -> String {
     without_token_param(&contact, param)
 }
 
-/// How a message to a side with these choices shows the other side.
-pub fn receiver<'m>(to: &SideKnobs, masked: &'m MaskedContact) -> Receiver<'m> {
+/// Who a side with these choices is, as a receiver.
+pub fn receiver(to: &SideKnobs) -> Receiver {
     match (to.trusted, to.sees_contacts) {
-        (false, _) => Receiver::Untrusted(masked),
-        (true, false) => Receiver::Trusted(masked),
-        (true, true) => Receiver::TrustedRecordRouted(masked),
+        (false, _) => Receiver::Untrusted,
+        (true, false) => Receiver::Trusted,
+        (true, true) => Receiver::TrustedRecordRouted,
+    }
+}
+
+/// What a message to a side with these choices shows of the other side,
+/// `masked` standing in for its Contact.
+pub fn shown<'m>(to: &SideKnobs, masked: &'m MaskedContact) -> Shown<'m> {
+    Shown {
+        masked: Some(masked),
+        receiver: receiver(to),
     }
 }
 
@@ -159,4 +168,26 @@ pub fn with_reply_choices(mut k: DialogKnobs, reply: &SipMsg) -> DialogKnobs {
         }
     }
     k
+}
+
+thread_local! {
+    static WARNED_SEALED_REPLY_CHOICE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A reply of a dialog with sealed tokens for which the core
+/// onreply_route called `topos_set_contact("callee", ...)`: sealed tokens
+/// do not carry the choice, so it is not applied (one WARNING per
+/// process).
+pub fn note_reply_choices_of_sealed_dialog(reply: &SipMsg) {
+    if !message_context::read(reply.identity(), |c| c.knobs.is_some()) {
+        return;
+    }
+    if WARNED_SEALED_REPLY_CHOICE.replace(true) {
+        return;
+    }
+    log::warn!(
+        "topos_set_contact(\"callee\", ...) in the reply route is not applied to a dialog with \
+         sealed tokens: call it on the INVITE, before topos_request() (the dialog is then kept \
+         in the store); further cases are not logged"
+    );
 }

@@ -37,9 +37,23 @@ impl TransactionHooks for ToposHooks {
         message_context::write(reply.identity(), |c| c.restored = true);
     }
 
+    fn request_forwarded(&self, state: &TxState, req: &mut SipMsg) {
+        if state.kind() == Kind::Initial && state.contact_pending() {
+            if let Err(e) = super::sealed_caller_contact(req) {
+                // The Contact was removed in topos_request(): the branch
+                // leaves without one (nothing of the caller shows), and
+                // the callee cannot reach the caller in the dialog.
+                log::error!("the caller's masked Contact could not be made: {e}");
+            }
+        }
+    }
+
     fn reply_sent(&self, state: &TxState, code: i32) {
-        if state.kind() == Kind::Initial {
-            dialog_hiding::initial_reply_sent(state, code);
+        match (state.kind(), state.is_sealed()) {
+            // Stored dialogs: the records of early dialogs no 2xx confirmed.
+            (Kind::Initial, false) => dialog_hiding::initial_reply_sent(state, code),
+            (Kind::InDialog, true) => super::sealed_in_dialog_reply_sent(state, code),
+            _ => {}
         }
     }
 }

@@ -15,13 +15,50 @@ INVITE transactions (real Via branch), in-dialog requests carrying the real
 token, tags and Call-ID, mutated out-of-dialog INVITEs and OPTIONS replies,
 stray/forged replies, huge ACKs, forged and replayed tokens.
 
+The classes of issue 24, each counted on its own in the report:
+  ACK/CANCEL after a negative final (486, 603, CANCEL then 487) and after
+            a 2xx (call up, after the BYE): from either side, with the
+            INVITE's branch, another one or one without z9hG4bK; Request-URI
+            the other side's address, a third address (the trap; also
+            ;transport=tcp), the sender's own, the INVITE's, the real token;
+            no Route, the proper one, one elsewhere (trap or other side),
+            both orders; with or without To-tag
+  proper hop-by-hop ACK after a negative final (must be absorbed: it must
+            reach no one) and proper e2e ACK with the real token (must reach
+            the callee, hidden)
+  spliced headers: `\\r\\nRoute: <sip:ADDR;lr>` (or Via, Record-Route,
+            Contact) inserted in the middle of a From, To, Subject, Call-ID
+            or Via value of requests and replies, ADDR the sender's own
+            address, an upstream proxy of its side, or the trap (Route, and
+            a request's non-top Via, only)
+  bad SIP-Version: SIP/2.0 followed by junk (SIP/2.0127.0.0.2:5060,
+            SIP/2.0;received=...), SIP/2.1, lower case, missing
+(both mutations are also part of the general mix).
+
+The third-address trap: UDP sockets and TCP listeners on 127.0.0.9 (ports
+5060, 5061, 5062, 5080), an address no legitimate flow ever sends to.
+Every socket the harness owns (all peers of both sides, the trap, the
+start-up probe, the sockets drained during crash triage) is read all the
+time and every message is checked, whether a flow waits for it or not.
+
 It fails (exit 1) on any finding:
   crash     a Kamailio process died (or the log says stack smashing /
             killed by signal / shutting down)
   panic     the module logged a panic or an "internal error"
   leak      a message reaching one side carries the other side's address
             in a Via, Record-Route, Route or Contact header (any case,
-            compact forms too)
+            compact forms, folded lines), in a request line (SIP-Version
+            junk) or in a header line without a colon (tests/attack/
+            leak_scan.py); a reply carrying the receiver's own Vias, and
+            Kamailio's own replies to a refused request (sent to its top
+            Via with the sender's own stack), are not leaks
+  relay     Kamailio sent a message to the trap ("relayed a message to an
+            address no call uses"), or relayed an ACK/CANCEL of the
+            after-final classes that it must absorb or refuse (no valid
+            token; an ACK with the real token may reach only the side the
+            token addresses; an ACK without To-tag is outside any dialog
+            and may be relayed, hidden)
+  lost      a proper e2e ACK with the real token did not reach the callee
   forged    a request with a forged or foreign token reached a peer
   memory    pkg (kamcmd pkg.stats, summed) or shm (core.shmmem real_used)
             grew by more than ATTACK_MEM_TOLERANCE_KIB between the warm-up
@@ -38,6 +75,11 @@ the traffic, default 45), ATTACK_OUT (output directory, default
 target/attack), ATTACK_AVOID_HUGE_ACK=1 (never send an ACK whose Call-ID or
 CSeq number exceeds 1000 bytes: the known crash of issue 13 #1, so that a
 run against a module that still has it goes on finding the rest).
+
+The report (ATTACK_OUT/run-*/report.txt) gives the messages sent and the
+findings per class, and for each finding its first line and offending
+header, the message received and the one that triggered it (.sip files),
+and the seed to reproduce it.
 """
 
 import collections
@@ -50,6 +92,10 @@ import socket
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from leak_scan import scan  # noqa: E402  (a sibling file, found from here)
+from trap import TRAP_HPS, Trap  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KIP, KPORT = "127.0.0.1", 5060
@@ -95,7 +141,6 @@ SIDES = {
     },
 }
 OTHER = {"A": "B", "B": "A"}
-HIDDEN = {b"via", b"v", b"record-route", b"route", b"contact", b"m"}
 COMPACT = {b"v": b"via", b"m": b"contact", b"i": b"call-id", b"f": b"from",
            b"t": b"to", b"l": b"content-length"}
 CRASH_RE = re.compile(rb"stack smashing|exited by a signal|killed by signal|signal [0-9]+ received|"
@@ -153,9 +198,13 @@ class Msg:
             n = n.strip().lower()
             self.hdrs.append((COMPACT.get(n, n), v.strip(), line))
         self.method = self.status = None
-        if self.first.startswith(b"SIP/2.0 "):
+        if self.first[:4].upper() == b"SIP/":
+            # A reply, whatever its version: Kamailio copies a request's
+            # SIP-Version junk into its own replies ("SIP/2.0127.0.0.9:5062
+            # 404 Not Found"), and a peer must never answer those.
+            parts = self.first.split(b" ", 2)
             try:
-                self.status = int(self.first[8:11])
+                self.status = int(parts[1][:3]) if len(parts) > 1 else -1
             except ValueError:
                 self.status = -1
         else:
@@ -466,12 +515,104 @@ def m_first_line(rng, d, p):
     return _join(lines, sep, body), f"first line {lines[0][:40]!r}"
 
 
+def own_addrs(p):
+    """host:port of peer p and of the upstream proxies its side puts in Via:
+    what the other side must never see."""
+    return [p.hp] + [v.split()[1].split(";")[0] for v in SIDES[p.side]["vias"]]
+
+
+# Not X-Attack-Id: the rest of the line would change the mark, and the
+# leak be traced to another message.
+SPLICE_INTO = {b"from", b"f", b"to", b"t", b"subject", b"s", b"via", b"v", b"call-id", b"i",
+               b"user-agent"}
+
+
+def m_splice(rng, d, p):
+    """A header spliced into the middle of another header line: `\\r\\nRoute:
+    <sip:ADDR;lr>` (or a Via, Record-Route, Contact line) inside a From,
+    To, Subject, Call-ID or Via value. ADDR is the sender's own address or
+    an upstream proxy of its side (must never reach the other side), or,
+    for Route, and for a Via below the top one in a request, the
+    third-address trap (nothing may ever be sent there). Record-Route and
+    Contact never name the trap: a peer may legitimately ask to be reached
+    there; nor does a reply's Via: a reply whose top Via no longer matches
+    a transaction is forwarded to its second Via, as RFC 3261 16.7 says."""
+    lines, sep, body = _lines(d)
+    kind = rng.choice([b"Route", b"Route", b"Via", b"Record-Route", b"Contact"])
+    reply = lines[0].upper().startswith(b"SIP/")
+    third = (kind == b"Route" or (kind == b"Via" and not reply)) and rng.random() < 0.35
+    addr = (rng.choice(TRAP_HPS) if third else rng.choice(own_addrs(p))).encode()
+    name = rng.choice([kind, kind.lower(), kind.upper()] + ([{b"Via": b"v", b"Contact": b"m"}[kind]]
+                                                             if kind in (b"Via", b"Contact") else []))
+    value = {b"Route": b"<sip:" + addr + b";lr>", b"Record-Route": b"<sip:" + addr + b";lr>",
+             b"Via": b"SIP/2.0/UDP " + addr + b";branch=z9hG4bKsplice%d" % rng.getrandbits(24),
+             b"Contact": b"<sip:" + SIDES[p.side]["user"].encode() + b"@" + addr + b">"}[kind]
+    targets = set(SPLICE_INTO)
+    if rng.random() < 0.3 and not any(l.lower().startswith((b"subject:", b"s:")) for l in lines[1:]):
+        lines.insert(len(lines), b"Subject: about the price list, call me back")
+    vias = [i for i, l in enumerate(lines[1:], 1) if l.split(b":", 1)[0].strip().lower() in (b"via", b"v")]
+    idx = [i for i, l in enumerate(lines[1:], 1) if l.split(b":", 1)[0].strip().lower() in targets]
+    if kind == b"Via" or third:
+        # A spliced Via (or a trap address) never becomes the top Via: replies
+        # legitimately go there.
+        first_via = vias[0] if vias else len(lines)
+        idx = [i for i in idx if i > first_via or (i == first_via and b";" in lines[i])]
+    if not idx:
+        return m_flip(rng, d, p) + ("flip",)
+    i = rng.choice(idx)
+    line = lines[i]
+    colon = line.find(b":") + 1
+    start = colon
+    if vias and i == vias[0] and b";" in line[colon:]:
+        start = line.find(b";", colon) + 1  # within the top Via's parameters
+    semis = [k for k in range(start, len(line)) if line[k:k + 1] == b";"]
+    if semis and rng.random() < 0.6:
+        at, where = rng.choice(semis), "before a parameter"
+    elif rng.random() < 0.3:
+        at, where = len(line), "at the end"
+    else:
+        at, where = rng.randint(min(start + 1, len(line)), len(line)), "mid-value"
+    term = rng.choice([b"\r\n", b"\r\n", b"\r\n", b"\n"])
+    lines[i] = line[:at] + term + name + b": " + value + line[at:]
+    host = "third address" if third else "sender's own address"
+    return (_join(lines, sep, body),
+            f"{name.decode()} ({host} {addr.decode()}) spliced {where} into {line.split(b':', 1)[0][:16]!r} "
+            f"with {term!r}")
+
+
+def m_version(rng, d, p):
+    """A request line whose SIP-Version is not exactly SIP/2.0: SIP/2.0
+    followed by junk (an address of the sender's side, Kamailio's, the
+    trap's), SIP/2.1, lower case, missing. A reply gets the sender's
+    address after its SIP-Version (`SIP/2.0127.0.0.3:5060 200 OK`) or,
+    half of the time, a spliced header instead."""
+    lines, sep, body = _lines(d)
+    first = lines[0]
+    parts = first.split(b" ")
+    own = rng.choice(own_addrs(p)).encode()
+    if first.upper().startswith(b"SIP/") and rng.random() < 0.5:
+        lines[0] = parts[0] + own + b" " + b" ".join(parts[1:])
+        return _join(lines, sep, body), f"status line {lines[0][:60]!r}"
+    if first.upper().startswith(b"SIP/") or len(parts) < 3:
+        res = m_splice(rng, d, p)
+        return res if len(res) > 2 else res + ("splice",)
+    ver = rng.choice([b"SIP/2.0" + own, b"SIP/2.0" + own, b"SIP/2.0" + KIP.encode() + b":5060",
+                      b"SIP/2.0" + rng.choice(TRAP_HPS).encode(), b"SIP/2.0 " + own,
+                      b"SIP/2.0;received=" + own, b"SIP/2.0/UDP " + own, b"SIP/2.1", b"sip/2.0",
+                      b"Sip/2.0", b"SIP/2.00", b"SIP/20", b"SIP/3.0", None])
+    head = b" ".join(parts[:-1]) if parts[-1].upper().startswith(b"SIP") else first
+    lines[0] = head if ver is None else head + b" " + ver
+    return _join(lines, sep, body), f"request line {lines[0][:60]!r}"
+
+
 OPS = [m_flip, m_inject, m_huge_value, m_huge_callid, m_huge_cseq, m_many_vias, m_no_colon,
        m_no_blank, m_compact, m_dup, m_contact, m_ipv6, m_branch, m_no_totag, m_case, m_comma,
-       m_truncate, m_cl, m_first_line]
+       m_truncate, m_cl, m_first_line, m_splice, m_version]
 # A request inside a dialog must keep its token and Call-ID most of the
 # time, or it is only one more forged request: fewer blind byte flips.
-WEIGHTS = [3, 3, 2, 2, 1, 2, 2, 2, 3, 2, 4, 3, 3, 2, 2, 2, 1, 1, 1]
+WEIGHTS = [3, 3, 2, 2, 1, 2, 2, 2, 3, 2, 4, 3, 3, 2, 2, 2, 1, 1, 1, 3, 2]
+# The classes of issue 24, sent on their own in flow_splice.
+SPLICE_OPS = [m_splice, m_splice, m_version]
 
 
 def mutate(rng, data, p, ops=None):
@@ -482,9 +623,11 @@ def mutate(rng, data, p, ops=None):
         out, descs, names = data, [], []
         for _ in range(rng.choice([1, 1, 1, 2])):
             op = rng.choice(ops) if ops else rng.choices(OPS, WEIGHTS)[0]
-            out, desc = op(rng, out, p)
+            res = op(rng, out, p)
+            out, desc = res[0], res[1]
             descs.append(desc)
-            names.append(op.__name__[2:])
+            # a mutator that fell back to another one names it third
+            names.append(res[2] if len(res) > 2 else op.__name__[2:])
         if len(out) > 65000:
             out = out[:65000]
         if all(out.count(s) <= data.count(s) for s in other):
@@ -543,6 +686,7 @@ class Kamailio:
         os.makedirs(self.rundir, exist_ok=True)
         self.n = 0
         self.proc = None
+        self.inspect = None  # called with every answer to the start-up probe
 
     def start(self):
         self.n += 1
@@ -569,7 +713,10 @@ class Kamailio:
                           f"\r\nTo: <sip:{KIP}>\r\nCall-ID: ready-{k}@attack\r\nCSeq: {k} OPTIONS\r\n"
                           "Content-Length: 0\r\n\r\n").encode(), KADDR)
             try:
-                if probe.recv(65535).startswith(b"SIP/2.0 200"):
+                answer = probe.recv(65535)
+                if self.inspect:
+                    self.inspect(answer)
+                if answer.startswith(b"SIP/2.0 200"):
                     break
             except OSError:
                 pass
@@ -676,9 +823,11 @@ class FlowTimeout(Exception):
 
 
 class Finding:
-    def __init__(self, kind, key, text, sample=None, trigger=None):
+    def __init__(self, kind, key, text, sample=None, trigger=None, example=None):
         self.kind, self.key, self.text = kind, key, text
         self.sample, self.trigger, self.count = sample, trigger, 1
+        # (first line, offending line) of the first message that showed it
+        self.example = example
 
 
 class Flow:
@@ -737,7 +886,7 @@ class Flow:
         h = self.h
         m, desc, names = mutate(h.rng, h.mark(data), peer, ops)
         self.last_trigger = h.note(m, cat, desc, names, peer)
-        h.send(peer, m, cat, self)
+        h.send(peer, m, cat, self, names)
         return m
 
     def invite(self, branch=None):
@@ -797,6 +946,13 @@ class Harness:
         self.kam = Kamailio(work)
         self.peers = {"A": [Peer("A", 0), Peer("A", 1)], "B": [Peer("B", 0), Peer("B", 1)]}
         self.by_sock = {p.sock.fileno(): p for ps in self.peers.values() for p in ps}
+        self.trap = Trap()
+        self.kam.inspect = lambda data: self.helper_received("the start-up probe", data)
+        # X-Attack-Id -> (peer allowed to receive it or None, category,
+        # description): ACKs and CANCELs Kamailio must never relay as they
+        # are (no valid token), or only to the side their token addresses.
+        self.relay_rules = collections.OrderedDict()
+        self.sent_by_class = collections.Counter()
         self.counts = collections.Counter()
         self.findings = {}
         self.flows = {}
@@ -808,7 +964,8 @@ class Harness:
         self.crashes = 0
         self.last_check = 0.0
         self.targets = collections.deque(maxlen=20)  # (callid, target) of past dialogs
-        self.free_triggers = collections.OrderedDict()  # Call-ID -> last mutation sent in it
+        # Call-ID -> last 8 mutations sent in it (10,000 Call-IDs at most)
+        self.free_triggers = collections.OrderedDict()
         self.triggers = collections.OrderedDict()  # X-Attack-Id -> mutation
         self.dialog_ids = collections.OrderedDict()
         # Crashes reproduced by one message with a field over 1 KB: messages
@@ -825,13 +982,15 @@ class Harness:
     def count(self, what, n=1):
         self.counts[what] += n
 
-    def finding(self, kind, key, text, sample=None, trigger=None):
+    def finding(self, kind, key, text, sample=None, trigger=None, example=None):
         f = self.findings.get((kind, key))
         if f:
             f.count += 1
             return
-        self.findings[(kind, key)] = Finding(kind, key, text, sample, trigger)
+        self.findings[(kind, key)] = Finding(kind, key, text, sample, trigger, example)
         log(f"FINDING [{kind}] {text}")
+        if example:
+            log(f"  first line: {example[0]!r}\n  {example_label(example)}: {example[1]!r}")
 
     # -- mutation bookkeeping: every mutated message carries X-Attack-Id (a
     # header Kamailio relays untouched, and peers copy into their replies),
@@ -849,13 +1008,13 @@ class Harness:
         if len(self.triggers) > 30000:
             self.triggers.popitem(last=False)
         cid = Msg(data[:4096]).callid if len(data) > 4096 else Msg(data).callid
-        self.free_triggers[cid[:300]] = t
-        if len(self.free_triggers) > 30000:
+        self.free_triggers.setdefault(cid[:300], collections.deque(maxlen=8)).append(t)
+        if len(self.free_triggers) > 10000:
             self.free_triggers.popitem(last=False)
         return t
 
     # -- I/O
-    def send(self, peer, data, cat, flow=None):
+    def send(self, peer, data, cat, flow=None, names=None):
         if AVOID_HUGE_ACK and huge_ack(data):
             self.count("not sent: ACK with a huge Call-ID/CSeq (ATTACK_AVOID_HUGE_ACK)")
             return
@@ -865,6 +1024,7 @@ class Harness:
         self.sent += 1
         self.count("sent")
         self.count(f"sent: {cat}")
+        self.sent_by_class[msg_class(cat, names)] += 1
         self.ring.append((peer, data, cat))
         try:
             peer.sock.sendto(data, KADDR)
@@ -876,9 +1036,12 @@ class Harness:
         if now - self.last_check > 0.2:
             self.last_check = now
             self.check_kamailio()
-        socks = [p.sock for ps in self.peers.values() for p in ps]
+        socks = [p.sock for ps in self.peers.values() for p in ps] + self.trap.sockets()
         r, _, _ = select.select(socks, [], [], max(0.0, timeout))
         for s in r:
+            if self.trap.owns(s.fileno()):
+                self.trap.readable(s.fileno(), self.trap_received)
+                continue
             p = self.by_sock[s.fileno()]
             for _ in range(200):
                 try:
@@ -896,6 +1059,7 @@ class Harness:
             self.count("replies received")
         flow = self.flows.get(m.callid)
         self.leak_check(p, m, flow)
+        self.relay_check(p, m)
         if m.method and m.h(b"x-attack-forged"):
             trig = m.h(b"x-attack-forged").decode("latin-1", "replace")
             self.finding("forged", trig, f"a request with a {trig} reached {p.name}: "
@@ -914,13 +1078,10 @@ class Harness:
             self.auto(p, m, None)
 
     def leak_check(self, p, m, flow):
-        other = SIDES[OTHER[p.side]]["secrets"]
-        hits = []
-        for name, val, raw in m.hdrs:
-            if name in HIDDEN:
-                low = val.lower()
-                hits += [(raw.split(b":", 1)[0].strip().decode("latin-1", "replace"), s.decode())
-                         for s in other if s in low]
+        """Any message any peer receives: the other side's addresses in a
+        topology header, the request line or a line without a colon
+        (leak_scan.scan) are a leak."""
+        hits = scan(m.raw, SIDES[OTHER[p.side]]["secrets"])
         if not hits:
             return
         self.count("leaks (messages)")
@@ -938,32 +1099,119 @@ class Harness:
             cls = "dialog-creating INVITE"
         else:
             cls = "request outside a dialog"
-        mark = m.h(b"x-attack-id")
-        trig, how = None, ""
-        if mark and mark in self.triggers:
-            trig = self.triggers[mark]
-        elif m.callid[:300] in self.free_triggers and (flow is None or flow.last_trigger):
-            trig, how = self.free_triggers[m.callid[:300]], "probably "
+        trig, how = self.trigger_of(m, hits[0][2])
+        if how and flow is not None and not flow.last_trigger:
+            trig, how = None, ""  # a flow without mutations: the Call-ID's last mutation is not it
         cause = f"{how}{trig[0]}" if trig else "clean flow"
         key = (cls, cause)
         f = self.findings.get(("leak", key))
         if f is None:
             text = (f"{cls} reached side {p.side} carrying the other side's address {hits[0][1]} in "
-                    f"{', '.join(sorted(set(h for h, _ in hits)))}; cause: {cause}"
+                    f"{', '.join(sorted(set(h for h, _, _ in hits)))}; cause: {cause}"
                     + (f" ({trig[1]}, sent by {trig[3]})" if trig else ""))
-            self.finding("leak", key, text, m.raw, trig)
+            self.finding("leak", key, text, m.raw, trig, (m.first[:200], hits[0][2][:300]))
             f = self.findings[("leak", key)]
             f.sides, f.headers, f.variants = set(), set(), {}
         else:
             f.count += 1
         f.sides.add(p.side)
-        f.headers.update(h for h, _ in hits)
+        f.headers.update(h for h, _, _ in hits)
         if trig:
             v = f.variants.setdefault(trig[4], [0, trig, m.raw])
             v[0] += 1
         else:
             f.clean_kinds = getattr(f, "clean_kinds", collections.Counter())
             f.clean_kinds[flow.kind if flow else "unscripted"] += 1
+
+    def trigger_of(self, m, evidence=b""):
+        """The mutation or attack message that produced m: by its
+        X-Attack-Id, else (probably) the newest one sent in its Call-ID
+        that contains the evidence (the offending line; for a request line,
+        what follows the Request-URI), else the newest one in that Call-ID,
+        else the newest of the last 5,000 that contains the evidence (a
+        message Kamailio built itself, such as tm's ACK, under a Call-ID a
+        mutation changed)."""
+        mark = m.h(b"x-attack-id")
+        if mark and mark in self.triggers:
+            return self.triggers[mark], ""
+        if evidence == m.first and evidence.count(b" ") >= 2:
+            evidence = evidence.split(b" ", 2)[2]
+        cands = self.free_triggers.get(m.callid[:300])
+        if cands:
+            for t in reversed(cands):
+                if evidence and evidence in t[2]:
+                    return t, "probably "
+            return cands[-1], "probably "
+        if len(evidence) >= 20:
+            for k, t in enumerate(reversed(self.triggers.values())):
+                if k >= 5000:
+                    break
+                if evidence in t[2]:
+                    return t, "probably "
+        return None, ""
+
+    def relay_check(self, p, m):
+        """An ACK or CANCEL of the after-final classes reached peer p: a
+        finding unless its Request-URI carried the real token of the side
+        p is on (then it is the e2e ACK, or a copy of it)."""
+        mark = m.h(b"x-attack-id")
+        if not m.method or not mark or mark not in self.relay_rules:
+            return
+        allowed, cat, desc = self.relay_rules[mark]
+        if allowed is p:
+            self.count("ACKs with the real token delivered")
+            return
+        if allowed == "any":
+            self.count("ACKs without To-tag relayed (outside any dialog)")
+            return
+        self.count("relays (messages Kamailio must not have relayed)")
+        sender = self.triggers.get(mark, (None, None, None, "?"))[3]
+        to_self = sender.startswith(p.name)
+        where = "back to its sender" if to_self else f"to side {p.side}"
+        hits = scan(m.raw, SIDES[OTHER[p.side]]["secrets"])
+        via = next((r for r in m.raws(b"via")), b"")
+        key = (cat, m.method.decode("latin-1", "replace")[:12], where)
+        self.finding("relay", key,
+                     f"Kamailio relayed {'an' if m.method[:1] in b'AEIOU' else 'a'} "
+                     f"{m.method.decode('latin-1', 'replace')[:12]} it must absorb or "
+                     f"refuse {where} ({p.name}): {cat}: {desc}, sent by {sender}"
+                     + (f"; it carries the other side's address {hits[0][1]} in {hits[0][0]}" if hits else ""),
+                     m.raw, self.triggers.get(mark),
+                     (m.first[:200], hits[0][2][:300]) if hits else (m.first[:200], via[:300], "top Via"))
+
+    def trap_received(self, data, where):
+        """Anything that reaches the third-address trap: Kamailio relayed a
+        message to an address no call uses."""
+        self.count("trap: messages received")
+        m = Msg(data)
+        trig, how = self.trigger_of(m)
+        cause = f"{how}{trig[0]}" if trig else "clean flow"
+        flow = self.flow_log.get(m.callid.decode("latin-1", "replace"))
+        secrets = SIDES["A"]["secrets"] + SIDES["B"]["secrets"]
+        hits = scan(data, secrets)
+        what = (m.method or (b"%d reply" % m.status if m.status else b"?")).decode("latin-1", "replace")[:20]
+        key = (cause, what.split()[-1] if m.status else what)
+        text = (f"Kamailio relayed a message to an address no call uses ({where}): "
+                f"{m.first[:100].decode('latin-1', 'replace')}; cause: {cause}"
+                + (f" ({trig[1]}, sent by {trig[3]})" if trig else "")
+                + (f"; flow {flow.kind}" if flow else "")
+                + (f"; it carries {', '.join(sorted(set(h[1] for h in hits)))} in "
+                   f"{', '.join(sorted(set(h[0] for h in hits)))}" if hits else ""))
+        via = next((r for r in m.raws(b"via")), b"")
+        self.finding("relay", key, text, data, trig,
+                     (m.first[:200], hits[0][2][:300]) if hits else (m.first[:200], via[:300], "top Via"))
+
+    def helper_received(self, label, data, side=None):
+        """A message to a socket no flow reads (crash triage, the start-up
+        probe): checked like any other. side None: the receiver is on no
+        side, so either side's addresses in a topology header are a leak."""
+        secrets = SIDES[OTHER[side]]["secrets"] if side else SIDES["A"]["secrets"] + SIDES["B"]["secrets"]
+        hits = scan(data, secrets)
+        if hits:
+            m = Msg(data)
+            self.finding("leak", (label, hits[0][0]),
+                         f"a message to {label} carries {hits[0][1]} in {hits[0][0]}",
+                         data, self.trigger_of(m)[0], (m.first[:200], hits[0][2][:300]))
 
     def auto(self, p, m, flow):
         """A peer answers what nobody scripted: requests get final replies
@@ -1152,13 +1400,17 @@ class Harness:
         return True
 
     def drain(self):
-        socks = [p.sock for ps in self.peers.values() for p in ps]
-        for s in socks:
+        """Empties every socket during crash triage; what arrived is still
+        checked (leaks, the trap), but no flow or auto-reply sees it."""
+        for p in (p for ps in self.peers.values() for p in ps):
             while True:
                 try:
-                    s.recvfrom(70000)
+                    data, _ = p.sock.recvfrom(70000)
                 except OSError:
                     break
+                self.helper_received(f"{p.name} during crash triage", data, p.side)
+        for s in self.trap.sockets():
+            self.trap.readable(s.fileno(), self.trap_received)
 
     # -- flows
     def pick(self, side):
@@ -1168,9 +1420,14 @@ class Harness:
         a, b = ("A", "B") if self.rng.random() < 0.7 else ("B", "A")
         return self.pick(a), self.pick(b)
 
-    def flow_call(self, fuzz):
+    def flow_call(self, fuzz, ops=None):
+        """A call: INVITE, 100, 180, 200, ACK, in-dialog transactions, BYE.
+        fuzz: mutated 18x/200, in-dialog requests, forged tokens, replays.
+        ops: only these mutations (the spliced-header and SIP-Version
+        classes), which then also hit the replies to in-dialog requests and
+        to the BYE."""
         o, t = self.sides()
-        f = Flow(self, "call", o, t)
+        f = Flow(self, "call" if ops is None else "call (spliced headers, SIP-Version)", o, t)
         rng = self.rng
         f.send(o, f.invite(), "call")
         inv = f.inv = f.req(t, "INVITE")
@@ -1181,7 +1438,7 @@ class Harness:
         if fuzz:
             for _ in range(rng.randint(1, 4)):
                 code = rng.choice([180, 183, 181])
-                f.send_mut(t, build_reply(t, inv, code, "Ringing", f.ttag), "mutated 18x in a live INVITE")
+                f.send_mut(t, build_reply(t, inv, code, "Ringing", f.ttag), "mutated 18x in a live INVITE", ops)
                 self.pump(0.0)
         ok = build_reply(t, inv, 200, "OK", f.ttag)
         f.send(t, ok, "call")
@@ -1195,20 +1452,23 @@ class Harness:
         self.targets.append((f.callid, f.o_target, f.o_routes))
         if fuzz:
             for _ in range(rng.randint(1, 3)):
-                f.send_mut(t, ok, "mutated 200 in a live INVITE")
+                f.send_mut(t, ok, "mutated 200 in a live INVITE", ops)
                 f.notes.add("mutated 200")
                 self.pump(0.0)
         f.send(o, f.in_dialog("o", "ACK", cseq=1), "call")
         f.req(t, "ACK")
         # optional in-dialog transactions, both directions
-        for _ in range(rng.choice([0, 0, 1, 2])):
+        for _ in range(rng.choice([0, 0, 1, 2] if ops is None else [1, 2])):
             side = rng.choice("ot")
             snd, rcv = (o, t) if side == "o" else (t, o)
             meth = rng.choice(["INVITE", "OPTIONS", "INFO", "UPDATE"])
             req = f.in_dialog(side, meth)
             f.send(snd, req, "call")
             r = f.req(rcv, meth)
-            f.send(rcv, build_reply(rcv, r, 200, "OK", contact=meth in ("INVITE", "UPDATE"), rr=False), "call")
+            ok2 = build_reply(rcv, r, 200, "OK", contact=meth in ("INVITE", "UPDATE"), rr=False)
+            if ops is not None:
+                f.send_mut(rcv, ok2, "mutated reply to an in-dialog request", ops)
+            f.send(rcv, ok2, "call")
             rr = f.rep(snd, {200}, meth)
             if meth == "INVITE":
                 cseq = int(Msg(req).h(b"cseq").split()[0])
@@ -1220,7 +1480,7 @@ class Harness:
                 snd = o if side == "o" else t
                 meth = rng.choice(["INVITE", "INFO", "OPTIONS", "UPDATE", "NOTIFY", "MESSAGE", "ACK", "PRACK", "BYE"]
                                   if rng.random() < 0.15 else ["INVITE", "INFO", "OPTIONS", "UPDATE", "NOTIFY"])
-                f.send_mut(snd, f.in_dialog(side, meth), "mutated in-dialog request with a valid token")
+                f.send_mut(snd, f.in_dialog(side, meth), "mutated in-dialog request with a valid token", ops)
                 f.notes.add("mutated in-dialog " + meth)
                 self.pump(0.0)
             if rng.random() < 0.5:
@@ -1231,7 +1491,10 @@ class Harness:
         f.send(snd, f.in_dialog(side, "BYE"), "call")
         try:
             b = f.expect(rcv, lambda m: m.method == b"BYE", "BYE")
-            f.send(rcv, build_reply(rcv, b, 200, "OK", rr=False, contact=False), "call")
+            ok_bye = build_reply(rcv, b, 200, "OK", rr=False, contact=False)
+            if ops is not None:
+                f.send_mut(rcv, ok_bye, "mutated reply to a BYE", ops)
+            f.send(rcv, ok_bye, "call")
             f.rep(snd, {200}, "BYE")
             self.count("calls completed")
         except FlowTimeout:
@@ -1281,13 +1544,13 @@ class Harness:
         f.rep(o, {180}, "INVITE")
         return f, o, t, inv
 
-    def flow_reject(self, fuzz):
-        f, o, t, inv = self.ringing_flow("reject")
+    def flow_reject(self, fuzz, ops=None):
+        f, o, t, inv = self.ringing_flow("reject" if ops is None else "reject (spliced headers)")
         code, reason = self.rng.choice([(486, "Busy Here"), (603, "Decline"), (302, "Moved"),
                                         (503, "Unavailable"), (404, "Not Found"), (480, "Unavailable")])
         final = build_reply(t, inv, code, reason, f.ttag)
         if fuzz:
-            f.send_mut(t, final, "mutated final reply in a live INVITE")
+            f.send_mut(t, final, "mutated final reply in a live INVITE", ops)
             self.pump(0.01)
         f.send(t, final, "call")
         fr = f.expect(o, lambda m: m.status and m.status >= 300, "final reply")
@@ -1338,14 +1601,13 @@ class Harness:
         self.count("OPTIONS answered")
         f.finish()
 
-    def flow_mut_invite(self):
+    def flow_mut_invite(self, ops=None):
         """Mutated dialog-creating INVITEs: the callee (auto) answers 180 and
         486 with its own Contact and Record-Route, which must not leak."""
         o, t = self.sides()
         f = Flow(self, "mutated INVITE", o, t)
         self.flows.pop(f.callid.encode(), None)  # answered by the auto peer
-        ops = None
-        if self.rng.random() < 0.4:
+        if ops is None and self.rng.random() < 0.4:
             ops = [m_branch, m_ipv6, m_many_vias, m_compact, m_case, m_comma, m_huge_value]
         m = f.send_mut(o, f.invite(), "mutated INVITE (new dialog)", ops)
         self.pump(0.002)
@@ -1393,25 +1655,212 @@ class Harness:
         self.send(p, data, cat)
         self.pump(0.002)
 
+    # -- issue 24: ACKs and CANCELs after finals, spliced headers, SIP-Version
+
+    def send_attack(self, f, peer, data, cat, desc, allowed=None, ops=None):
+        """Sends one message of the after-final classes, marked so that
+        wherever Kamailio sends it is known: allowed is the peer it may
+        reach (the side its real token addresses), None if it must reach
+        no one (tm absorbs it, or it carries no valid token), "any" if it
+        is outside any dialog (no To-tag) and may be relayed hidden."""
+        data = self.mark(data)
+        mark = b"%d" % self.mark_seq
+        names = None
+        if ops:
+            data, more, names = mutate(self.rng, data, peer, ops)
+            desc = f"{desc}; {more}"
+        self.note(data, cat, desc, names or "none", peer)
+        self.relay_rules[mark] = (allowed, cat, desc)
+        if len(self.relay_rules) > 30000:
+            self.relay_rules.popitem(last=False)
+        self.send(peer, data, cat, f, names)
+        return mark
+
+    def flow_after_final(self, fuzz):
+        """A call ends in a negative final (486, 603, or CANCEL then 487) or
+        is answered (2xx): then the proper ACK, and 1-3 ACKs/CANCELs with
+        other branches, Request-URIs (the other side's address, the trap,
+        the sender's own), Route headers (none, the proper one, one to the
+        trap or the other side) from either side, while the call is up or
+        after its BYE. The proper hop-by-hop ACK must be absorbed; the
+        proper e2e ACK (real token) must reach the callee, hidden."""
+        rng = self.rng
+        final = rng.choice(["486", "603", "487", "2xx up", "2xx up", "2xx after BYE"])
+        if not final.startswith("2xx"):
+            f, o, t, inv = self.ringing_flow(f"ACK/CANCEL after {final}")
+            if final == "487":
+                cancel = build_request(o, "CANCEL", f.ruri, f.callid, 1, f.frm, f.to,
+                                       f"z9hG4bK-{f.bid}-inv", contact=False, upstream=False)
+                f.send(o, cancel, "call")
+                c = f.req(t, "CANCEL")
+                f.send(t, build_reply(t, c, 200, "OK", f.ttag, contact=False, rr=False), "call")
+                fin = build_reply(t, inv, 487, "Request Terminated", f.ttag)
+            else:
+                fin = build_reply(t, inv, int(final), "Busy Here" if final == "486" else "Decline", f.ttag)
+            f.send(t, fin, "call")
+            fr = f.expect(o, lambda m: m.status and m.status >= 300, "final reply")
+            f.ttag_seen = (fr.totag or b"").decode("latin-1")
+            to = (fr.h(b"to") or b"").decode("latin-1")
+            rr = [r for r in split_commas(fr.all(b"record-route"))
+                  if not any(x.decode() in r for x in SIDES[o.side]["secrets"])]
+            f.o_routes = list(reversed(rr))
+            c = fr.h(b"contact")
+            f.o_target = uri_of(c) if c else None  # a token of a failed call, if any
+            if rng.random() < 0.85:
+                # the proper hop-by-hop ACK: the INVITE's branch and Request-URI
+                ack = build_request(o, "ACK", f.ruri, f.callid, 1, f.frm, to, f"z9hG4bK-{f.bid}-inv",
+                                    contact=False)
+                self.send_attack(f, o, ack, "proper hop-by-hop ACK after a negative final",
+                                 f"ACK to {final}, the INVITE's branch and Request-URI (tm absorbs it)")
+            cat = "ACK/CANCEL after a negative final"
+            for _ in range(rng.randint(1, 3)):
+                self.after_final_attack(f, final, to, cat, fuzz, token_ok=False)
+            self.pump(0.0)
+            self.count("calls rejected")
+            f.finish()
+            return
+        o, t = self.sides()
+        f = Flow(self, f"ACK/CANCEL after {final}", o, t)
+        f.send(o, f.invite(), "call")
+        inv = f.inv = f.req(t, "INVITE")
+        f.learn_t(inv)
+        f.send(t, build_reply(t, inv, 180, "Ringing", f.ttag), "call")
+        f.rep(o, {180}, "INVITE")
+        f.send(t, build_reply(t, inv, 200, "OK", f.ttag), "call")
+        okm = f.rep(o, {200}, "INVITE")
+        f.learn_o(okm)
+        f.confirmed = True
+        self.dialog_ids[f.callid.encode()] = 1
+        if len(self.dialog_ids) > 5000:
+            self.dialog_ids.popitem(last=False)
+        to = (okm.h(b"to") or b"").decode("latin-1")
+        mark = self.send_attack(f, o, f.in_dialog("o", "ACK", cseq=1), "proper e2e ACK with the real token",
+                                "ACK to the 2xx, new branch, the token and route set of the 2xx", allowed=t)
+        try:
+            f.expect(t, lambda m: m.method == b"ACK" and m.h(b"x-attack-id") == mark, "the e2e ACK", timeout=2.0)
+        except FlowTimeout:
+            m0 = Msg(self.triggers[mark][2])
+            self.finding("lost", "e2e ACK", "a proper e2e ACK (real token, route set of the 2xx) did not "
+                         f"reach the callee {t.name} within 2 s", self.triggers[mark][2], self.triggers[mark],
+                         (m0.first[:200], b""))
+        cat = f"ACK/CANCEL after a 2xx ({'call up' if final == '2xx up' else 'after the BYE'})"
+        if final == "2xx after BYE":
+            self.hang_up(f)
+        for _ in range(rng.randint(1, 3)):
+            self.after_final_attack(f, final, to, cat, fuzz, token_ok=True)
+        self.pump(0.0)
+        if final == "2xx up":
+            self.hang_up(f)
+        f.finish()
+
+    def hang_up(self, f):
+        side = self.rng.choice("ot")
+        snd, rcv = (f.o, f.t) if side == "o" else (f.t, f.o)
+        f.send(snd, f.in_dialog(side, "BYE"), "call")
+        b = f.expect(rcv, lambda m: m.method == b"BYE", "BYE")
+        f.send(rcv, build_reply(rcv, b, 200, "OK", rr=False, contact=False), "call")
+        f.rep(snd, {200}, "BYE")
+        f.ended = True
+        self.count("calls completed")
+
+    def after_final_attack(self, f, final, to, cat, fuzz, token_ok):
+        """One ACK or CANCEL of the call after its final reply. Only an ACK
+        whose Request-URI is the real token of a dialog (token_ok: the call
+        was answered) may reach anyone: the side that token addresses."""
+        rng = self.rng
+        o, t = f.o, f.t
+        from_o = rng.random() < 0.8
+        snd, rcv = (o, t) if from_o else (t, o)
+        method = "ACK" if rng.random() < 0.75 else "CANCEL"
+        bk = rng.choice(["another branch", "another branch", "a branch without z9hG4bK"]
+                        + (["the INVITE's branch"] if from_o else []))
+        branch = {"the INVITE's branch": f"z9hG4bK-{f.bid}-inv",
+                  "another branch": f"z9hG4bK-{rng.getrandbits(48):012x}",
+                  "a branch without z9hG4bK": f"atk{rng.getrandbits(32):08x}"}[bk]
+        totag = rng.random() < (0.9 if method == "ACK" else 0.5)
+        trap = rng.choice(TRAP_HPS)
+        ruris = {"the other side's address": f"sip:{SIDES[rcv.side]['user']}@{rcv.hp}",
+                 "the sender's own address": f"sip:{SIDES[snd.side]['user']}@{snd.hp}"}
+        if totag or method == "CANCEL":
+            # An ACK without To-tag is outside any dialog: the example config
+            # relays it to its Request-URI like any such request (hidden).
+            ruris.update({"a third address": f"sip:{SIDES[rcv.side]['user']}@{trap}",
+                          "a third address without user": f"sip:{trap}",
+                          "a third address over TCP": f"sip:{SIDES[rcv.side]['user']}@{trap};transport=tcp"})
+        if from_o:
+            ruris["the INVITE's Request-URI"] = f.ruri
+        token = f.o_target if from_o else f.t_target
+        if token and token.startswith("sip:") and KIP in token:
+            # the token of a refused call is no valid token (its record is gone)
+            name = "the real token" if token_ok else "the refused call's token"
+            ruris[name] = token
+            ruris[name + " (again)"] = token
+        rk = rng.choice(sorted(ruris))
+        ruri = ruris[rk]
+        proper = (f.o_routes if from_o else f.t_routes) or [f"<sip:{KIP};lr>"]
+        elsewhere = rng.choice([f"<sip:{rng.choice(TRAP_HPS)};lr>", f"<sip:{rcv.hp};lr>"])
+        routes = rng.choice([("no Route", []), ("the proper Route", proper),
+                             ("a Route elsewhere", [elsewhere]), ("the proper Route, then one elsewhere",
+                                                                 proper + [elsewhere]),
+                             ("a Route elsewhere, then the proper one", [elsewhere] + proper)])
+
+        def untagged(v):
+            return re.sub(r";\s*tag=[^;>\s]*", "", v)
+        # the callee's requests: its From is the dialog's To (its own tag)
+        if from_o:
+            frm, to_hdr = f.frm, (to if totag else untagged(to))
+        else:
+            frm, to_hdr = to, (f.frm if totag else untagged(f.frm))
+        req = build_request(snd, method, ruri, f.callid, 1, frm, to_hdr, branch, routes=routes[1],
+                            contact=False)
+        allowed = None
+        if method == "ACK" and not totag:
+            allowed = "any"  # relayed hidden like any request outside a dialog: the leak check judges
+        elif token_ok and method == "ACK" and rk.startswith("the real token"):
+            allowed = rcv
+        desc = (f"{method} from side {snd.side} after {final}: {bk}, Request-URI {rk} ({ruri}), "
+                f"{routes[0]}, {'with' if totag else 'without'} To-tag")
+        ops = [m_splice, m_version] if fuzz and rng.random() < 0.15 else None
+        self.send_attack(f, snd, req, cat, desc, allowed, ops)
+        self.pump(0.0)
+
+    def flow_splice(self, fuzz):
+        """The spliced-header and SIP-Version classes on their own: in a
+        dialog-creating INVITE, in 18x/200/final replies, in in-dialog
+        requests (valid token) and in replies to them."""
+        r = self.rng.random()
+        if r < 0.3:
+            for _ in range(self.rng.randint(1, 3)):
+                self.flow_mut_invite(SPLICE_OPS)
+        elif r < 0.5:
+            self.flow_reject(True, SPLICE_OPS)
+        else:
+            self.flow_call(True, SPLICE_OPS)
+
     def run_one(self, fuzz):
         r = self.rng.random()
         if not fuzz:
             kinds = [self.flow_call] * 5 + [self.flow_reject, self.flow_cancel, self.flow_options]
             return self.rng.choice(kinds)(False)
-        if r < 0.40:
+        if r < 0.30:
             return self.flow_call(True)
-        if r < 0.50:
+        if r < 0.37:
             return self.flow_reject(True)
-        if r < 0.58:
+        if r < 0.43:
             return self.flow_cancel(True)
-        if r < 0.66:
+        if r < 0.49:
             return self.flow_options(True)
-        if r < 0.86:
+        if r < 0.63:
             for _ in range(self.rng.randint(1, 5)):
                 self.flow_mut_invite()
             return
-        for _ in range(self.rng.randint(1, 6)):
-            self.flow_stray()
+        if r < 0.72:
+            for _ in range(self.rng.randint(1, 6)):
+                self.flow_stray()
+            return
+        if r < 0.88:
+            return self.flow_after_final(True)
+        return self.flow_splice(True)
 
     def safe_run(self, fuzz):
         try:
@@ -1538,6 +1987,21 @@ class Harness:
                          f"(the store holds {d} dialog records)")
 
 
+def msg_class(cat, names):
+    """The class a sent message counts under in the report: the issue 24
+    classes by name, then other mutations, then scripted traffic."""
+    names = names or ""
+    if cat.startswith(("ACK/CANCEL after", "proper ")):
+        return cat
+    if "splice" in names:
+        return "spliced headers"
+    if "version" in names:
+        return "bad SIP-Version"
+    if names and names != "none":
+        return "other mutations"
+    return "scripted traffic (calls, peers' answers)"
+
+
 def crash_signature(data):
     m = Msg(data)
     what = (m.method or b"reply").decode("latin-1", "replace")[:20]
@@ -1573,7 +2037,42 @@ def main():
         h.run()
     finally:
         h.kam.stop()
+        h.trap.close()
     report(h, work)
+
+
+def example_label(example):
+    """What the second line of a finding's example is: the line carrying
+    the other side's address, unless the example says otherwise."""
+    return example[2] if len(example) > 2 else "offending"
+
+
+def finding_class(f):
+    """The class of messages a finding came from (its trigger's), or the
+    scripted traffic when no mutation or attack message caused it."""
+    t = f.trigger
+    if t is not None and len(t) >= 5:
+        return msg_class(t[0], t[4])
+    if f.kind == "leak" and isinstance(f.key, tuple) and not str(f.key[1]).startswith("clean"):
+        cat = str(f.key[1]).replace("probably ", "")
+        return msg_class(cat, "")
+    return msg_class("", "")
+
+
+def class_table(h, fs):
+    """Per class: messages sent, findings (distinct and in all, by kind)."""
+    per = collections.defaultdict(list)
+    for f in fs:
+        per[finding_class(f)].append(f)
+    out = ["== per class: messages sent, findings"]
+    for cls in sorted(set(h.sent_by_class) | set(per)):
+        found = per.get(cls, [])
+        kinds = collections.Counter()
+        for f in found:
+            kinds[f.kind] += f.count
+        out.append(f"  {cls}: {h.sent_by_class.get(cls, 0)} sent, {len(found)} distinct findings"
+                   + (f" ({', '.join(f'{k} x{v}' for k, v in sorted(kinds.items()))})" if found else ""))
+    return out
 
 
 def report(h, work):
@@ -1593,12 +2092,21 @@ def report(h, work):
             c.also = getattr(c, "also", []) + [f"{f.key[1]} x{f.count}"]
             continue
         shown.append(f)
-    out.append(f"== {len(shown)} distinct findings ({sum(f.count for f in fs)} in all)")
+    out += class_table(h, fs)
+    out.append(f"== {len(shown)} distinct findings ({sum(f.count for f in fs)} in all); reproduce with "
+               f"ATTACK_SEED={SEED} ATTACK_MESSAGES={MESSAGES} make attack")
     for i, f in enumerate(shown, 1):
         extra = ""
         if getattr(f, "sides", None):
             extra = f" [received by side(s) {'/'.join(sorted(f.sides))}; headers {', '.join(sorted(f.headers))}]"
         out.append(f"[{i}] {f.kind} x{f.count}: {f.text}{extra}")
+        if f.example:
+            out.append(f"     example: first line {f.example[0].decode('latin-1', 'replace')!r}")
+            if f.example[1]:
+                line = f.example[1].decode("latin-1", "replace")
+                out.append(f"              {example_label(f.example)} {line!r}")
+        if f.trigger is not None and len(f.trigger) >= 5:
+            out.append(f"     class: {msg_class(f.trigger[0], f.trigger[4])}; seed {SEED}")
         if getattr(f, "clean_kinds", None):
             out.append(f"     clean flows that leak: {', '.join(f'{k} x{v}' for k, v in f.clean_kinds.most_common())}")
         if getattr(f, "also", None):
@@ -1617,6 +2125,8 @@ def report(h, work):
             open(p, "wb").write(trig[2])
             open(p.replace("-trigger.sip", "-received.sip"), "wb").write(raw)
             out.append(f"     variant {ops} x{cnt}: {trig[1][:150]} (sent by {trig[3]}): {p}")
+    import resource
+    out.append(f"== harness: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
     text = "\n".join(out)
     open(os.path.join(work, "report.txt"), "w").write(text + "\n")
     log(text)

@@ -6,5 +6,7 @@ pub mod calls;
 pub mod ctl;
 pub mod kamailio;
 pub mod redis;
+pub mod redis_ha;
+pub mod redis_tls;
 pub mod sip;
 pub mod sipp;

@@ -40,12 +40,58 @@ impl RedisServer {
     }
 
     fn spawn(port: u16, dir: std::path::PathBuf, persistence: &[&str]) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--daemonize", "no"])
             .args(persistence)
             .arg("--dir")
+            .arg(&dir);
+        Self::spawn_cmd(cmd, port, dir)
+    }
+
+    /// A server without persistence on a free port, with more arguments
+    /// (`--replicaof`, `--cluster-enabled`, TLS...). `listen_port` is the
+    /// port that answers when it is up (the TLS port for a TLS-only one:
+    /// pass `--port 0` in `args` then).
+    pub fn start_with(port: u16, listen_port: u16, args: &[&str]) -> RedisServer {
+        let dir = super::kamailio::scratch_dir("redis");
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
             .arg(&dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .args(args);
+        let mut r = Self::spawn_cmd(cmd, listen_port, dir);
+        r.port = listen_port;
+        r.owns_dir = true;
+        r
+    }
+
+    /// A sentinel (`redis-server <conf> --sentinel`) on `port`, with these
+    /// lines in its configuration file (sentinels rewrite theirs).
+    pub fn sentinel(port: u16, lines: &str) -> RedisServer {
+        let dir = super::kamailio::scratch_dir("sentinel");
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {}\nlogfile {}\n{lines}\n",
+                dir.display(),
+                dir.join("sentinel.log").display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new("redis-server");
+        cmd.arg(&conf).arg("--sentinel");
+        let mut r = Self::spawn_cmd(cmd, port, dir);
+        r.owns_dir = true;
+        r
+    }
+
+    fn spawn_cmd(mut cmd: Command, port: u16, dir: std::path::PathBuf) -> RedisServer {
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -65,6 +111,14 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         r
+    }
+
+    /// Its log file (servers made by `start_with` and `sentinel`).
+    pub fn log(&self) -> String {
+        ["redis.log", "sentinel.log"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(self.dir.join(f)).ok())
+            .collect()
     }
 
     pub fn url(&self) -> String {

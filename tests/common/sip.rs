@@ -370,3 +370,15 @@ pub fn requirement_vias() -> Vec<String> {
         "SIP/2.0/UDP 222.211.75.75:5060;branch=z9hG4bK333333".into(),
     ]
 }
+
+/// True if `user` (a masked Contact's user part) is a topos_rs token: a
+/// stored-mode one (65 hex characters with the side letter) or a sealed
+/// one (base64url, longer).
+pub fn is_token(user: &str) -> bool {
+    let stored = user.len() == 65 && user.bytes().all(|b| b.is_ascii_hexdigit());
+    let sealed = user.len() > 65
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    stored || sealed
+}

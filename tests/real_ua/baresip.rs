@@ -2,6 +2,8 @@
 //! its own config directory, no sound device (a sine source, no player),
 //! commands and events over its ctrl_tcp module (JSON in netstrings), its
 //! SIP trace (-s) in a log file.
+// Shared by tests/real_ua.rs and tests/edge_config.rs; each uses a part.
+#![allow(dead_code)]
 
 use serde_json::Value;
 use std::fs;
@@ -37,6 +39,13 @@ pub fn free_sip_port(ip: &str) -> u16 {
     panic!("no free SIP port pair on {ip}");
 }
 
+/// The RTP (and RTCP) ports of the baresip on `sip_port`, inclusive:
+/// ten of its own, so a capture tells whose media a packet is.
+pub fn rtp_ports(sip_port: u16) -> (u16, u16) {
+    let min = 20000 + (sip_port % 2000) * 10;
+    (min, min + 9)
+}
+
 pub fn free_tcp_port_on(ip: &str) -> u16 {
     TcpListener::bind(format!("{ip}:0"))
         .and_then(|l| l.local_addr())
@@ -70,11 +79,14 @@ impl Ua {
         let home = dir.join(format!("baresip-{name}"));
         fs::create_dir_all(&home).unwrap();
         let ctrl_port = free_tcp_port_on(ip);
-        let rtp = 20000 + (sip_port % 2000) * 10;
+        let (rtp, rtp_max) = rtp_ports(sip_port);
+        // Media on `ip` too (net_interface; else baresip offers the
+        // address of the default interface, off loopback).
         // Sound: ausine (48 kHz stereo only) as the source, no player;
         // G.711 is enough for an offer/answer.
         let config = format!(
             "poll_method\t\tepoll\n\
+             net_interface\t\t{ip}\n\
              sip_listen\t\t{ip}:{sip_port}\n\
              sip_certificate\t\t{cert}\n\
              audio_source\t\tausine,440\n\
@@ -91,7 +103,7 @@ impl Ua {
              module_app\t\tmenu.so\n\
              module_app\t\tctrl_tcp.so\n\
              ctrl_tcp_listen\t\t{ip}:{ctrl_port}\n",
-            rtp + 9,
+            rtp_max,
             cert = cert.display()
         );
         fs::write(home.join("config"), config).unwrap();

@@ -2,6 +2,8 @@
 //! the SIP messages in it: UDP datagrams, and TCP streams reassembled per
 //! direction and cut at Content-Length (a message on a stream without
 //! Content-Length is kept, flagged, up to the next start line).
+// Shared by tests/real_ua.rs and tests/edge_config.rs; each uses a part.
+#![allow(dead_code)]
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -19,12 +21,18 @@ impl Capture {
     /// Starts tcpdump on `lo` for packets to or from any of `ports`, and
     /// waits until it is listening.
     pub fn start(dir: &Path, ports: &[u16]) -> Capture {
-        let file = dir.join("lo.pcap");
         let filter = ports
             .iter()
             .map(|p| format!("port {p}"))
             .collect::<Vec<_>>()
             .join(" or ");
+        Self::start_filter(dir, &filter)
+    }
+
+    /// As `start`, for TCP and UDP packets matching a tcpdump `filter`
+    /// (e.g. `host 127.0.0.2 or port 5060`).
+    pub fn start_filter(dir: &Path, filter: &str) -> Capture {
+        let file = dir.join("lo.pcap");
         let mut cmd = Command::new("tcpdump");
         cmd.args(["-i", "lo", "-n", "--immediate-mode", "-U", "-s", "0", "-w"])
             .arg(&file)
