@@ -1140,6 +1140,83 @@ fn one_way_hiding_a_caller_on_a_trusted_socket_sees_everything_the_callee_nothin
     assert_capture_clean(&seen, &caller);
 }
 
+#[test]
+fn one_way_hiding_a_trusted_sides_request_relayed_unhidden_never_reaches_the_other_side() {
+    // The trusted caller sees the callee's real Contact with the token; a
+    // script path that relays its BYE without topos_request() would send
+    // the caller side's Vias to the untrusted callee: the egress gate
+    // drops it.
+    let trusted_port = free_port();
+    let k = Kamailio::start(
+        CFG,
+        &[
+            &format!("LISTEN_TRUSTED=udp:127.0.0.1:{trusted_port}"),
+            &format!("TRUSTED_SOCKET=\"udp:127.0.0.1:{trusted_port}\""),
+        ],
+    );
+    let k_in = SocketAddr::from(([127, 0, 0, 1], trusted_port));
+    let (caller, callee) = (
+        Party::new("caller", "10.1.1.41"),
+        Party::new("callee", "203.0.113.41"),
+    );
+    let call = "careless";
+    caller.peer.send(
+        k_in,
+        &request(
+            &caller,
+            "INVITE",
+            &format!("sip:bob@{}", callee.peer.addr),
+            &[],
+            &caller.tag(),
+            None,
+            call,
+            1,
+            Some(&caller.contact()),
+            &format!("X-Out: udp:{}\r\n", k.addr),
+        ),
+    );
+    let inv = callee.peer.expect_request("INVITE");
+    callee.peer.send(
+        inv.from,
+        &reply(&callee, &inv, 200, Some(&callee.contact()), ""),
+    );
+    let ok = caller.peer.expect_reply(200, "INVITE");
+    let target = contact_uri(&ok);
+    param_token(&target, "tps");
+    caller.peer.send(
+        k_in,
+        &request(
+            &caller,
+            "BYE",
+            &target,
+            &caller_route_set(&ok),
+            &caller.tag(),
+            Some(&callee.tag()),
+            call,
+            2,
+            None,
+            "X-Careless: 1\r\n",
+        ),
+    );
+    if let Some(m) = callee.peer.recv_within(Duration::from_secs(2)) {
+        assert!(
+            m.method() != Some("BYE"),
+            "an unhidden BYE got out:\n{}",
+            m.text
+        );
+    }
+    let line = "dropped: a request with a topos_rs token in its Request-URI";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !k.log_text().contains(line) {
+        assert!(
+            Instant::now() < deadline,
+            "no {line:?} in the log:\n{}",
+            k.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A call from an untrusted caller to a callee that is trusted (by
 /// `extra`'s X-Trust or by the socket the INVITE leaves on); in-dialog
 /// requests both ways. `record_routed`: Kamailio is in the dialog's route

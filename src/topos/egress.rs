@@ -16,10 +16,11 @@
 //! - `topos_request()` refused it, and the script relayed it anyway.
 //!
 //! One-way hiding sends some requests with their Vias on purpose: those
-//! `topos_request()` routed to a trusted side. The ones that could match a
-//! cause above (an ACK for a 2xx, relayed statelessly right away) are
-//! noted when routed and let go; nothing else is, so a request bound for
-//! an untrusted side is checked as before.
+//! `topos_request()` routed to a trusted side. Each is noted when routed
+//! (an ACK for a 2xx to a trusted side would match the second cause, a
+//! trusted party's real Contact may carry a parameter that reads as a
+//! token) and let go when it leaves right after; nothing else is noted,
+//! so a request bound for an untrusted side is checked as before.
 //!
 //! Replies need no check here: tm hands every reply of a hidden transaction
 //! to topos_rs before any route runs (`tm_hooks`), which hides or reduces

@@ -171,18 +171,18 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
         via::hide_request_vias(msg, h)?;
     }
     msg.commit()?;
+    if to_trusted {
+        // Deliberately with its Vias: the egress gate lets it go.
+        if let (Some(line), Ok((call_id, cseq))) = (request_line(msg.buf()), msg.callid_and_cseq())
+        {
+            egress::note_unhidden(line.method, call_id, cseq);
+        }
+    }
     if msg.is_ack() {
         // An ACK for a 2xx is relayed statelessly, without tm (no callback
         // before it is built).
         msg.drop_edits_inside_deletions();
-        if to_trusted {
-            // Deliberately with its Vias: the egress gate lets it go.
-            if let (Some(line), Ok((call_id, cseq))) =
-                (request_line(msg.buf()), msg.callid_and_cseq())
-            {
-                egress::note_unhidden(line.method, call_id, cseq);
-            }
-        } else {
+        if !to_trusted {
             via_swap::suppress_top_via_update(msg)?;
         }
     } else if let Some(state) = state {
