@@ -41,6 +41,14 @@ pub struct Stats {
     /// Dialogs kept in the store in sealed mode because their state would
     /// not fit a token of the size bound.
     pub dialogs_stored_too_large: AtomicU64,
+    /// Billing events waiting in this node's billing journal for the store
+    /// (a gauge: set from the journal itself after each change).
+    pub billing_journal_pending: AtomicU64,
+    /// Billing events (answers, BYEs) kept in the journal because the
+    /// store was unavailable.
+    pub billing_journaled: AtomicU64,
+    /// Journaled billing events written to the store once it was back.
+    pub billing_journal_replayed: AtomicU64,
 }
 
 /// Where a counter's value comes from.
@@ -166,6 +174,24 @@ pub const COUNTERS: &[Counter] = &[
         name: "storage_errors",
         doc: "Store operations that failed.",
         source: Source::Field(|s| &s.storage_errors),
+        lmdb_only: false,
+    },
+    Counter {
+        name: "billing_journal_pending",
+        doc: "Billing events waiting in this node's billing journal until the store is back (a gauge).",
+        source: Source::Field(|s| &s.billing_journal_pending),
+        lmdb_only: false,
+    },
+    Counter {
+        name: "billing_journaled",
+        doc: "Billing events (answers, BYEs) kept in the billing journal because the store was unavailable.",
+        source: Source::Field(|s| &s.billing_journaled),
+        lmdb_only: false,
+    },
+    Counter {
+        name: "billing_journal_replayed",
+        doc: "Journaled billing events written to the store once it was back.",
+        source: Source::Field(|s| &s.billing_journal_replayed),
         lmdb_only: false,
     },
     Counter {

@@ -205,6 +205,10 @@ fn counters_and_prometheus_show_what_topos_rs_stats_shows() {
         ("dropped_refused_requests", "0"),
         ("dialogs_stored_too_large", "0"),
         ("storage_errors", "0"),
+        // The store never failed: nothing journaled.
+        ("billing_journal_pending", "0"),
+        ("billing_journaled", "0"),
+        ("billing_journal_replayed", "0"),
         ("calls_billed", "3"),
         // 3 x 0.10 in cents.
         ("billed_minor_units", "30"),
