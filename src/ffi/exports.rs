@@ -183,6 +183,7 @@ fn init() -> Result<()> {
         cfg.storage = Some(Storage::default_under(&dir));
     }
     cfg.finalize()?;
+    super::sockets::install_trusted(&cfg.trusted_sockets)?;
     state::check_storage(&cfg)?;
     let cfg = state::configure(cfg)?;
     if cfg.token_mode == TokenMode::Sealed {

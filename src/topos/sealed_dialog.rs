@@ -8,17 +8,18 @@
 //! kept up by target refreshes (session timers) keeps routing.
 
 use super::dialog_hiding::{
-    effective_contact, method_is, reply_contact_hostport, request_contact_hostport, InDialog,
-    EARLY_TTL,
+    effective_contact, method_is, reply_contact_hostport, InDialog, EARLY_TTL,
 };
 use crate::crypto::keys::KeyRing;
 use crate::crypto::mask;
-use crate::dialog::plan::{self, MaskedContact, RouteCarrier};
+use crate::dialog::knobs::{DialogKnobs, SideKnobs};
+use crate::dialog::plan::{self, MaskedContact, RouteCarrier, Shown};
 use crate::dialog::sealed::{
     open_route, seal_route, seal_token, token_text_len, Binding, CalleeRoute, Refusal, SideState,
     TokenText,
 };
 use crate::dialog::token::{DialogId, Secrets, Side};
+use crate::dialog::token_uri::token_in_uri;
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
@@ -30,6 +31,7 @@ use crate::sip::name_addr::entry_uri;
 use crate::state;
 use crate::stats;
 use crate::token_keys::with_ring;
+use crate::topos::shown_contact::{self, is_sips};
 use crate::topos::tx_dialog::{new_state, set_in_dialog, TxDialog};
 use crate::topos::ReplyParts;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -169,11 +171,34 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<Option<NewTxStat
         .contact_host
         .as_ref()
         .map_or(SEND_SOCKET_ROOM, String::len);
-    if "sip:@".len() + token_len + hostport_room > MAX_CONTACT_URI {
+    // contact_mode 1 shows the caller's own user part, and the token goes
+    // into the parameter.
+    let user_room = match cfg.contact_mode {
+        crate::config::ContactMode::Token => 0,
+        crate::config::ContactMode::OwnUser => {
+            let own = plan::contact_uri(h).unwrap_or_default();
+            crate::sip::name_addr::uri_user(&own).map_or(0, str::len) + cfg.contact_param.len() + 2
+        }
+    };
+    let scheme = if msg.relayed_ruri_is_sips() {
+        "sips:@"
+    } else {
+        "sip:@"
+    };
+    if scheme.len() + token_len + hostport_room + user_room > MAX_CONTACT_URI {
         return Ok(None);
     }
-    msg.apply(plan::initial_request(h, None, callee_call_id.as_deref()))?;
-    let mut st = new_state(Kind::Initial, DialogId([0; 16]), Secrets::default())?;
+    msg.apply(plan::initial_request(
+        h,
+        Shown::hidden(None),
+        callee_call_id.as_deref(),
+    ))?;
+    let mut st = new_state(
+        Kind::Initial,
+        DialogId([0; 16]),
+        Secrets::default(),
+        &DialogKnobs::default(),
+    )?;
     st.get_mut().set_sealed();
     st.get_mut().set_mask_key(mask_key);
     st.get_mut().set_contact_pending();
@@ -194,10 +219,13 @@ pub fn caller_contact(req: &mut SipMsg) -> Result<()> {
     let caller = caller_token(req, h, mask_key)?;
     let token = with_ring(|ring| seal_token(ring, &caller.state, &caller.binding()))?
         .ok_or_else(seal_err)?;
-    let masked = MaskedContact {
+    let masked = shown_contact::in_request(
+        state::config()?,
         token,
-        hostport: request_contact_hostport()?,
-    };
+        &SideKnobs::default(),
+        || plan::contact_uri(h).map(|c| c.into_owned()),
+        req.relayed_ruri_is_sips(),
+    );
     req.apply(plan::contact_insert(h, &masked))?;
     req.commit()
 }
@@ -208,6 +236,7 @@ pub fn caller_contact(req: &mut SipMsg) -> Result<()> {
 /// other reply loses its Contact.
 pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Result<()> {
     let cfg = state::config()?;
+    shown_contact::note_reply_choices_of_sealed_dialog(reply);
     let status = reply.status();
     let ids = DialogIds::from_headers(parts.reply_headers)?;
     let caller = plan::caller_side(parts.request_headers)?;
@@ -221,7 +250,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         let edits = plan::reply_to_caller(
             parts.reply_headers,
             &caller.route,
-            None,
+            Shown::hidden(None),
             restore,
             &is_kamailio_uri,
             false,
@@ -278,10 +307,14 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         Ok((token, route))
     })??;
     let hostport = reply_contact_hostport(parts.request)?;
-    let masked = MaskedContact {
+    let masked = shown_contact::in_reply(
+        cfg,
         token,
-        hostport: hostport.clone(),
-    };
+        &SideKnobs::default(),
+        || plan::contact_uri(parts.reply_headers).map(|c| c.into_owned()),
+        crate::sip::request_line::request_line(parts.request.buf()).is_some_and(|l| is_sips(l.uri)),
+        parts.request,
+    )?;
     let carrier = route.as_deref().map(|sealed| RouteCarrier {
         sealed,
         hostport: &hostport,
@@ -289,7 +322,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     reply.apply(plan::reply_to_caller(
         parts.reply_headers,
         &caller.route,
-        Some(&masked),
+        Shown::hidden(Some(&masked)),
         restore,
         &is_kamailio_uri,
         true,
@@ -472,9 +505,10 @@ pub fn route_in_dialog(
             .then(|| effective_contact(msg, headers, None))
             .flatten();
         let masked = match sender_contact {
-            Some(c) => Some(MaskedContact {
+            Some(c) => {
+                let own = c.clone();
                 // The target side presents the sender's new token.
-                token: fresh_token(
+                let token = fresh_token(
                     ring,
                     other_side(target),
                     &opened,
@@ -482,9 +516,15 @@ pub fn route_in_dialog(
                     c,
                     msg,
                     &opened.state.target_source,
-                )?,
-                hostport: request_contact_hostport()?,
-            }),
+                )?;
+                Some(shown_contact::in_request(
+                    cfg,
+                    token,
+                    &SideKnobs::default(),
+                    || Some(own),
+                    is_sips(opened.state.target.as_bytes()),
+                ))
+            }
             None => None,
         };
         Ok(Ok((opened, route, new_call_id, masked)))
@@ -493,8 +533,12 @@ pub fn route_in_dialog(
         Ok(r) => r,
         Err(why) => return Ok(InDialog::Refused(why)),
     };
-    let (edits, _) =
-        plan::in_dialog_request(headers, &route, masked.as_ref(), new_call_id.as_deref());
+    let (edits, _) = plan::in_dialog_request(
+        headers,
+        &route,
+        Shown::hidden(masked.as_ref()),
+        new_call_id.as_deref(),
+    );
     msg.apply(edits)?;
     let hop = &opened.state.target_hop;
     let next_hop = route
@@ -506,9 +550,14 @@ pub fn route_in_dialog(
         c.caller_call_id = Some(opened.caller_call_id.clone())
     });
     if msg.is_ack() {
-        return Ok(InDialog::Routed(None));
+        return Ok(InDialog::Routed(None, false));
     }
-    let mut st = new_state(Kind::InDialog, DialogId([0; 16]), Secrets::default())?;
+    let mut st = new_state(
+        Kind::InDialog,
+        DialogId([0; 16]),
+        Secrets::default(),
+        &DialogKnobs::default(),
+    )?;
     set_in_dialog(
         &mut st,
         opened.state.side,
@@ -518,7 +567,7 @@ pub fn route_in_dialog(
     st.get_mut().set_sealed();
     st.get_mut().set_mask_key(opened.state.mask_key);
     st.get_mut().set_bye(method_is(msg, &["BYE"]));
-    Ok(InDialog::Routed(Some(st)))
+    Ok(InDialog::Routed(Some(st), false))
 }
 
 fn other_side(side: Side) -> Side {
@@ -545,10 +594,13 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let masked = match contact {
         Some(c) => {
             let request_ids = DialogIds::from_headers(parts.request_headers)?;
-            let token = crate::sip::request_line::request_line(parts.request.buf())
-                .and_then(|l| std::str::from_utf8(l.uri).ok())
-                .and_then(crate::sip::name_addr::uri_user)
+            let ruri = crate::sip::request_line::request_line(parts.request.buf())
+                .and_then(|l| std::str::from_utf8(l.uri).ok());
+            let token = ruri
+                .and_then(|uri| token_in_uri(uri, &state::config().ok()?.contact_param))
                 .and_then(TokenText::parse);
+            let sips = ruri.is_some_and(|u| is_sips(u.as_bytes()));
+            let own = c.clone();
             let source = parts.request.source_ip();
             with_ring(|ring| -> Result<Option<MaskedContact>> {
                 let Some(Ok(opened)) =
@@ -557,15 +609,20 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
                     return Ok(None);
                 };
                 // The request's sender presents the replier's new token.
-                Ok(Some(MaskedContact {
-                    token: fresh_token(ring, replier, &opened, &request_ids, c, reply, &source)?,
-                    hostport: reply_contact_hostport(parts.request)?,
-                }))
+                let token = fresh_token(ring, replier, &opened, &request_ids, c, reply, &source)?;
+                Ok(Some(shown_contact::in_reply(
+                    state::config()?,
+                    token,
+                    &SideKnobs::default(),
+                    || Some(own),
+                    sips,
+                    parts.request,
+                )?))
             })??
         }
         None => None,
     };
-    let (edits, _) = plan::in_dialog_reply(reply_headers, masked.as_ref(), restore);
+    let (edits, _) = plan::in_dialog_reply(reply_headers, Shown::hidden(masked.as_ref()), restore);
     reply.apply(edits)
 }
 
