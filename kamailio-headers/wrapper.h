@@ -34,6 +34,9 @@
 #include "core/hash_func.h"
 #include "core/pt.h"
 #include "core/atomic_ops.h"
+#include "core/resolve.h"
+#include "core/socket_info.h"
+#include "core/parser/parse_uri.h"
 
 /* Defined (non-static) in core/msg_translator.c and exported by the kamailio
  * binary, but not declared in its headers: the exact ";received=" / ";rport="
@@ -78,8 +81,17 @@ int topos_shim_to_tag(struct sip_msg *msg, str *tag);
 int topos_shim_parse_to_eoh(struct sip_msg *msg);
 int topos_shim_bind_dialog(void);
 void topos_shim_dlg_hidden_invite(struct sip_msg *msg);
-int topos_shim_insert_with_send_socket(struct lump *anchor, char *before, int before_len,
-		char *after, int after_len);
+struct lump *topos_shim_subst_after(struct lump *after, int subst);
+struct lump *topos_shim_cond_diff_proto_after(struct lump *after);
+int topos_shim_has_record_route_lump(struct sip_msg *msg);
+void *topos_shim_find_socket(int proto, const char *ip, int ip_len, int port);
+void *topos_shim_rcv_socket_ptr(struct sip_msg *msg);
+void *topos_shim_next_hop_socket(struct sip_msg *msg);
+int topos_shim_current_ruri(struct sip_msg *msg, str *out);
+int topos_shim_fixup_str(void **param, int param_no);
+int topos_shim_fixup_free_str(void **param, int param_no);
+int topos_shim_fixup_str3(void **param, int param_no);
+int topos_shim_fixup_free_str3(void **param, int param_no);
 int topos_shim_fixup_str_pv(void **param, int param_no);
 int topos_shim_fixup_free_str_pv(void **param, int param_no);
 int topos_shim_fixup_str_str(void **param, int param_no);

@@ -2,9 +2,12 @@
 //! on the safe `SipMsg` wrapper, the per-process store and the pure
 //! `billing` module.
 
-use crate::billing::call::{billing_key, bounded_user, AnswerRecord, Bill, HungUpBy};
+use crate::billing::call::{billing_key, bounded_user, AnswerRecord};
+use crate::billing::journal::{AnswerEvent, EndEvent};
 use crate::billing::rates::RateTable;
-use crate::billing::{BillingConfig, CdrSink};
+use crate::billing::BillingConfig;
+use crate::billing_journal::{self, Outcome};
+use crate::billing_store::{lost, Closed};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::ffi::msg::SipMsg;
@@ -17,9 +20,7 @@ use crate::script_result::ScriptResult;
 use crate::sip::dialog_ids::DialogIds;
 use crate::state::{self, with_store};
 use crate::stats;
-use crate::store::{state as store_state, Lifecycle, Lived};
 use std::cell::RefCell;
-use std::io::Write;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -108,33 +109,28 @@ fn start_for(msg: &SipMsg, t: &Transaction) -> Result<bool> {
     let tag = ids.from.tag.as_deref().ok_or(Error::Malformed(
         "billing_start: the From header has no tag",
     ))?;
-    let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
-    let mut record = vec![store_state::ACTIVE];
-    record.extend_from_slice(
-        &AnswerRecord {
+    let answer = AnswerEvent {
+        key: billing_key(ids.call_id.as_bytes(), tag.as_bytes()),
+        record: AnswerRecord {
             answer_ms: now_ms(),
             from_user: bounded_user(ids.from.user()),
             to_user: bounded_user(ids.to.user()),
-        }
-        .encode(),
-    );
-    match with_store("billing_start", |s| s.put_new(&key, &record, RECORD_TTL)) {
-        Some(created) => {
-            if created {
-                log::debug!("billing_start: call {} answered", ids.call_id);
-            } else {
-                log::debug!(
-                    "billing_start: call {} already answered; first time kept",
-                    ids.call_id
-                );
-            }
+        },
+    };
+    match billing_journal::answer(&answer) {
+        Ok(Outcome::Stored(())) => {
+            log::debug!("billing_start: call {} answered", ids.call_id);
             Ok(true)
         }
-        None => {
-            log::error!(
-                "billing_start: storage failed; call {} will not be billed",
-                printable(&ids.call_id)
+        Ok(Outcome::Journaled | Outcome::AlreadyJournaled) => {
+            log::debug!(
+                "billing_start: call {} answered; kept in the billing journal until the store is back",
+                ids.call_id
             );
+            Ok(true)
+        }
+        Err(e) => {
+            lost("billing_start", &ids.call_id, &e, "will not be billed");
             Ok(false)
         }
     }
@@ -155,64 +151,41 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<ScriptResult> {
     if let Some(id) = message_context::read(msg.identity(), |c| c.caller_call_id.clone()) {
         ids.call_id = id.into();
     }
-    // The record is keyed by the caller's tag: the From-tag of a BYE from
-    // the caller, the To-tag of a BYE from the callee.
+    // The bill is keyed by the caller's tag: the From-tag of a BYE from
+    // the caller, the To-tag of a BYE from the callee (`EndEvent::
+    // candidates`). The bill is ended, not deleted: it stays BILL_GRACE as
+    // a tombstone, so a late or forged 2xx cannot start the call again and
+    // a second BYE (either side, any node) bills nothing.
     // A BYE Kamailio sends itself (dialog module, tm:local-request) bills
     // like any other; the CDR says who hung up.
-    let local = current_route() == Route::Local;
-    let candidates = [
-        (&ids.from.tag, HungUpBy::Caller),
-        (&ids.to.tag, HungUpBy::Callee),
-    ];
-    let mut found = None;
-    for (tag, by) in candidates {
-        let Some(tag) = tag else { continue };
-        let key = billing_key(ids.call_id.as_bytes(), tag.as_bytes());
-        // The record is ended, not deleted: it stays BILL_GRACE as a
-        // tombstone, so a late or forged 2xx cannot start the call again
-        // and a second BYE (either side, any node) bills nothing.
-        let by = if local { HungUpBy::Kamailio } else { by };
-        match with_store("billing_stop", |s| {
-            s.get_lifecycle(&key, Lifecycle::End(BILL_GRACE), None)
-        }) {
-            Some(Lived::EndedNow(raw)) => {
-                found = Some((raw, by));
-                break;
-            }
-            Some(Lived::Ended(_)) => break,
-            Some(_) => {}
-            None => {
-                // Never lost without a line: the record stays for a
-                // retransmitted BYE, but say so now.
-                log::error!(
-                    "billing_stop: storage failed; call {} not billed by this BYE",
-                    printable(&ids.call_id)
-                );
-                return Ok(ScriptResult::False);
-            }
-        }
-    }
-    let Some((raw, hung_up_by)) = found else {
-        log::debug!("billing_stop: nothing to bill for Call-ID {}", ids.call_id);
-        return Ok(ScriptResult::NothingToBill);
+    let end = EndEvent {
+        call_id: ids.call_id.to_string(),
+        from_tag: ids.from.tag.as_deref().map(str::to_string),
+        to_tag: ids.to.tag.as_deref().map(str::to_string),
+        end_ms,
+        by_kamailio: current_route() == Route::Local,
+        node,
     };
-    let record = AnswerRecord::decode(raw.get(1..).unwrap_or_default()).map_err(|error| {
-        Error::UnreadableBill {
-            call_id: ids.call_id.to_string(),
-            error,
+    let bill = match billing_journal::end(&end) {
+        Ok(Outcome::Stored(Closed::Billed(bill))) => bill,
+        Ok(Outcome::Stored(Closed::AlreadyEnded | Closed::NoBill))
+        | Ok(Outcome::AlreadyJournaled) => {
+            log::debug!("billing_stop: nothing to bill for Call-ID {}", ids.call_id);
+            return Ok(ScriptResult::NothingToBill);
         }
-    })?;
-    let cfg = current_config()?;
-    let bill = Bill::new(&cfg, &ids.call_id, record, end_ms, hung_up_by, node);
-    log::info!("{}", bill.log_line());
-    write_cdr(&cfg, &bill);
-    if let Some(st) = stats::get() {
-        st.calls_billed.fetch_add(1, Ordering::Relaxed);
-        let mut minor = bill.charge.cost;
-        minor.rescale(cfg.decimals);
-        st.billed_minor_units
-            .fetch_add(minor.mantissa() as i64, Ordering::Relaxed);
-    }
+        Ok(Outcome::Journaled) => {
+            log::debug!(
+                "billing_stop: the end of call {} is kept in the billing journal until the store is back",
+                ids.call_id
+            );
+            return Ok(ScriptResult::Journaled);
+        }
+        Err(e) => {
+            // Never lost without a line: a retransmitted BYE tries again.
+            lost("billing_stop", &ids.call_id, &e, "not billed by this BYE");
+            return Ok(ScriptResult::False);
+        }
+    };
     // Readable as `$billing(...)` while the script still handles this BYE.
     let fields = vec![
         bill.charge.duration.to_string(),
@@ -224,42 +197,6 @@ pub fn billing_stop(msg: &mut SipMsg, node: i64) -> Result<ScriptResult> {
     ];
     message_context::write(msg.identity(), |c| c.last_bill = Some(fields));
     Ok(ScriptResult::True)
-}
-
-/// Writes the CDR to the configured sink. A CDR that cannot be written is
-/// logged in full, so the bill is never lost.
-fn write_cdr(cfg: &BillingConfig, bill: &Bill) {
-    let json = bill.cdr_json();
-    let failed = match &cfg.cdr {
-        CdrSink::LogOnly => return,
-        CdrSink::File(path) => {
-            let mut line = json.clone().into_bytes();
-            line.push(b'\n');
-            // One write of the whole line with O_APPEND: lines of several
-            // processes never interleave.
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut f| f.write_all(&line))
-                .err()
-                .map(|e| format!("cannot append to {}: {e}", path.display()))
-        }
-        CdrSink::RedisStream(stream) => with_store("billing CDR", |s| {
-            s.append_to_stream(
-                stream.as_bytes(),
-                &[
-                    ("call_id", bill.call_id.as_bytes()),
-                    ("cdr", json.as_bytes()),
-                ],
-            )
-        })
-        .is_none()
-        .then(|| format!("cannot add to Redis stream {stream}")),
-    };
-    if let Some(why) = failed {
-        log::error!("CDR not written ({why}); CDR: {json}");
-    }
 }
 
 /// `$billing(<field>)` for the message being processed: runs `f` on the
@@ -287,7 +224,7 @@ const RATES_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// The billing configuration with the rates table of the latest
 /// `topos_rs.rates_reload` (loaded once per worker per reload; if the store
 /// cannot be read the worker keeps its table and tries again next time).
-fn current_config() -> Result<Rc<BillingConfig>> {
+pub fn current_config() -> Result<Rc<BillingConfig>> {
     let base = &state::config()?.billing;
     let generation = stats::get().map_or(0, |s| s.rates_generation.load(Ordering::Acquire));
     CURRENT.with(|c| {

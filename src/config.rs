@@ -51,6 +51,14 @@ pub struct ModuleConfig {
     pub contact_host: Option<String>,
     /// Lifetime of a dialog's records without in-dialog traffic.
     pub dialog_expire: Duration,
+    /// What a masked Contact's user part holds (`contact_mode`).
+    pub contact_mode: ContactMode,
+    /// The URI parameter that carries the token when the user part does
+    /// not (`contact_param`).
+    pub contact_param: String,
+    /// Kamailio sockets whose side is trusted: messages to it leave
+    /// unhidden (`trusted_socket`, repeatable).
+    pub trusted_sockets: Vec<TrustedSocket>,
     /// What a dialog token is: its routing state, sealed (no store on the
     /// routing path), or a key to a record in the store.
     pub token_mode: TokenMode,
@@ -66,6 +74,90 @@ pub enum TokenMode {
     Sealed,
     /// A token names a dialog record in the store (versions before 0.3).
     Stored,
+}
+
+/// `contact_mode`: what the user part of a masked Contact holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactMode {
+    /// 0: the token (`sip:TOKEN@host`).
+    Token,
+    /// 1: the party's own user part; the token goes into the URI
+    /// parameter `contact_param` (`sip:alice@host;tps=TOKEN`).
+    OwnUser,
+}
+
+/// Transports a Kamailio socket listens with (`listen=proto:ip:port`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketProto {
+    Udp,
+    Tcp,
+    Tls,
+    Sctp,
+}
+
+impl SocketProto {
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketProto::Udp => "udp",
+            SocketProto::Tcp => "tcp",
+            SocketProto::Tls => "tls",
+            SocketProto::Sctp => "sctp",
+        }
+    }
+}
+
+/// One `trusted_socket` value: a socket Kamailio listens on, written as
+/// in `listen=` (`udp:10.0.0.1:5060`, `tls:[2001:db8::1]:5061`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedSocket {
+    pub proto: SocketProto,
+    /// The address without IPv6 brackets.
+    pub ip: std::net::IpAddr,
+    pub port: u16,
+}
+
+impl std::fmt::Display for TrustedSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ip {
+            std::net::IpAddr::V4(ip) => write!(f, "{}:{ip}:{}", self.proto.name(), self.port),
+            std::net::IpAddr::V6(ip) => write!(f, "{}:[{ip}]:{}", self.proto.name(), self.port),
+        }
+    }
+}
+
+impl TrustedSocket {
+    /// Parses `proto:ip:port`.
+    pub fn parse(v: &str) -> Result<TrustedSocket, ParamError> {
+        let bad = |why: &str| {
+            param_error(
+                "trusted_socket",
+                format!("{v:?} is not proto:ip:port ({why}), e.g. udp:10.0.0.1:5060"),
+            )
+        };
+        let v = v.trim();
+        let (proto, rest) = v.split_once(':').ok_or_else(|| bad("no protocol"))?;
+        let proto = match proto.to_ascii_lowercase().as_str() {
+            "udp" => SocketProto::Udp,
+            "tcp" => SocketProto::Tcp,
+            "tls" => SocketProto::Tls,
+            "sctp" => SocketProto::Sctp,
+            _ => return Err(bad("the protocol is none of udp, tcp, tls, sctp")),
+        };
+        let (ip, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        let ip = ip
+            .strip_prefix('[')
+            .and_then(|i| i.strip_suffix(']'))
+            .unwrap_or(ip);
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| bad("the address is not an IP address"))?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("the port is not 1-65535"))?;
+        Ok(TrustedSocket { proto, ip, port })
+    }
 }
 
 impl Default for ModuleConfig {
@@ -84,6 +176,9 @@ impl Default for ModuleConfig {
             route_to_source: false,
             contact_host: None,
             dialog_expire: Duration::from_secs(10800),
+            contact_mode: ContactMode::Token,
+            contact_param: "tps".to_string(),
+            trusted_sockets: Vec::new(),
             token_mode: TokenMode::Sealed,
             token_key_file: None,
         }
@@ -229,6 +324,13 @@ pub const PARAMS: &[ParamSpec] = &[
         doc: "1: in-dialog requests must also come from the IP address their side was seen from.",
     },
     ParamSpec {
+        name: c"dialog_expire",
+        setter: Int(ModuleConfig::set_dialog_expire),
+        doc_type: "int (s)",
+        doc_default: "10800",
+        doc: "Lifetime of a dialog's records without in-dialog traffic.",
+    },
+    ParamSpec {
         name: c"contact_host",
         setter: Text(ModuleConfig::set_contact_host),
         doc_type: "string `host[:port]`",
@@ -236,11 +338,25 @@ pub const PARAMS: &[ParamSpec] = &[
         doc: "Host in the masked Contacts.",
     },
     ParamSpec {
-        name: c"dialog_expire",
-        setter: Int(ModuleConfig::set_dialog_expire),
-        doc_type: "int (s)",
-        doc_default: "10800",
-        doc: "Lifetime of a dialog's records without in-dialog traffic.",
+        name: c"contact_mode",
+        setter: Int(ModuleConfig::set_contact_mode),
+        doc_type: "int 0/1",
+        doc_default: "0",
+        doc: "0: the token is a masked Contact's user part; 1: the party's own user part is kept and the token goes into a URI parameter.",
+    },
+    ParamSpec {
+        name: c"contact_param",
+        setter: Text(ModuleConfig::set_contact_param),
+        doc_type: "string",
+        doc_default: "tps",
+        doc: "Name of the URI parameter that carries the token.",
+    },
+    ParamSpec {
+        name: c"trusted_socket",
+        setter: Text(ModuleConfig::add_trusted_socket),
+        doc_type: "string `proto:ip:port`, repeatable",
+        doc_default: "none",
+        doc: "A socket whose side is trusted: messages that leave towards it are not hidden.",
     },
     ParamSpec {
         name: c"token_mode",
@@ -350,6 +466,50 @@ impl ModuleConfig {
             ));
         }
         self.contact_host = Some(v.to_string());
+        Ok(())
+    }
+
+    pub fn set_contact_mode(&mut self, v: i64) -> Result<(), ParamError> {
+        self.contact_mode = match int_param("contact_mode", v, 0, 1, "(0 or 1)")? {
+            0 => ContactMode::Token,
+            _ => ContactMode::OwnUser,
+        };
+        Ok(())
+    }
+
+    /// A URI parameter name: letters, digits and `-_.!~*'` (a subset of
+    /// RFC 3261's `pname` that needs no escaping anywhere). Never empty:
+    /// the token goes into it whenever the user part shows something else
+    /// (`contact_mode` 1, a user set by `topos_set_contact()`, a trusted
+    /// side shown real Contacts).
+    pub fn set_contact_param(&mut self, v: &str) -> Result<(), ParamError> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Err(param_error(
+                "contact_param",
+                "empty: the token needs a URI parameter name (contact_mode 1, a user part \
+                 set by topos_set_contact(), a trusted side shown real Contacts)",
+            ));
+        }
+        let pname = |b: u8| b.is_ascii_alphanumeric() || b"-_.!~*'".contains(&b);
+        if v.len() > 32 || !v.bytes().all(pname) {
+            return Err(param_error(
+                "contact_param",
+                format!(
+                    "{v:?} is not a URI parameter name (letters, digits and -_.!~*', at most 32)"
+                ),
+            ));
+        }
+        self.contact_param = v.to_string();
+        Ok(())
+    }
+
+    /// One more trusted socket (the parameter may be given several times).
+    pub fn add_trusted_socket(&mut self, v: &str) -> Result<(), ParamError> {
+        let socket = TrustedSocket::parse(v)?;
+        if !self.trusted_sockets.contains(&socket) {
+            self.trusted_sockets.push(socket);
+        }
         Ok(())
     }
 
@@ -571,6 +731,10 @@ mod tests {
             let name = p.name.to_str().unwrap();
             // Defaults that are not a value of the parameter: chosen at
             // start-up (storage, contact_host) or the absence of one.
+            // A repeatable parameter's default is no entry at all.
+            if p.doc_type.ends_with("repeatable") {
+                continue;
+            }
             let value = match p.doc_default {
                 "lmdb:<runtime dir>/topos_rs" | "the receiving socket" => continue,
                 "none" | "empty" => "",
@@ -656,6 +820,55 @@ mod tests {
         assert_eq!(c.set_dialog_expire(0).unwrap_err().param, "dialog_expire");
         assert_eq!(c.set_contact_host("a b").unwrap_err().param, "contact_host");
         assert_eq!(c.set_contact_host("x@y").unwrap_err().param, "contact_host");
+    }
+
+    #[test]
+    fn contact_parameters() {
+        let mut c = ModuleConfig::default();
+        assert_eq!(c.contact_mode, ContactMode::Token);
+        assert_eq!(c.contact_param, "tps");
+        c.set_contact_mode(1).unwrap();
+        assert_eq!(c.contact_mode, ContactMode::OwnUser);
+        assert_eq!(
+            c.set_contact_mode(2).unwrap_err().to_string(),
+            "modparam \"contact_mode\": 2 is outside 0..1 (0 or 1)"
+        );
+        c.set_contact_param("xyz").unwrap();
+        assert_eq!(c.contact_param, "xyz");
+        for bad in ["", "  ", "a b", "a;b", "a=b", "x>", "é"] {
+            let e = c.set_contact_param(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("modparam \"contact_param\": "),
+                "{bad:?}: {e}"
+            );
+        }
+        assert_eq!(c.contact_param, "xyz");
+    }
+
+    #[test]
+    fn trusted_sockets_repeat_and_are_checked() {
+        let mut c = ModuleConfig::default();
+        c.add_trusted_socket("udp:10.0.0.1:5060").unwrap();
+        c.add_trusted_socket("TLS:[2001:db8::1]:5061").unwrap();
+        c.add_trusted_socket("udp:10.0.0.1:5060").unwrap();
+        let shown: Vec<String> = c.trusted_sockets.iter().map(|s| s.to_string()).collect();
+        assert_eq!(shown, ["udp:10.0.0.1:5060", "tls:[2001:db8::1]:5061"]);
+        for bad in [
+            "",
+            "10.0.0.1:5060",
+            "ws:10.0.0.1:5060",
+            "udp:10.0.0.1",
+            "udp:host.example:5060",
+            "udp:10.0.0.1:0",
+            "udp:10.0.0.1:65536",
+        ] {
+            let e = c.add_trusted_socket(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("modparam \"trusted_socket\": "),
+                "{bad:?}: {e}"
+            );
+        }
+        assert_eq!(c.trusted_sockets.len(), 2);
     }
 
     #[test]

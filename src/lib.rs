@@ -18,6 +18,10 @@ pub mod error;
 pub mod billing;
 #[cfg(not(any(test, fuzzing)))]
 pub mod billing_functions;
+#[cfg(not(any(test, fuzzing)))]
+pub mod billing_journal;
+#[cfg(not(any(test, fuzzing)))]
+pub mod billing_store;
 pub mod clock;
 #[cfg(not(any(test, fuzzing)))]
 pub mod diagnostics;

@@ -11,6 +11,7 @@
 //! wrote for, each named by its `MsgId`: the nested message's facts never
 //! evict the outer message's, which its later steps still read.
 
+use crate::dialog::knobs::DialogKnobs;
 use std::cell::RefCell;
 
 /// Identifies a message within this process: the `sip_msg`'s address,
@@ -48,6 +49,13 @@ pub struct MessageContext {
     /// The `$billing(...)` fields of the call `billing_stop()` billed for
     /// this BYE.
     pub last_bill: Option<Vec<String>>,
+    /// What `topos_set_contact()` / `topos_trust()` chose for this
+    /// message's dialog (a dialog-creating request before
+    /// `topos_request()`, a reply in the core `onreply_route`).
+    pub knobs: Option<Box<DialogKnobs>>,
+    /// `topos_request()` left this dialog-creating request's Record-Routes
+    /// in (a trusted callee sees them): the dialog module must count them.
+    pub record_routes_kept: bool,
 }
 
 impl MessageContext {
@@ -58,6 +66,8 @@ impl MessageContext {
         caller_call_id: None,
         deferred_billing_start: false,
         last_bill: None,
+        knobs: None,
+        record_routes_kept: false,
     };
 }
 

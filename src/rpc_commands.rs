@@ -6,7 +6,7 @@ use crate::billing_functions;
 use crate::dialog::record::decode_stored;
 use crate::state::{self, with_store};
 use crate::stats;
-use crate::store::state::ENDED;
+use crate::store::state::{ENDED, PENDING_END};
 use crate::store::Store;
 use std::sync::atomic::Ordering;
 
@@ -53,7 +53,8 @@ pub fn stats() -> Answer {
         .map(|c| (c.billing.decimals, c.billing.currency.clone()))
         .unwrap_or((2, String::new()));
     let storage = cfg.and_then(|c| c.storage.as_ref());
-    let mut fields: Fields = stats::shown(storage)
+    let tokens = cfg.map_or(crate::config::TokenMode::Sealed, |c| c.token_mode);
+    let mut fields: Fields = stats::shown(storage, tokens)
         // The RPC's integers are 32-bit (as Kamailio's own cnt.get).
         .map(|c| {
             (
@@ -119,10 +120,13 @@ pub fn dialog(call_id: Option<String>) -> Answer {
 pub fn records() -> Answer {
     let mut fields = Vec::new();
     for (name, kind) in [("dialogs", &b":dlg:"[..]), ("bills", &b":bill:"[..])] {
-        // A billed call's record stays a while as a tombstone: it is not
-        // an open bill. (A dialog in its grace time is still counted: its
-        // record is there.)
-        let billed = |value: &[u8]| kind == b":bill:" && value.first() == Some(&ENDED);
+        // A billed call's record stays a while as a tombstone, and a BYE
+        // journaled during a store outage may wait for its answer (a
+        // pending end): neither is an open bill. (A dialog in its grace
+        // time is still counted: its record is there.)
+        let billed = |value: &[u8]| {
+            kind == b":bill:" && matches!(value.first(), Some(&ENDED | &PENDING_END))
+        };
         let count = |s: &mut dyn Store| {
             s.scan(kind, COUNT_LIMIT)
                 .map(|v| v.iter().filter(|(_, value)| !billed(value)).count())

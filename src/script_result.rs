@@ -17,6 +17,10 @@ pub enum ScriptResult {
     /// -2: `billing_stop()` found nothing to bill (unanswered call, a
     /// call already billed, an unknown dialog).
     NothingToBill,
+    /// 2: `billing_stop()` could not reach the store (unavailable) and
+    /// kept the BYE in the node's billing journal: the call is billed,
+    /// with this BYE's time, once the store is back.
+    Journaled,
 }
 
 impl ScriptResult {
@@ -26,6 +30,7 @@ impl ScriptResult {
             ScriptResult::True => 1,
             ScriptResult::False => -1,
             ScriptResult::NothingToBill => -2,
+            ScriptResult::Journaled => 2,
         }
     }
 }
@@ -62,6 +67,7 @@ mod tests {
         assert_eq!(ScriptResult::True.code(), 1);
         assert_eq!(ScriptResult::False.code(), -1);
         assert_eq!(ScriptResult::NothingToBill.code(), -2);
+        assert_eq!(ScriptResult::Journaled.code(), 2);
         assert_eq!(ScriptResult::from(true), ScriptResult::True);
         assert_eq!(ScriptResult::from(false), ScriptResult::False);
         assert_eq!(code("f", Err(Error::NotInitialized)), -1);

@@ -9,7 +9,7 @@ use crate::config::{ModuleConfig, ParamError, Storage};
 use crate::error::{Error, Result};
 use crate::store::lmdb::LmdbStore;
 use crate::store::redis::RedisStore;
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -30,7 +30,7 @@ pub fn note_fork() {
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
-fn fork_generation() -> u64 {
+pub fn fork_generation() -> u64 {
     FORK_GENERATION.load(Ordering::Relaxed)
 }
 
@@ -51,6 +51,18 @@ thread_local! {
     static STORE: RefCell<Option<ProcessStore>> = const { RefCell::new(None) };
     static ERRORS: RefCell<ErrorLog> = RefCell::new(ErrorLog::default());
     static REFUSALS: RefCell<ErrorLog> = RefCell::new(ErrorLog::default());
+    static JOURNALED: RefCell<ErrorLog> = RefCell::new(ErrorLog::default());
+}
+
+/// Logs that billing events go to the journal at WARN, rate-limited like
+/// storage errors: an outage under load does not flood the log.
+pub fn log_journaled(text: &str) {
+    rate_limited(
+        &JOURNALED,
+        log::Level::Warn,
+        "journaled billing events",
+        text,
+    );
 }
 
 /// Logs a refused request at WARN, rate-limited like storage errors: a
@@ -100,24 +112,28 @@ pub fn open_for_this_process() -> Result<()> {
 /// Runs `f` on this process's store, opening it if this process has none
 /// yet. `None`: the operation failed and the failure was logged.
 pub fn with_store<T>(what: &str, f: impl FnOnce(&mut dyn Store) -> StoreResult<T>) -> Option<T> {
+    store_op(what, f).ok()
+}
+
+/// As `with_store`, keeping the error for callers that act on its kind
+/// (billing journals what an unavailable store could not take). The
+/// failure is logged and counted all the same.
+pub fn store_op<T>(what: &str, f: impl FnOnce(&mut dyn Store) -> StoreResult<T>) -> StoreResult<T> {
     let result = STORE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let generation = fork_generation();
         if slot.as_ref().is_none_or(|p| p.generation != generation) {
-            let cfg = config().map_err(|e| e.to_string())?;
-            let store = open(cfg).map_err(|e| e.to_string())?;
+            let cfg = config().map_err(|e| StoreError::Backend(e.to_string()))?;
+            let store = open(cfg)?;
             *slot = Some(ProcessStore { generation, store });
         }
         let p = slot.as_mut().expect("opened above");
-        f(&mut *p.store).map_err(|e| e.to_string())
+        f(&mut *p.store)
     });
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            log_store_error(what, &e);
-            None
-        }
+    if let Err(e) = &result {
+        log_store_error(what, &e.to_string());
     }
+    result
 }
 
 fn log_store_error(what: &str, e: &str) {

@@ -9,7 +9,7 @@
 //! of `Stats` must be named in `COUNTERS` (or `NOT_COUNTERS`): a unit test
 //! below fails until it is.
 
-use crate::config::Storage;
+use crate::config::{Storage, TokenMode};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -41,6 +41,14 @@ pub struct Stats {
     /// Dialogs kept in the store in sealed mode because their state would
     /// not fit a token of the size bound.
     pub dialogs_stored_too_large: AtomicU64,
+    /// Billing events waiting in this node's billing journal for the store
+    /// (a gauge: set from the journal itself after each change).
+    pub billing_journal_pending: AtomicU64,
+    /// Billing events (answers, BYEs) kept in the journal because the
+    /// store was unavailable.
+    pub billing_journaled: AtomicU64,
+    /// Journaled billing events written to the store once it was back.
+    pub billing_journal_replayed: AtomicU64,
 }
 
 /// Where a counter's value comes from.
@@ -169,6 +177,24 @@ pub const COUNTERS: &[Counter] = &[
         lmdb_only: false,
     },
     Counter {
+        name: "billing_journal_pending",
+        doc: "Billing events waiting in this node's billing journal until the store is back (a gauge).",
+        source: Source::Field(|s| &s.billing_journal_pending),
+        lmdb_only: false,
+    },
+    Counter {
+        name: "billing_journaled",
+        doc: "Billing events (answers, BYEs) kept in the billing journal because the store was unavailable.",
+        source: Source::Field(|s| &s.billing_journaled),
+        lmdb_only: false,
+    },
+    Counter {
+        name: "billing_journal_replayed",
+        doc: "Journaled billing events written to the store once it was back.",
+        source: Source::Field(|s| &s.billing_journal_replayed),
+        lmdb_only: false,
+    },
+    Counter {
         name: "calls_billed",
         doc: "Calls billed (one CALL BILLING line each).",
         source: Source::Field(|s| &s.calls_billed),
@@ -185,14 +211,22 @@ pub const COUNTERS: &[Counter] = &[
 /// Fields of `Stats` that are shared state, not numbers for operators.
 pub const NOT_COUNTERS: &[&str] = &["rates_generation"];
 
-/// Whether the lmdb_only counters mean something with this storage.
-pub fn sees_every_dialog_end(storage: Option<&Storage>) -> bool {
-    matches!(storage, Some(Storage::Lmdb { .. }))
+/// Whether the lmdb_only counters mean something: only a node that keeps
+/// every dialog in its own store sees every dialog end (stored tokens on
+/// LMDB). On Redis other nodes end this node's dialogs and Redis expires
+/// records unseen; sealed tokens keep no record at all, and a token of an
+/// ended dialog can bring a second BYE.
+pub fn sees_every_dialog_end(storage: Option<&Storage>, tokens: TokenMode) -> bool {
+    matches!(storage, Some(Storage::Lmdb { .. })) && tokens == TokenMode::Stored
 }
 
-/// The counters a node with this storage shows (RPC and Kamailio counters).
-pub fn shown(storage: Option<&Storage>) -> impl Iterator<Item = &'static Counter> {
-    let all = sees_every_dialog_end(storage);
+/// The counters a node with this storage and token mode shows (RPC and
+/// Kamailio counters).
+pub fn shown(
+    storage: Option<&Storage>,
+    tokens: TokenMode,
+) -> impl Iterator<Item = &'static Counter> {
+    let all = sees_every_dialog_end(storage, tokens);
     COUNTERS.iter().filter(move |c| all || !c.lmdb_only)
 }
 
@@ -343,8 +377,16 @@ mod tests {
         let lmdb = Storage::Lmdb {
             dir: PathBuf::from("/tmp/x"),
         };
-        let names = |s: Option<&Storage>| shown(s).map(|c| c.name).collect::<Vec<_>>();
+        let names = |s: Option<&Storage>| {
+            shown(s, TokenMode::Stored)
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(Some(&lmdb)).len(), COUNTERS.len());
+        let sealed: Vec<_> = shown(Some(&lmdb), TokenMode::Sealed)
+            .map(|c| c.name)
+            .collect();
+        assert!(!sealed.contains(&"dialogs_active"), "{sealed:?}");
         let redis = crate::config::Storage::parse("redis://127.0.0.1:6379/0").unwrap();
         let on_redis = names(Some(&redis));
         assert!(!on_redis.contains(&"dialogs_active"), "{on_redis:?}");

@@ -809,35 +809,7 @@ fn basic_call_costs_at_most_four_store_operations() {
     respond(&b, &bye, 200, None, "");
     a.peer.expect_reply(200, "BYE");
     std::thread::sleep(Duration::from_millis(200));
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut con)
-        .unwrap();
-    let data_commands: u64 = info
-        .lines()
-        .filter(|l| l.starts_with("cmdstat_"))
-        .filter(|l| !l.starts_with("cmdstat_config") && !l.starts_with("cmdstat_info"))
-        .filter(|l| !l.starts_with("cmdstat_client") && !l.starts_with("cmdstat_hello"))
-        .filter(|l| !l.starts_with("cmdstat_ping") && !l.starts_with("cmdstat_select"))
-        // SCRIPT LOAD: once per connection, not per call.
-        .filter(|l| !l.starts_with("cmdstat_script"))
-        // Commands a script runs inside its one EVAL round trip (the
-        // ACK's and the BYE's dialog lookup) are counted apart by Redis;
-        // a basic call issues none of them directly.
-        .filter(|l| {
-            !["cmdstat_get:", "cmdstat_pexpire:", "cmdstat_setrange:"]
-                .iter()
-                .any(|p| l.starts_with(p))
-        })
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let (data_commands, info) = common::redis::data_commands(&mut con);
     assert!(
         (1..=4).contains(&data_commands),
         "INVITE/180/200/ACK/BYE used {data_commands} store operations:\n{info}"

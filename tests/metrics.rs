@@ -155,7 +155,8 @@ fn counters_and_prometheus_show_what_topos_rs_stats_shows() {
     let rates = dir.join("rates.csv");
     std::fs::write(&rates, "prefix,rate\n135,0.10\n").unwrap();
     let rates_define = format!("BILLING_RATES=\"{}\"", rates.display());
-    let m = start(&[&rates_define]);
+    // Stored tokens on LMDB: the node that shows every counter.
+    let m = start(&[&rates_define, "TOKEN_MODE=\"stored\""]);
 
     // Before any call: every counter, at 0.
     let before = same_in_every_view(&m);
@@ -205,6 +206,10 @@ fn counters_and_prometheus_show_what_topos_rs_stats_shows() {
         ("dropped_refused_requests", "0"),
         ("dialogs_stored_too_large", "0"),
         ("storage_errors", "0"),
+        // The store never failed: nothing journaled.
+        ("billing_journal_pending", "0"),
+        ("billing_journaled", "0"),
+        ("billing_journal_replayed", "0"),
         ("calls_billed", "3"),
         // 3 x 0.10 in cents.
         ("billed_minor_units", "30"),
@@ -248,6 +253,12 @@ fn counters_and_prometheus_show_what_topos_rs_stats_shows() {
 
 #[test]
 fn on_redis_the_counters_only_the_store_knows_are_left_out_everywhere() {
+    // Sealed tokens keep no dialog record at all: the same on LMDB.
+    let m = start(&[]);
+    let shown = same_in_every_view(&m);
+    assert!(!shown.contains_key("dialogs_active"), "{shown:?}");
+    assert!(!shown.contains_key("dialogs_expired"), "{shown:?}");
+    drop(m);
     let redis = RedisServer::start();
     let storage = format!("STORAGE=\"{}\"", redis.url());
     let m = start(&[&storage]);

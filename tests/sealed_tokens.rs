@@ -89,40 +89,6 @@ fn contact_of(m: &Msg) -> String {
     contact(m)
 }
 
-/// The Redis commands that touch data since the last CONFIG RESETSTAT
-/// (what Redis runs inside a script counts apart and is left out: the
-/// script's one round trip is counted as its EVALSHA).
-fn data_commands(con: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_"))
-        .filter(|l| {
-            ![
-                "cmdstat_config",
-                "cmdstat_info",
-                "cmdstat_client",
-                "cmdstat_hello",
-                "cmdstat_ping",
-                "cmdstat_select",
-                "cmdstat_script",
-                "cmdstat_get:",
-                "cmdstat_pexpire:",
-                "cmdstat_setrange:",
-            ]
-            .iter()
-            .any(|p| l.starts_with(p))
-        })
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 /// Issue 20 points 3 and 4: with two Record-Route entries on each side the
 /// masked Contacts stay within 300 bytes; a whole call (INVITE, 180, 200,
 /// ACK, re-INVITEs from both sides, BYE) routes with no store operation at
@@ -215,7 +181,8 @@ fn a_call_with_two_record_routes_a_side_fits_300_bytes_and_routes_without_the_st
         p.callee.reply(&bye, 200, "OK", "callee-tag");
         p.caller.expect_reply(200, "BYE");
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(data_commands(&mut con), expected, "billing {billing}");
+        let (n, info) = common::redis::data_commands(&mut con);
+        assert_eq!(n, expected, "billing {billing}:\n{info}");
     }
 }
 

@@ -80,6 +80,13 @@ impl HungUpBy {
             HungUpBy::Kamailio => "kamailio",
         }
     }
+
+    /// The value `as_str` gave.
+    pub fn parse(s: &str) -> Option<HungUpBy> {
+        [HungUpBy::Caller, HungUpBy::Callee, HungUpBy::Kamailio]
+            .into_iter()
+            .find(|h| h.as_str() == s)
+    }
 }
 
 /// A billed call.

@@ -3,6 +3,7 @@
 //! use it are in `crate::billing_functions`.
 
 pub mod call;
+pub mod journal;
 pub mod rates;
 pub mod tariff;
 

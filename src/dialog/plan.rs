@@ -11,7 +11,7 @@
 //! - Route: the route set toward the receiving side only.
 //! - Call-ID: with mask_callid, the callee side sees a different one.
 
-use crate::sip::edit::Edit;
+use crate::sip::edit::{Edit, SEND_ADDRESS, SEND_SOCKET, SEND_TRANSPORT};
 use crate::sip::headers::{map_cow, Headers};
 use crate::sip::name_addr::{entry_uri, split_entries, uri_host_port};
 use std::borrow::Cow;
@@ -33,26 +33,191 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
+/// Where a masked Contact points: the host part Kamailio shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactHost {
+    /// The socket the message leaves on, filled in by the core for each
+    /// branch (requests): `sip::edit::SEND_SOCKET`.
+    SendSocket,
+    /// `host:port[;transport=x]` known now (a reply: the socket its
+    /// request came in on; or `contact_host`).
+    Known(String),
+    /// An operator's `host[:port]` (`topos_set_contact()`) in a request:
+    /// the transport of the socket it leaves on is filled in by the core.
+    Custom(String),
+}
+
 /// The Contact Kamailio shows in place of a party's own:
-/// `<sip:TOKEN@host[:port][;transport=x]>`.
+/// `<sip:TOKEN@host[:port][;transport=x]>`, or with a user part of its
+/// own `<sip:user@host...;tps=TOKEN>` (`contact_mode` 1, a user set by
+/// `topos_set_contact()`). The scheme is `sips:` when the request it is
+/// for (or answers) has a SIPS Request-URI (RFC 3261 8.1.1.8, 12.1.1);
+/// such a Contact names no transport (TLS is implied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaskedContact {
+    /// Opaque: `dialog::token` makes and parses it.
     pub token: String,
-    /// `host[:port]` (IPv6 in brackets) and optional `;transport=...`, or
-    /// `sip::edit::SEND_SOCKET` for the socket the message leaves on.
-    pub hostport: String,
+    /// The user part shown; None: the token is the user part. Some (even
+    /// empty: no user part at all): the token goes into `token_param`.
+    pub user: Option<String>,
+    /// Name of the URI parameter that carries the token when the user
+    /// part holds something else (`contact_param`).
+    pub token_param: &'static str,
+    pub host: ContactHost,
+    pub sips: bool,
 }
 
 impl MaskedContact {
+    /// A masked Contact of `contact_mode` 0 with no choices of the
+    /// operator: `<sip:TOKEN@host>`.
+    pub fn plain(token: String, host: ContactHost) -> MaskedContact {
+        MaskedContact {
+            token,
+            user: None,
+            token_param: "tps",
+            host,
+            sips: false,
+        }
+    }
+
+    /// The whole header line, `Contact: <...>\r\n`.
     pub fn header(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + self.token.len() + self.hostport.len());
-        out.extend_from_slice(b"Contact: <sip:");
-        out.extend_from_slice(self.token.as_bytes());
-        out.push(b'@');
-        out.extend_from_slice(self.hostport.as_bytes());
+        let user_len = self
+            .user
+            .as_ref()
+            .map_or(0, |u| u.len() + self.token_param.len() + 2);
+        let mut out = Vec::with_capacity(40 + self.token.len() + user_len);
+        out.extend_from_slice(if self.sips {
+            b"Contact: <sips:"
+        } else {
+            b"Contact: <sip:"
+        });
+        match &self.user {
+            None => {
+                out.extend_from_slice(self.token.as_bytes());
+                out.push(b'@');
+            }
+            Some(u) if !u.is_empty() => {
+                out.extend_from_slice(u.as_bytes());
+                out.push(b'@');
+            }
+            Some(_) => {}
+        }
+        match (&self.host, self.sips) {
+            (ContactHost::SendSocket, false) => out.extend_from_slice(SEND_SOCKET.as_bytes()),
+            (ContactHost::SendSocket, true) => out.extend_from_slice(SEND_ADDRESS.as_bytes()),
+            (ContactHost::Known(h), false) => out.extend_from_slice(h.as_bytes()),
+            // A sips: URI names no transport: the known one goes.
+            (ContactHost::Known(h), true) => {
+                out.extend_from_slice(h.split(';').next().unwrap_or("").as_bytes())
+            }
+            (ContactHost::Custom(h), sips) => {
+                out.extend_from_slice(h.as_bytes());
+                if !sips {
+                    out.extend_from_slice(SEND_TRANSPORT.as_bytes());
+                }
+            }
+        }
+        if self.user.is_some() {
+            push_token_param(&mut out, self.token_param, &self.token);
+        }
         out.extend_from_slice(b">\r\n");
         out
     }
+}
+
+fn push_token_param(out: &mut Vec<u8>, name: &str, token: &str) {
+    out.push(b';');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(token.as_bytes());
+}
+
+/// Who receives a message, and so what it shows of the sender's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
+    /// An untrusted side: everything of the other side hidden, the masked
+    /// Contact in place of its own.
+    Untrusted,
+    /// A trusted side (one-way hiding) that Kamailio does not record-route:
+    /// it sees Vias, the Call-ID and the Contacts of failures as a proxy
+    /// without topos_rs passes them, but a dialog's Record-Routes and
+    /// Contact stay hidden: with them its in-dialog requests would go
+    /// around Kamailio, straight to the other side.
+    Trusted,
+    /// A trusted side that Kamailio record-routes: its in-dialog requests
+    /// come back through Kamailio whatever they are sent to, so it sees
+    /// the other side's Record-Routes and real Contact too; that Contact
+    /// carries the masked Contact's token in the URI parameter
+    /// `token_param`, so those requests find their dialog.
+    TrustedRecordRouted,
+}
+
+/// What a message shows its receiver of the other side: the masked
+/// Contact (None: none now; sealed tokens put it in per branch, see
+/// `contact_insert`) and who the receiver is.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<'a> {
+    pub masked: Option<&'a MaskedContact>,
+    pub receiver: Receiver,
+}
+
+impl<'a> Shown<'a> {
+    /// To an untrusted side: everything hidden.
+    pub fn hidden(masked: Option<&'a MaskedContact>) -> Shown<'a> {
+        Shown {
+            masked,
+            receiver: Receiver::Untrusted,
+        }
+    }
+
+    fn trusted(&self) -> bool {
+        self.receiver != Receiver::Untrusted
+    }
+
+    /// Sees the other side's Record-Routes (and real Contact).
+    fn sees_routing(&self) -> bool {
+        self.receiver == Receiver::TrustedRecordRouted && self.masked.is_some()
+    }
+}
+
+/// Edits that put `;name=token` into the first Contact's URI (before its
+/// headers, `?...`), turning an addr-spec into a name-addr so that the
+/// parameter belongs to the URI. None if the Contact cannot be located.
+pub fn contact_with_token(h: Headers<'_>, name: &str, token: &str) -> Option<Vec<Edit>> {
+    let range = contact_uri_range(h)?;
+    let uri = &h.msg[range.clone()];
+    let at = range.start + uri.iter().position(|&b| b == b'?').unwrap_or(uri.len());
+    let bracketed = range.start > 0 && h.msg[..range.start].trim_ascii_end().ends_with(b"<");
+    let mut param = Vec::with_capacity(name.len() + token.len() + 2);
+    push_token_param(&mut param, name, token);
+    let mut edits = Vec::with_capacity(3);
+    if !bracketed {
+        edits.push(Edit::Insert(range.start, b"<".to_vec()));
+    }
+    edits.push(Edit::Insert(at, param));
+    if !bracketed {
+        edits.push(Edit::Insert(range.end, b">".to_vec()));
+    }
+    Some(edits)
+}
+
+/// The Contact a dialog message shows (its Contact field is usable:
+/// `has_contact`): the edits for it.
+fn show_contact(h: Headers<'_>, shown: Shown<'_>, has_contact: bool, edits: &mut Vec<Edit>) {
+    if let (true, Some(m)) = (shown.sees_routing(), shown.masked) {
+        // The real Contact with the token; one it cannot place the token
+        // in goes to the trusted side as it is.
+        if let Some(e) = contact_with_token(h, m.token_param, &m.token) {
+            edits.extend(e);
+        }
+        return;
+    }
+    let contact = match shown.masked {
+        Some(m) if has_contact => m.header(),
+        _ => Vec::new(),
+    };
+    replace_fields(h, "contact", Some("m"), contact, edits);
 }
 
 /// Every entry of every field called `long`, in message order; borrowed
@@ -77,7 +242,7 @@ fn entries<'a>(
 }
 
 /// The first Contact URI.
-fn contact_uri(h: Headers<'_>) -> Option<Cow<'_, str>> {
+pub fn contact_uri(h: Headers<'_>) -> Option<Cow<'_, str>> {
     let first = entries(h, "contact", Some("m")).into_iter().next()?;
     map_cow(first, |e| {
         Some(entry_uri(e)).filter(|u| !u.is_empty() && *u != "*")
@@ -177,23 +342,22 @@ pub fn caller_side(request: Headers<'_>) -> Result<CallerSide, PlanError> {
 
 /// A dialog-creating request going to the callee: the caller side's
 /// Record-Routes go (Kamailio adds its own as a lump of its own), the
-/// Contact is masked, the Call-ID replaced if masked.
-/// `masked` None: the Contact goes and comes back later (`contact_insert`,
-/// sealed tokens: made when tm builds each branch).
+/// Contact is masked, the Call-ID replaced if masked. A trusted,
+/// record-routed callee gets the Record-Routes and the real Contact.
+/// `shown.masked` None: the Contact goes and comes back later
+/// (`contact_insert`, sealed tokens: made when tm builds each branch).
 pub fn initial_request(
     request: Headers<'_>,
-    masked: Option<&MaskedContact>,
+    shown: Shown<'_>,
     callee_call_id: Option<&str>,
 ) -> Vec<Edit> {
     let mut edits = Vec::new();
-    replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    if !shown.sees_routing() {
+        replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    }
     // Without a Contact (malformed) nothing can reach the caller later;
     // any Contact field (even unreadable) is still replaced.
-    let contact = match masked {
-        Some(m) if contact_uri(request).is_some() => m.header(),
-        _ => Vec::new(),
-    };
-    replace_fields(request, "contact", Some("m"), contact, &mut edits);
+    show_contact(request, shown, contact_uri(request).is_some(), &mut edits);
     if let Some(id) = callee_call_id {
         replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -222,27 +386,40 @@ pub struct CalleeSide {
 }
 
 /// The callee side of a reply to the dialog-creating request: its Contact
-/// and its route set (the Record-Route entries before Kamailio's own: the
-/// list is the callee side's entries, then Kamailio's, which was the last
-/// to record-route before the callee side). `is_kamailio(uri)` says
-/// whether a URI is this server.
+/// and its route set (the Record-Route entries before Kamailio's own, see
+/// `kamailio_entries`). `is_kamailio(uri)` says whether a URI is this
+/// server.
 pub fn callee_side(reply: Headers<'_>, is_kamailio: &dyn Fn(&str) -> bool) -> CalleeSide {
     let rr = entries(reply, "record-route", None);
-    let split = callee_split(&rr, is_kamailio);
+    let ours = kamailio_entries(&rr, is_kamailio);
     CalleeSide {
         contact: contact_uri(reply).map(Cow::into_owned),
-        route: rr[..split].iter().rev().map(|e| e.to_string()).collect(),
+        route: rr[..ours.start]
+            .iter()
+            .rev()
+            .map(|e| e.to_string())
+            .collect(),
     }
 }
 
-/// Where Kamailio's own entries begin in a reply's Record-Route list.
-fn callee_split(rr: &[Cow<'_, str>], is_kamailio: &dyn Fn(&str) -> bool) -> usize {
-    let ours = rr
-        .iter()
-        .rev()
-        .take_while(|e| is_kamailio(entry_uri(e)))
-        .count();
-    rr.len() - ours
+/// Where Kamailio's own entries are in a reply's Record-Route list: the
+/// last run of them. The callee side's entries come before it (Kamailio
+/// was the last to record-route before the callee side); entries after it
+/// are the caller side's as a trusted callee got them in the INVITE, shown
+/// to the caller from the request instead (and anything else there is not
+/// a route of the callee side).
+fn kamailio_entries(rr: &[Cow<'_, str>], is_kamailio: &dyn Fn(&str) -> bool) -> Range<usize> {
+    let ours = |e: &Cow<'_, str>| is_kamailio(entry_uri(e));
+    match rr.iter().rposition(ours) {
+        None => rr.len()..rr.len(),
+        Some(last) => {
+            let first = rr[..last]
+                .iter()
+                .rposition(|e| !ours(e))
+                .map_or(0, |p| p + 1);
+            first..last + 1
+        }
+    }
 }
 
 /// The Record-Route parameter that carries the route set toward the callee
@@ -269,24 +446,27 @@ fn with_uri_param(entry: &str, name: &str, value: &str) -> String {
 /// A reply to the dialog-creating request, going back to the caller: the
 /// Record-Route list becomes Kamailio's entries plus the caller side's (as
 /// they were in the request); the callee's Contact is masked when the reply
-/// sets up a dialog (`creates_dialog`: 101-299, with `masked`) and removed
-/// otherwise (a 3xx's redirect targets and any Contact of a failure name
-/// the callee side); every Contact field goes, whatever it holds (`<>`,
-/// `*`, a list), so nothing of it can pass; the Call-ID is the caller's.
-/// `carrier` (sealed tokens): Kamailio's entries carry the route set
-/// toward the callee, in an entry of Kamailio's own if it has none.
+/// sets up a dialog (`creates_dialog`: 101-299, with `shown.masked`) and
+/// removed otherwise (a 3xx's redirect targets and any Contact of a failure
+/// name the callee side); every Contact field goes, whatever it holds
+/// (`<>`, `*`, a list), so nothing of it can pass; the Call-ID is the
+/// caller's. `carrier` (sealed tokens): Kamailio's entries carry the route
+/// set toward the callee, in an entry of Kamailio's own if it has none. A
+/// trusted caller sees every Contact of a reply that sets up no dialog,
+/// and, record-routed, the callee side's Record-Routes and real Contact too.
 pub fn reply_to_caller(
     reply: Headers<'_>,
     caller_route: &[String],
-    masked: Option<&MaskedContact>,
+    shown: Shown<'_>,
     caller_call_id: Option<&str>,
     is_kamailio: &dyn Fn(&str) -> bool,
     creates_dialog: bool,
     carrier: Option<&RouteCarrier>,
 ) -> Vec<Edit> {
     let rr = entries(reply, "record-route", None);
-    let split = callee_split(&rr, is_kamailio);
-    let mut ours: Vec<Cow<'_, str>> = rr[split..].to_vec();
+    let range = kamailio_entries(&rr, is_kamailio);
+    let first_shown = if shown.sees_routing() { 0 } else { range.start };
+    let mut ours: Vec<Cow<'_, str>> = rr[first_shown..range.end].to_vec();
     if let Some(c) = carrier {
         if ours.is_empty() {
             ours.push(Cow::Owned(format!("<sip:{};lr>", c.hostport)));
@@ -295,7 +475,7 @@ pub fn reply_to_caller(
             *e = Cow::Owned(with_uri_param(e, ROUTE_PARAM, c.sealed));
         }
     }
-    let shown = ours
+    let listed = ours
         .iter()
         .map(|e| e.as_ref())
         .chain(caller_route.iter().map(String::as_str));
@@ -304,14 +484,14 @@ pub fn reply_to_caller(
         reply,
         "record-route",
         None,
-        header_lines("Record-Route", shown),
+        header_lines("Record-Route", listed),
         &mut edits,
     );
-    let shown_contact = match masked {
-        Some(m) if creates_dialog && contact_uri(reply).is_some() => m.header(),
-        _ => Vec::new(),
-    };
-    replace_fields(reply, "contact", Some("m"), shown_contact, &mut edits);
+    if creates_dialog {
+        show_contact(reply, shown, contact_uri(reply).is_some(), &mut edits);
+    } else if !shown.trusted() {
+        replace_fields(reply, "contact", Some("m"), Vec::new(), &mut edits);
+    }
     if let Some(id) = caller_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -411,11 +591,13 @@ pub fn outside_dialog(message: Headers<'_>, keep_contact: bool) -> Vec<Edit> {
 /// An in-dialog request from one side to the other: its Route and
 /// Record-Route fields go and the route set toward the target comes in;
 /// the sender's Contact (if any) is masked; the Call-ID becomes the
-/// target's. Returns the sender's Contact URI (a target refresh).
+/// target's. A trusted, record-routed target sees Record-Routes and the
+/// sender's real Contact. Returns the sender's Contact URI (a target
+/// refresh).
 pub fn in_dialog_request<'a>(
     request: Headers<'a>,
     route_to_target: &[String],
-    sender_masked: Option<&MaskedContact>,
+    shown: Shown<'_>,
     target_call_id: Option<&str>,
 ) -> (Vec<Edit>, Option<Cow<'a, str>>) {
     let contact = contact_uri(request);
@@ -427,13 +609,11 @@ pub fn in_dialog_request<'a>(
         header_lines("Route", route_to_target.iter().map(String::as_str)),
         &mut edits,
     );
-    replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    if !shown.sees_routing() {
+        replace_fields(request, "record-route", None, Vec::new(), &mut edits);
+    }
     // Every Contact field goes; the masked one comes in for a usable URI.
-    let shown = match (&contact, sender_masked) {
-        (Some(_), Some(m)) => m.header(),
-        _ => Vec::new(),
-    };
-    replace_fields(request, "contact", Some("m"), shown, &mut edits);
+    show_contact(request, shown, contact.is_some(), &mut edits);
     if let Some(id) = target_call_id {
         replace_fields(request, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -442,20 +622,19 @@ pub fn in_dialog_request<'a>(
 
 /// A reply to an in-dialog request, going back to its sender: the
 /// replier's Contact is masked, stray Record-Routes go, and the Call-ID is
-/// the sender's. Returns the replier's Contact URI.
+/// the sender's. A trusted, record-routed sender gets them as they are
+/// (the Contact with the token). Returns the replier's Contact URI.
 pub fn in_dialog_reply<'a>(
     reply: Headers<'a>,
-    replier_masked: Option<&MaskedContact>,
+    shown: Shown<'_>,
     sender_call_id: Option<&str>,
 ) -> (Vec<Edit>, Option<Cow<'a, str>>) {
     let contact = contact_uri(reply);
     let mut edits = Vec::new();
-    replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
-    let shown = match (&contact, replier_masked) {
-        (Some(_), Some(m)) => m.header(),
-        _ => Vec::new(),
-    };
-    replace_fields(reply, "contact", Some("m"), shown, &mut edits);
+    if !shown.sees_routing() {
+        replace_fields(reply, "record-route", None, Vec::new(), &mut edits);
+    }
+    show_contact(reply, shown, contact.is_some(), &mut edits);
     if let Some(id) = sender_call_id {
         replace_fields(reply, "call-id", Some("i"), call_id_line(id), &mut edits);
     }
@@ -480,10 +659,7 @@ Contact: \"Alice\" <sip:alice@192.168.1.10:5060;transport=udp>;+sip.instance=\"<
 Content-Length: 0\r\n\r\n";
 
     fn masked(token: &str) -> MaskedContact {
-        MaskedContact {
-            token: token.into(),
-            hostport: "203.0.113.1:5060".into(),
-        }
+        MaskedContact::plain(token.into(), ContactHost::Known("203.0.113.1:5060".into()))
     }
 
     fn text(msg: &str, edits: &[Edit]) -> String {
@@ -508,7 +684,7 @@ Content-Length: 0\r\n\r\n";
     fn initial_request_hides_record_route_contact_and_call_id() {
         let e = initial_request(
             Scanned::new(INVITE).h(),
-            Some(&masked("TOKa")),
+            Shown::hidden(Some(&masked("TOKa"))),
             Some("masked-id"),
         );
         let out = text(INVITE, &e);
@@ -530,7 +706,11 @@ Content-Length: 0\r\n\r\n";
         let msg = INVITE.replace("Contact: \"Alice\"", "X-Note: \"Alice\"");
         let out = text(
             &msg,
-            &initial_request(Scanned::new(&msg).h(), Some(&masked("T")), None),
+            &initial_request(
+                Scanned::new(&msg).h(),
+                Shown::hidden(Some(&masked("T"))),
+                None,
+            ),
         );
         assert!(
             !out.contains("caller.net;lr") && !out.contains("Contact:"),
@@ -540,7 +720,11 @@ Content-Length: 0\r\n\r\n";
         let broken = INVITE.replace("<sip:alice@192.168.1.10:5060;transport=udp>", "<sip:");
         let out = text(
             &broken,
-            &initial_request(Scanned::new(&broken).h(), Some(&masked("T")), None),
+            &initial_request(
+                Scanned::new(&broken).h(),
+                Shown::hidden(Some(&masked("T"))),
+                None,
+            ),
         );
         assert!(!out.contains("Alice"), "{out}");
     }
@@ -567,7 +751,7 @@ Content-Length: 0\r\n\r\n";
         let e = reply_to_caller(
             Scanned::new(REPLY).h(),
             &caller.route,
-            Some(&masked("TOKb")),
+            Shown::hidden(Some(&masked("TOKb"))),
             Some("secret-call@caller.net"),
             &is_k,
             true,
@@ -606,7 +790,7 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         let e = reply_to_caller(
             Scanned::new(&reply).h(),
             &[],
-            Some(&masked("T")),
+            Shown::hidden(Some(&masked("T"))),
             None,
             &is_k,
             true,
@@ -626,7 +810,7 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         let e = reply_to_caller(
             Scanned::new(REPLY).h(),
             &[],
-            Some(&masked("T")),
+            Shown::hidden(Some(&masked("T"))),
             None,
             &is_k,
             true,
@@ -649,7 +833,7 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         let e = reply_to_caller(
             Scanned::new(&reply).h(),
             &[],
-            Some(&masked("T")),
+            Shown::hidden(Some(&masked("T"))),
             None,
             &is_k,
             true,
@@ -670,7 +854,7 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         let e = reply_to_caller(
             Scanned::new(&reply).h(),
             &[],
-            Some(&masked("T")),
+            Shown::hidden(Some(&masked("T"))),
             None,
             &is_k,
             true,
@@ -691,7 +875,7 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
             let e = reply_to_caller(
                 Scanned::new(&reply).h(),
                 &[],
-                Some(&masked("T")),
+                Shown::hidden(Some(&masked("T"))),
                 None,
                 &is_k,
                 true,
@@ -709,7 +893,7 @@ Record-Route: <sip:a0.caller.net;lr>\r\n"
         let e = reply_to_caller(
             Scanned::new(&redirect).h(),
             &[],
-            Some(&masked("T")),
+            Shown::hidden(Some(&masked("T"))),
             None,
             &is_k,
             false,
@@ -764,7 +948,7 @@ Content-Length: 0\r\n\r\n";
         let (e, contact) = in_dialog_request(
             bye_scanned.h(),
             &route,
-            Some(&masked("TOKa")),
+            Shown::hidden(Some(&masked("TOKa"))),
             Some("masked-id"),
         );
         assert_eq!(contact.as_deref(), Some("sip:alice@192.168.1.99"));
@@ -779,7 +963,11 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn in_dialog_reply_masks_the_replier() {
         let reply = Scanned::new(REPLY);
-        let (e, contact) = in_dialog_reply(reply.h(), Some(&masked("TOKb")), Some("orig"));
+        let (e, contact) = in_dialog_reply(
+            reply.h(),
+            Shown::hidden(Some(&masked("TOKb"))),
+            Some("orig"),
+        );
         assert_eq!(contact.as_deref(), Some("sip:bob@10.2.2.2:5080"));
         let out = text(REPLY, &e);
         assert!(!out.contains("Record-Route"));
@@ -849,5 +1037,211 @@ From: <sip:a@x>;tag=1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n"
             call_id(Scanned::new("SIP/2.0 200 OK\r\nTo: x\r\n\r\n").h()),
             Err(PlanError::NoCallId)
         );
+    }
+
+    fn contact_line(m: &MaskedContact) -> String {
+        String::from_utf8(m.header()).unwrap()
+    }
+
+    #[test]
+    fn masked_contacts_in_every_form() {
+        let known = ContactHost::Known("203.0.113.1:5061;transport=tls".into());
+        let mut m = MaskedContact::plain("T0K".into(), known.clone());
+        assert_eq!(
+            contact_line(&m),
+            "Contact: <sip:T0K@203.0.113.1:5061;transport=tls>\r\n"
+        );
+        // A SIPS Request-URI: a sips: Contact, TLS implied.
+        m.sips = true;
+        assert_eq!(contact_line(&m), "Contact: <sips:T0K@203.0.113.1:5061>\r\n");
+        // A user part of its own: the token goes into the parameter.
+        m.user = Some("alice".into());
+        m.token_param = "xyz";
+        assert_eq!(
+            contact_line(&m),
+            "Contact: <sips:alice@203.0.113.1:5061;xyz=T0K>\r\n"
+        );
+        // A party without a user part (contact_mode 1).
+        m.user = Some(String::new());
+        m.sips = false;
+        assert_eq!(
+            contact_line(&m),
+            "Contact: <sip:203.0.113.1:5061;transport=tls;xyz=T0K>\r\n"
+        );
+        // In a request: the core fills in the socket, or the transport
+        // after an operator's host.
+        let m = MaskedContact::plain("T0K".into(), ContactHost::SendSocket);
+        assert_eq!(
+            contact_line(&m),
+            format!("Contact: <sip:T0K@{SEND_SOCKET}>\r\n")
+        );
+        let m = MaskedContact { sips: true, ..m };
+        assert_eq!(
+            contact_line(&m),
+            format!("Contact: <sips:T0K@{SEND_ADDRESS}>\r\n")
+        );
+        let m = MaskedContact {
+            user: Some("bob".into()),
+            host: ContactHost::Custom("sbc.example.com".into()),
+            sips: false,
+            ..m
+        };
+        assert_eq!(
+            contact_line(&m),
+            format!("Contact: <sip:bob@sbc.example.com{SEND_TRANSPORT};tps=T0K>\r\n")
+        );
+        let m = MaskedContact { sips: true, ..m };
+        assert_eq!(
+            contact_line(&m),
+            "Contact: <sips:bob@sbc.example.com;tps=T0K>\r\n"
+        );
+    }
+
+    #[test]
+    fn a_trusted_callee_sees_the_caller_side_with_the_token_in_its_contact() {
+        let m = masked("TOKa");
+        let out = text(
+            INVITE,
+            &initial_request(
+                Scanned::new(INVITE).h(),
+                Shown {
+                    masked: Some(&m),
+                    receiver: Receiver::TrustedRecordRouted,
+                },
+                None,
+            ),
+        );
+        assert!(
+            out.contains("Record-Route: <sip:a2.caller.net;lr>\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("Call-ID: secret-call@caller.net\r\n"), "{out}");
+        assert!(
+            out.contains(
+                "Contact: \"Alice\" <sip:alice@192.168.1.10:5060;transport=udp;tps=TOKa>;+sip.instance"
+            ),
+            "{out}"
+        );
+        // Trusted, but not record-routed: its requests must not go around
+        // Kamailio (no Record-Route of the caller side, the masked Contact).
+        let out = text(
+            INVITE,
+            &initial_request(
+                Scanned::new(INVITE).h(),
+                Shown {
+                    masked: Some(&m),
+                    receiver: Receiver::Trusted,
+                },
+                None,
+            ),
+        );
+        assert!(!out.contains("caller.net;lr"), "{out}");
+        assert!(
+            out.contains("\r\nContact: <sip:TOKa@203.0.113.1:5060>\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_token_goes_into_the_uri_of_any_contact_form() {
+        for (contact, shown) in [
+            (
+                "m: sip:bob@10.2.2.2:5080",
+                "m: <sip:bob@10.2.2.2:5080;tps=T>",
+            ),
+            (
+                "m: sip:bob@10.2.2.2;expires=60",
+                "m: <sip:bob@10.2.2.2;tps=T>;expires=60",
+            ),
+            (
+                "m: <sip:bob@10.2.2.2?Subject=x>",
+                "m: <sip:bob@10.2.2.2;tps=T?Subject=x>",
+            ),
+            (
+                "m: \"B\" < sip:bob@[::1] >",
+                "m: \"B\" < sip:bob@[::1];tps=T >",
+            ),
+        ] {
+            let reply = REPLY.replace("m: <sip:bob@10.2.2.2:5080>", contact);
+            let e = contact_with_token(Scanned::new(&reply).h(), "tps", "T").unwrap();
+            assert!(
+                text(&reply, &e).contains(&format!("\r\n{shown}\r\n")),
+                "{contact}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_trusted_caller_sees_the_callee_side_as_it_is() {
+        let caller = caller_side(Scanned::new(INVITE).h()).unwrap();
+        let m = masked("TOKb");
+        let callee = callee_side(Scanned::new(REPLY).h(), &is_k);
+        let e = reply_to_caller(
+            Scanned::new(REPLY).h(),
+            &caller.route,
+            Shown {
+                masked: Some(&m),
+                receiver: Receiver::TrustedRecordRouted,
+            },
+            None,
+            &is_k,
+            true,
+            None,
+        );
+        assert_eq!(callee.route.len(), 2);
+        let out = text(REPLY, &e);
+        assert!(
+            out.contains(
+                "Record-Route: <sip:b1.callee.net;lr>\r\nRecord-Route: <sip:b0.callee.net;lr>\r\n\
+Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\nRecord-Route: <sip:a2.caller.net;lr>\r\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("m: <sip:bob@10.2.2.2:5080;tps=TOKb>\r\n"),
+            "{out}"
+        );
+        // A failure's Contact passes to a trusted caller.
+        let busy = REPLY.replace("200 OK", "486 Busy");
+        let e = reply_to_caller(
+            Scanned::new(&busy).h(),
+            &[],
+            Shown {
+                masked: Some(&m),
+                receiver: Receiver::Trusted,
+            },
+            None,
+            &is_k,
+            false,
+            None,
+        );
+        assert!(text(&busy, &e).contains("m: <sip:bob@10.2.2.2:5080>\r\n"));
+    }
+
+    #[test]
+    fn a_trusted_callee_echoes_the_caller_route_which_the_caller_sees_once() {
+        let caller = caller_side(Scanned::new(INVITE).h()).unwrap();
+        let echoed = REPLY.replace(
+            "Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\n",
+            "Record-Route: <sip:203.0.113.1;lr;ftag=ft>\r\nRecord-Route: <sip:a2.caller.net;lr>\r\n\
+Record-Route: <sip:a1.caller.net;lr>, <sip:a0.caller.net;lr>\r\n",
+        );
+        let callee = callee_side(Scanned::new(&echoed).h(), &is_k);
+        let e = reply_to_caller(
+            Scanned::new(&echoed).h(),
+            &caller.route,
+            Shown::hidden(Some(&masked("TOKb"))),
+            None,
+            &is_k,
+            true,
+            None,
+        );
+        assert_eq!(
+            callee.route,
+            ["<sip:b0.callee.net;lr>", "<sip:b1.callee.net;lr>"]
+        );
+        let out = text(&echoed, &e);
+        assert_eq!(out.matches("a2.caller.net").count(), 1, "{out}");
+        assert!(!out.contains("callee.net;lr"), "{out}");
     }
 }

@@ -3,6 +3,7 @@
 //! can be routed to the other. Stored under the dialog id and the callee's
 //! tag, so each early dialog of a forked call has its own record.
 
+use crate::dialog::knobs::DialogKnobs;
 use crate::dialog::token::{binding, Secrets, Side};
 use crate::hex::hex_digits;
 use crate::store::key::{dialog_key_with, fnv1a64};
@@ -23,6 +24,10 @@ const CALLER_SOURCE: u8 = 12;
 const CALLEE_SOURCE: u8 = 13;
 const CALLER_HOP: u8 = 14;
 const CALLEE_HOP: u8 = 15;
+/// `DialogKnobs::flags` (trusted sides), only when not 0.
+const KNOB_FLAGS: u8 = 16;
+/// `DialogKnobs::encode_texts` (users and hosts shown), only when set.
+const KNOB_TEXTS: u8 = 17;
 
 /// Where the stored value keeps each side's binding (after the state byte):
 /// the store compares the one of the side a request goes to before it
@@ -82,6 +87,10 @@ pub struct DialogRecord {
     /// The same as SIP URIs with port and transport (`route_to_source`).
     pub caller_hop: String,
     pub callee_hop: String,
+    /// What the operator chose for each side (`topos_set_contact()`,
+    /// `topos_trust()`, `trusted_socket`); the default for a dialog that
+    /// uses none of it, and for records written before these existed.
+    pub knobs: DialogKnobs,
 }
 
 /// FNV-1a of the callee tag: keys stay short whatever tag a peer sends, and
@@ -150,6 +159,14 @@ impl DialogRecord {
             .bytes(CALLEE_SOURCE, self.callee_source.as_bytes())
             .bytes(CALLER_HOP, self.caller_hop.as_bytes())
             .bytes(CALLEE_HOP, self.callee_hop.as_bytes());
+        let flags = self.knobs.flags();
+        if flags != 0 {
+            w = w.u64(KNOB_FLAGS, flags as u64);
+        }
+        let texts = self.knobs.encode_texts();
+        if !texts.is_empty() {
+            w = w.bytes(KNOB_TEXTS, &texts);
+        }
         for r in &self.caller_route {
             w = w.bytes(CALLER_ROUTE, r.as_bytes());
         }
@@ -178,7 +195,15 @@ impl DialogRecord {
                 })
                 .collect()
         };
+        let mut knobs = DialogKnobs::default();
+        if r.get(KNOB_FLAGS).is_some() {
+            knobs.set_flags(r.u64(KNOB_FLAGS)? as u8);
+        }
+        if !knobs.decode_texts(r.get(KNOB_TEXTS).unwrap_or_default()) {
+            return Err(RecordError::BadField(KNOB_TEXTS));
+        }
         Ok(DialogRecord {
+            knobs,
             call_id: text(CALL_ID)?,
             callee_call_id: text(CALLEE_CALL_ID)?,
             caller_tag: text(CALLER_TAG)?,
@@ -224,8 +249,18 @@ mod tests {
             callee_source: "10.0.0.2".into(),
             caller_hop: "sip:10.0.0.1:5060".into(),
             callee_hop: "sip:10.0.0.2:5062;transport=tcp".into(),
+            knobs: DialogKnobs::default(),
         };
         assert_eq!(DialogRecord::decode(&r.encode()).unwrap(), r);
+        // A record with the operator's choices keeps them.
+        let mut k = r.clone();
+        k.knobs.callee.trusted = true;
+        k.knobs.callee.sees_contacts = true;
+        k.knobs.caller.contact.user = "alice".into();
+        k.knobs.caller.contact.host = "sbc.example.com:5061".into();
+        assert_eq!(DialogRecord::decode(&k.encode()).unwrap(), k);
+        // One without them costs no byte more than before.
+        assert_eq!(r.encode().len() + 2 + 8 + 2 + 4 + 5 + 20, k.encode().len());
         let stored = encode_stored(b'A', &r, false);
         assert_eq!(decode_stored(&stored).unwrap(), (b'A', r.clone()));
         // Each side's binding sits where the store compares it.

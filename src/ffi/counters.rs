@@ -12,7 +12,7 @@
 
 use super::bindings::{counter_handle_t, counter_register, counter_val_t, CNT_F_NO_RESET};
 use super::guard::guard_or;
-use crate::config::Storage;
+use crate::config::{Storage, TokenMode};
 use crate::error::{Error, Result};
 use crate::stats::{self, COUNTERS};
 use std::ffi::{c_void, CString};
@@ -34,8 +34,8 @@ unsafe extern "C" fn read_counter(_h: counter_handle_t, param: *mut c_void) -> c
 /// Registers the counters this storage shows; in mod_init, before the
 /// fork (Kamailio refuses counters after it), once the shared block is
 /// installed. The first counter Kamailio refuses stops the start.
-pub fn register(storage: Option<&Storage>) -> Result<()> {
-    for c in stats::shown(storage) {
+pub fn register(storage: Option<&Storage>, tokens: TokenMode) -> Result<()> {
+    for c in stats::shown(storage, tokens) {
         let index = COUNTERS
             .iter()
             .position(|d| std::ptr::eq(d, c))

@@ -42,7 +42,8 @@ pub fn goes_to_callee(msg: &SipMsg) -> bool {
 }
 
 /// Called by the dialog module's creation callback (through the shim): 1 if
-/// topos_request() hid `msg`.
+/// topos_request() hid `msg` and took the caller side's Record-Routes out
+/// (not for a trusted callee, which sees them).
 ///
 /// # Safety
 /// `msg` is the request the dialog module is creating a dialog for.
@@ -51,7 +52,9 @@ pub unsafe extern "C" fn topos_rs_request_was_hidden(msg: *mut sip_msg) -> c_int
     guard("dialog creation callback", || {
         // SAFETY: the request being processed, valid for the call.
         match unsafe { SipMsg::from_raw(msg) } {
-            Some(m) => message_context::read(m.identity(), |c| c.hidden) as c_int,
+            Some(m) => {
+                message_context::read(m.identity(), |c| c.hidden && !c.record_routes_kept) as c_int
+            }
             None => 0,
         }
     })

@@ -16,7 +16,7 @@ use super::script_table::register_kemi;
 use super::{logger, tm, via_swap};
 use crate::config::{ModuleConfig, Storage, TokenMode};
 use crate::error::Result;
-use crate::{billing_functions, state};
+use crate::{billing_functions, billing_journal, state};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_uint, c_void};
 
@@ -93,6 +93,14 @@ const SWEEP_INTERVAL_S: c_uint = 10;
 
 unsafe extern "C" fn sweep_timer(_ticks: c_uint, _param: *mut c_void) {
     guard_void("storage sweep", state::sweep);
+}
+
+/// How often the timer process writes journaled billing events to the
+/// store (seconds; a tick does nothing while none wait).
+const JOURNAL_REPLAY_INTERVAL_S: c_uint = 1;
+
+unsafe extern "C" fn journal_timer(_ticks: c_uint, _param: *mut c_void) {
+    guard_void("billing journal", billing_journal::replay_pending);
 }
 
 /// After each request, failure or branch route: undo a `via1` swap that
@@ -175,6 +183,7 @@ fn init() -> Result<()> {
         cfg.storage = Some(Storage::default_under(&dir));
     }
     cfg.finalize()?;
+    super::sockets::install_trusted(&cfg.trusted_sockets)?;
     state::check_storage(&cfg)?;
     let cfg = state::configure(cfg)?;
     if cfg.token_mode == TokenMode::Sealed {
@@ -202,7 +211,7 @@ fn init() -> Result<()> {
         )?;
     }
     // Kamailio counters read the shared block; before the fork.
-    super::counters::register(cfg.storage.as_ref())?;
+    super::counters::register(cfg.storage.as_ref(), cfg.token_mode)?;
     if matches!(cfg.storage, Some(Storage::Lmdb { .. })) {
         // SAFETY: registers a 'static callback with the core's timer.
         if unsafe { register_timer(Some(sweep_timer), std::ptr::null_mut(), SWEEP_INTERVAL_S) } < 0
@@ -211,6 +220,29 @@ fn init() -> Result<()> {
                 "cannot register the storage sweep timer",
             ));
         }
+    }
+    if matches!(cfg.storage, Some(Storage::Redis { .. })) {
+        // Billing events Redis cannot take while it is unavailable wait in
+        // a journal of this node (runtime directory) and are written by
+        // the timer once it is back.
+        // SAFETY: the core's runtime_dir string, set before mod_init.
+        let dir = unsafe { CStr::from_ptr(topos_shim_runtime_dir()) }.to_string_lossy();
+        let journal =
+            billing_journal::configure(std::path::Path::new(dir.as_ref()), cfg.lmdb_map_size_mib)?;
+        // SAFETY: registers a 'static callback with the core's timer.
+        if unsafe {
+            register_timer(
+                Some(journal_timer),
+                std::ptr::null_mut(),
+                JOURNAL_REPLAY_INTERVAL_S,
+            )
+        } < 0
+        {
+            return Err(crate::error::Error::Kamailio(
+                "cannot register the billing journal timer",
+            ));
+        }
+        log::debug!("billing journal: {}", journal.display());
     }
     log::info!("initialized; storage: {}", describe(cfg));
     Ok(())
@@ -238,13 +270,17 @@ unsafe extern "C" fn child_init(rank: c_int) -> c_int {
         if rank == PROC_INIT || rank == PROC_POSTCHILDINIT || rank == PROC_MAIN as c_int {
             return 0;
         }
-        match state::open_for_this_process() {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("opening the storage: {e}");
-                -1
+        if let Err(e) = state::open_for_this_process() {
+            log::error!("opening the storage: {e}");
+            return -1;
+        }
+        if billing_journal::enabled() {
+            if let Err(e) = billing_journal::open_for_this_process() {
+                log::error!("opening the billing journal: {e}");
+                return -1;
             }
         }
+        0
     })
 }
 

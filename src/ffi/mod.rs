@@ -30,6 +30,7 @@ kamailio_linked!(
     script_args,
     script_functions,
     script_table,
+    sockets,
     tm,
     tx_state,
     via_swap,

@@ -110,4 +110,4 @@ macro_rules! param_exports {
 
 /// The module's parameters, ended by an empty entry.
 pub(in crate::ffi) static mut PARAM_EXPORTS: [param_export_t; PARAMS.len() + 1] =
-    param_exports!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19);
+    param_exports!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22);

@@ -8,13 +8,16 @@ use super::bindings::{
     received_builder, received_test, request_method_METHOD_ACK, reset_dst_uri, rewrite_uri,
     rport_builder, set_dst_uri, sip_msg, sip_protos_PROTO_SCTP, sip_protos_PROTO_TCP,
     sip_protos_PROTO_TLS, sip_protos_PROTO_WS, sip_protos_PROTO_WSS, str_, topos_shim_callid_cseq,
-    topos_shim_insert_with_send_socket, topos_shim_param_str, topos_shim_parse_to_eoh, topos_shim_pkg_free,
+    lump, lump_subst, lump_subst_SUBST_SND_ALL, lump_subst_SUBST_SND_IP, lump_subst_SUBST_SND_PORT,
+    lump_subst_SUBST_SND_PROTO, sip_protos_PROTO_UDP, topos_shim_cond_diff_proto_after,
+    topos_shim_current_ruri, topos_shim_has_record_route_lump, topos_shim_param_str,
+    topos_shim_parse_to_eoh, topos_shim_pkg_free, topos_shim_subst_after,
     topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
     SIP_REPLY, SIP_REQUEST,
 };
 use crate::error::{Error, Result};
 use crate::message_context::MsgId;
-use crate::sip::edit::{self, coalesce, Edit, SEND_SOCKET};
+use crate::sip::edit::{self, coalesce, Edit, MARKERS, SEND_ADDRESS, SEND_SOCKET};
 use crate::sip::name_addr::uri_host_port;
 use crate::sip::restore::TopViaUpdate;
 use std::marker::PhantomData;
@@ -90,6 +93,31 @@ fn pkg_copy(text: &[u8]) -> Result<*mut c_char> {
         std::ptr::copy_nonoverlapping(text.as_ptr(), p as *mut u8, text.len());
         Ok(p)
     }
+}
+
+/// A lump with `text` (copied to pkg memory) after `after` in its chain.
+fn text_after(after: *mut lump, text: &[u8]) -> Result<*mut lump> {
+    let copy = pkg_copy(text)?;
+    // SAFETY: `after` is a lump of the message being edited; `copy` holds
+    // text.len() bytes and is adopted by the new lump, or ours to free.
+    unsafe {
+        let l = insert_new_lump_after(after, copy, text.len() as c_int, 0);
+        if l.is_null() {
+            topos_shim_pkg_free(copy.cast());
+            return Err(Error::Kamailio("cannot create an insertion lump"));
+        }
+        Ok(l)
+    }
+}
+
+/// A substitution lump (`subst`: filled in by the core) after `after`.
+fn subst_after(after: *mut lump, subst: lump_subst) -> Result<*mut lump> {
+    // SAFETY: `after` is a lump of the message being edited.
+    let l = unsafe { topos_shim_subst_after(after, subst as c_int) };
+    if l.is_null() {
+        return Err(Error::OutOfMemory("out of pkg memory for a lump"));
+    }
+    Ok(l)
 }
 
 /// Copies a NUL-terminated pkg string built by the core, then frees it.
@@ -283,7 +311,7 @@ impl<'k> SipMsg<'k> {
         Ok(())
     }
 
-    fn insert_lump(&mut self, at: usize, text: &[u8]) -> Result<()> {
+    fn anchor(&mut self, at: usize) -> Result<*mut lump> {
         // SAFETY: check_range vetted the offset against the message buffer.
         let anchor = unsafe { anchor_lump(self.as_ptr(), at as c_int, 0, 0) };
         if anchor.is_null() {
@@ -291,47 +319,41 @@ impl<'k> SipMsg<'k> {
                 "cannot create an anchor lump (out of pkg memory?)",
             ));
         }
-        let mark = SEND_SOCKET.as_bytes();
-        if let Some(pos) = text.windows(mark.len()).position(|w| w == mark) {
-            let (before, after) = (&text[..pos], &text[pos + mark.len()..]);
-            let (b, a) = (pkg_copy(before)?, pkg_copy(after));
-            let Ok(a) = a else {
-                // SAFETY: `b` was not adopted by any lump.
-                unsafe { topos_shim_pkg_free(b.cast()) };
-                return Err(Error::OutOfMemory("out of pkg memory for a lump"));
+        Ok(anchor)
+    }
+
+    /// Inserts `text` at `at`. Markers in it (`sip::edit::MARKERS`) become
+    /// Kamailio's substitutions, filled in for each copy of the message the
+    /// core builds (the socket it leaves on).
+    fn insert_lump(&mut self, at: usize, text: &[u8]) -> Result<()> {
+        let mut chain = self.anchor(at)?;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let next = MARKERS
+                .iter()
+                .filter_map(|m| {
+                    rest.windows(m.len())
+                        .position(|w| w == m.as_bytes())
+                        .map(|p| (p, *m))
+                })
+                .min_by_key(|(p, _)| *p);
+            let Some((pos, marker)) = next else {
+                text_after(chain, rest)?;
+                break;
             };
-            // SAFETY: anchor is a fresh lump of this message; the shim
-            // adopts or frees both texts except on -1.
-            let rc = unsafe {
-                topos_shim_insert_with_send_socket(
-                    anchor,
-                    b,
-                    before.len() as c_int,
-                    a,
-                    after.len() as c_int,
-                )
-            };
-            if rc == -1 {
-                // SAFETY: neither text was adopted.
-                unsafe {
-                    topos_shim_pkg_free(b.cast());
-                    topos_shim_pkg_free(a.cast());
+            if pos > 0 {
+                chain = text_after(chain, &rest[..pos])?;
+            }
+            rest = &rest[pos + marker.len()..];
+            chain = match marker {
+                m if m == SEND_SOCKET => subst_after(chain, lump_subst_SUBST_SND_ALL)?,
+                m if m == SEND_ADDRESS => {
+                    let ip = subst_after(chain, lump_subst_SUBST_SND_IP)?;
+                    let colon = text_after(ip, b":")?;
+                    subst_after(colon, lump_subst_SUBST_SND_PORT)?
                 }
-            }
-            return if rc == 0 {
-                Ok(())
-            } else {
-                Err(Error::Kamailio("cannot create a send-socket lump"))
+                _ => self.send_transport_after(at, chain)?,
             };
-        }
-        let copy = pkg_copy(text)?;
-        // SAFETY: `copy` holds text.len() bytes; on failure the buffer was
-        // not adopted by a lump and is ours to free.
-        unsafe {
-            if insert_new_lump_after(anchor, copy, text.len() as c_int, 0).is_null() {
-                topos_shim_pkg_free(copy.cast());
-                return Err(Error::Kamailio("cannot create an insertion lump"));
-            }
         }
         Ok(())
     }
@@ -345,6 +367,28 @@ impl<'k> SipMsg<'k> {
             return Err(Error::Malformed("cannot find the end of the headers"));
         }
         self.apply(vec![Edit::Delete(range)])
+    }
+
+    /// `;transport=x` of the socket the message leaves on, after `chain`;
+    /// returns where the text goes on. For a message that came in over
+    /// UDP, only when it leaves over another transport (the core decides
+    /// per copy, so UDP gets none, as in its own URIs); the condition cuts
+    /// the rest of its chain, so it sits on an anchor of its own at the
+    /// same place and the text after it goes on a third one.
+    fn send_transport_after(&mut self, at: usize, chain: *mut lump) -> Result<*mut lump> {
+        if self.get().rcv.proto as u32 != sip_protos_PROTO_UDP {
+            let t = text_after(chain, b";transport=")?;
+            return subst_after(t, lump_subst_SUBST_SND_PROTO);
+        }
+        let own = self.anchor(at)?;
+        // SAFETY: `own` is a fresh anchor lump of this message.
+        let cond = unsafe { topos_shim_cond_diff_proto_after(own) };
+        if cond.is_null() {
+            return Err(Error::OutOfMemory("out of pkg memory for a lump"));
+        }
+        let t = text_after(cond, b";transport=")?;
+        subst_after(t, lump_subst_SUBST_SND_PROTO)?;
+        self.anchor(at)
     }
 
     /// The next hop the script set ($du: loose_route() or the script
@@ -501,6 +545,33 @@ impl<'k> SipMsg<'k> {
         unsafe { std::ffi::CStr::from_ptr(ip_addr2a(&mut ip)) }
             .to_string_lossy()
             .into_owned()
+    }
+
+    /// `;transport=x` of the transport the message came in over (empty
+    /// for UDP).
+    pub fn local_transport_param(&self) -> &'static str {
+        transport_param(self.get().rcv.proto as u32)
+    }
+
+    /// True if the script's `record_route()` queued a Record-Route for
+    /// this request (Kamailio stays in its dialog's route set).
+    pub fn has_record_route_lump(&self) -> bool {
+        // SAFETY: the shim walks this message's lump list, changing nothing.
+        unsafe { topos_shim_has_record_route_lump(self.as_ptr()) == 1 }
+    }
+
+    /// True if the Request-URI the request will be relayed with (after the
+    /// script's changes) is a SIPS URI.
+    pub fn relayed_ruri_is_sips(&self) -> bool {
+        let mut u = str_::default();
+        // SAFETY: the shim points `u` at the message's current Request-URI,
+        // which lives as long as the message; only its first bytes are read.
+        unsafe {
+            if topos_shim_current_ruri(self.as_ptr(), &mut u) < 0 || u.s.is_null() || u.len < 5 {
+                return false;
+            }
+            std::slice::from_raw_parts(u.s as *const u8, 5).eq_ignore_ascii_case(b"sips:")
+        }
     }
 
     /// `host:port[;transport=x]` of the local socket the message came in on.

@@ -16,11 +16,11 @@ enum Source {
     /// A function without parameters.
     None,
     /// The native cfg: each parameter after its fixup (see
-    /// `script_table::Param`).
-    FixedUp([ScriptParam; 2]),
+    /// `script_table::Param`); unused ones null.
+    FixedUp([ScriptParam; 3]),
     /// KEMI: the strings the script passed (a variable as its name,
-    /// `"$var(x)"`).
-    Kemi([*mut str_; 2]),
+    /// `"$var(x)"`); unused ones null.
+    Kemi([*mut str_; 3]),
 }
 
 impl ScriptArgs {
@@ -33,15 +33,23 @@ impl ScriptArgs {
     /// `p1` and `p2` are the parameters Kamailio passes to a cfg function,
     /// fixed up by the fixups `script_table` chose for the function's
     /// parameter kinds, valid for the call.
-    pub(in crate::ffi) unsafe fn fixed_up(p1: *mut c_char, p2: *mut c_char) -> ScriptArgs {
-        ScriptArgs(Source::FixedUp([ScriptParam(p1), ScriptParam(p2)]))
+    pub(in crate::ffi) unsafe fn fixed_up(
+        p1: *mut c_char,
+        p2: *mut c_char,
+        p3: *mut c_char,
+    ) -> ScriptArgs {
+        ScriptArgs(Source::FixedUp([
+            ScriptParam(p1),
+            ScriptParam(p2),
+            ScriptParam(p3),
+        ]))
     }
 
     /// # Safety
     /// `p1` and `p2` are null or the `str` arguments KEMI passes, valid for
     /// the call.
-    pub(in crate::ffi) unsafe fn kemi(p1: *mut str_, p2: *mut str_) -> ScriptArgs {
-        ScriptArgs(Source::Kemi([p1, p2]))
+    pub(in crate::ffi) unsafe fn kemi(p1: *mut str_, p2: *mut str_, p3: *mut str_) -> ScriptArgs {
+        ScriptArgs(Source::Kemi([p1, p2, p3]))
     }
 
     /// The text of string parameter `n` (0-based) for this message, its
@@ -49,7 +57,13 @@ impl ScriptArgs {
     pub fn text(&self, msg: &mut SipMsg, n: usize) -> Result<Vec<u8>> {
         match &self.0 {
             Source::None => Err(missing()),
-            Source::FixedUp(p) => msg.param_str(*p.get(n).ok_or_else(missing)?),
+            Source::FixedUp(p) => {
+                let p = *p.get(n).ok_or_else(missing)?;
+                if p.0.is_null() {
+                    return Err(missing());
+                }
+                msg.param_str(p)
+            }
             Source::Kemi(p) => kemi_text(*p.get(n).ok_or_else(missing)?),
         }
     }

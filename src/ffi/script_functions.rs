@@ -10,7 +10,8 @@ use super::bindings::{
 use super::msg::SipMsg;
 use super::script_args::ScriptArgs;
 use super::script_table::{
-    c_name, cfg_export, kemi_export, run_script, script_functions, Param, CFG_END, KEMI_END,
+    c_name, cfg_export, entry3, kemi_export, run_script, script_functions, Param, CFG_END,
+    KEMI_END,
 };
 use crate::error::Result;
 use crate::script_result::ScriptResult;
@@ -23,6 +24,12 @@ script_functions! {
         => topos::topos_request;
     /// Hides the topology of a reply.
     fn topos_reply() in TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE => topos::topos_reply;
+    /// `topos_set_contact(side, user, host)`: the user part and host of
+    /// the masked Contact that stands in for `side` in this dialog.
+    fn topos_set_contact(Text, Text, Text) in REQUEST_ROUTE | CORE_ONREPLY_ROUTE
+        => topos::topos_set_contact;
+    /// `topos_trust(side)`: messages towards `side` leave unhidden.
+    fn topos_trust(Text) in REQUEST_ROUTE => topos::topos_trust;
     /// Starts billing the call a 2xx answers.
     fn billing_start() in TM_ONREPLY_ROUTE | CORE_ONREPLY_ROUTE
         => billing_functions::billing_start;

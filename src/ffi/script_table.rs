@@ -4,9 +4,10 @@
 //! handler, the return code.
 
 use super::bindings::{
-    cmd_export_t, sip_msg, sr_kemi_modules_add, sr_kemi_t, str_, topos_shim_fixup_free_str_pv,
-    topos_shim_fixup_free_str_str, topos_shim_fixup_str_pv, topos_shim_fixup_str_str, SR_KEMIP_INT,
-    SR_KEMIP_NONE, SR_KEMIP_STR,
+    cmd_export_t, sip_msg, sr_kemi_modules_add, sr_kemi_t, str_, topos_shim_fixup_free_str,
+    topos_shim_fixup_free_str3, topos_shim_fixup_free_str_pv, topos_shim_fixup_free_str_str,
+    topos_shim_fixup_str, topos_shim_fixup_str3, topos_shim_fixup_str_pv, topos_shim_fixup_str_str,
+    SR_KEMIP_INT, SR_KEMIP_NONE, SR_KEMIP_STR,
 };
 use super::guard::guard;
 use super::msg::SipMsg;
@@ -28,8 +29,22 @@ pub enum Param {
 /// A script function's behaviour, the same for cfg and KEMI calls.
 pub type Handler = fn(&mut SipMsg, &ScriptArgs) -> Result<ScriptResult>;
 
-/// The function Kamailio calls for a native cfg function.
+/// The function Kamailio calls for a native cfg function of up to two
+/// parameters (its `cmd_function`).
 pub type CfgEntry = unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int;
+
+/// The function Kamailio calls for a native cfg function of three
+/// parameters (its `cmd_function3`: the table holds it as a `CfgEntry`,
+/// and Kamailio casts it back by the parameter count).
+pub type CfgEntry3 =
+    unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char, *mut c_char) -> c_int;
+
+/// A three-parameter entry as the table holds it.
+pub const fn entry3(f: CfgEntry3) -> CfgEntry {
+    // SAFETY: only the type changes; Kamailio calls a function whose
+    // `param_no` is 3 through `cmd_function3`, the type `f` has.
+    unsafe { std::mem::transmute::<CfgEntry3, CfgEntry>(f) }
+}
 
 /// Runs one call of a script function on the message Kamailio passed in,
 /// under the panic guard.
@@ -70,6 +85,11 @@ pub const fn cfg_export(
     type Fixup = unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int;
     let (fixup, free_fixup): (Option<Fixup>, Option<Fixup>) = match params {
         [] => (None, None),
+        [Param::Text] => (Some(topos_shim_fixup_str), Some(topos_shim_fixup_free_str)),
+        [Param::Text, Param::Text, Param::Text] => (
+            Some(topos_shim_fixup_str3),
+            Some(topos_shim_fixup_free_str3),
+        ),
         [Param::Text, Param::Text] => (
             Some(topos_shim_fixup_str_str),
             Some(topos_shim_fixup_free_str_str),
@@ -159,8 +179,8 @@ pub unsafe fn register_kemi(table: *mut sr_kemi_t) -> c_int {
 /// fn name(Param, ...) in ROUTES => handler;
 /// ```
 ///
-/// `name` is the function's name in both; the parameters are none or two
-/// (`Text`/`Variable`, see `Param`); `ROUTES` are the cfg routing blocks
+/// `name` is the function's name in both; the parameters are none, one
+/// `Text`, two (`Text`/`Variable`, see `Param`) or three `Text`; `ROUTES` are the cfg routing blocks
 /// it may be called from (KEMI does not restrict them); `handler` takes
 /// `&mut SipMsg` (and `&ScriptArgs` when the function has parameters) and
 /// returns a `Result` of anything `Into<ScriptResult>`.
@@ -204,7 +224,7 @@ macro_rules! script_functions {
         let _ = $args;
         ($handler)($msg).map(Into::into)
     }};
-    (@call $handler:expr, $msg:ident, $args:ident, ($p1:ident, $p2:ident)) => {
+    (@call $handler:expr, $msg:ident, $args:ident, ($($p:ident),+)) => {
         ($handler)($msg, $args).map(Into::into)
     };
 
@@ -215,14 +235,38 @@ macro_rules! script_functions {
         }
         entry
     }};
+    (@cfg_entry $name:ident, ($k1:ident)) => {
+        script_functions!(@cfg_entry $name, ($k1, Text))
+    };
     (@cfg_entry $name:ident, ($k1:ident, $k2:ident)) => {{
         unsafe extern "C" fn entry(msg: *mut sip_msg, p1: *mut c_char, p2: *mut c_char) -> c_int {
             // SAFETY: Kamailio passes the message being routed and the
             // parameters as fixed up by the fixups cfg_export chose for the
-            // parameter kinds.
-            unsafe { run_script(stringify!($name), msg, ScriptArgs::fixed_up(p1, p2), $name) }
+            // parameter kinds (a second one of a one-parameter function is
+            // null and never read).
+            unsafe {
+                run_script(
+                    stringify!($name),
+                    msg,
+                    ScriptArgs::fixed_up(p1, p2, std::ptr::null_mut()),
+                    $name,
+                )
+            }
         }
         entry
+    }};
+    (@cfg_entry $name:ident, ($k1:ident, $k2:ident, $k3:ident)) => {{
+        unsafe extern "C" fn entry(
+            msg: *mut sip_msg,
+            p1: *mut c_char,
+            p2: *mut c_char,
+            p3: *mut c_char,
+        ) -> c_int {
+            // SAFETY: as for two parameters; Kamailio calls a function of
+            // three parameters with three.
+            unsafe { run_script(stringify!($name), msg, ScriptArgs::fixed_up(p1, p2, p3), $name) }
+        }
+        entry3(entry)
     }};
 
     (@kemi_entry $name:ident, ()) => {{
@@ -232,11 +276,45 @@ macro_rules! script_functions {
         }
         entry as *mut c_void
     }};
+    (@kemi_entry $name:ident, ($k1:ident)) => {{
+        unsafe extern "C" fn entry(msg: *mut sip_msg, p1: *mut str_) -> c_int {
+            // SAFETY: KEMI passes the message being routed and the
+            // script's string argument, valid for the call.
+            unsafe {
+                run_script(
+                    stringify!($name),
+                    msg,
+                    ScriptArgs::kemi(p1, std::ptr::null_mut(), std::ptr::null_mut()),
+                    $name,
+                )
+            }
+        }
+        entry as *mut c_void
+    }};
     (@kemi_entry $name:ident, ($k1:ident, $k2:ident)) => {{
         unsafe extern "C" fn entry(msg: *mut sip_msg, p1: *mut str_, p2: *mut str_) -> c_int {
             // SAFETY: KEMI passes the message being routed and the
             // script's string arguments, valid for the call.
-            unsafe { run_script(stringify!($name), msg, ScriptArgs::kemi(p1, p2), $name) }
+            unsafe {
+                run_script(
+                    stringify!($name),
+                    msg,
+                    ScriptArgs::kemi(p1, p2, std::ptr::null_mut()),
+                    $name,
+                )
+            }
+        }
+        entry as *mut c_void
+    }};
+    (@kemi_entry $name:ident, ($k1:ident, $k2:ident, $k3:ident)) => {{
+        unsafe extern "C" fn entry(
+            msg: *mut sip_msg,
+            p1: *mut str_,
+            p2: *mut str_,
+            p3: *mut str_,
+        ) -> c_int {
+            // SAFETY: as above, three arguments.
+            unsafe { run_script(stringify!($name), msg, ScriptArgs::kemi(p1, p2, p3), $name) }
         }
         entry as *mut c_void
     }};

@@ -108,6 +108,27 @@ int topos_shim_fixup_free_str_pv(void **param, int param_no)
 	return 0;
 }
 
+/* Fixups for one and for three strings with pseudo-variables. */
+int topos_shim_fixup_str(void **param, int param_no)
+{
+	return fixup_spve_null(param, param_no);
+}
+
+int topos_shim_fixup_free_str(void **param, int param_no)
+{
+	return fixup_free_spve_null(param, param_no);
+}
+
+int topos_shim_fixup_str3(void **param, int param_no)
+{
+	return fixup_spve_all(param, param_no);
+}
+
+int topos_shim_fixup_free_str3(void **param, int param_no)
+{
+	return fixup_free_spve_all(param, param_no);
+}
+
 int topos_shim_fixup_str_str(void **param, int param_no)
 {
 	return fixup_spve_spve(param, param_no);
@@ -202,28 +223,97 @@ int topos_shim_rcv_socket(struct sip_msg *msg, str *addr, str *port, int *proto)
 	return 0;
 }
 
-/* Inserts `before`, then the address of the socket the message leaves on
- * (ip:port;transport=x, filled in by the core when it builds each copy of
- * the message, as record_route() does), then `after`, at `anchor`. The
- * texts are pkg memory: -1, neither was adopted; -2, both were adopted or
- * freed here; 0, both were adopted. */
-int topos_shim_insert_with_send_socket(struct lump *anchor, char *before, int before_len,
-		char *after, int after_len)
+/* Substitution and condition lumps (filled in or decided by the core when
+ * it builds each copy of the message, as record_route() uses them), after
+ * `after` in its chain. NULL when out of memory. */
+struct lump *topos_shim_subst_after(struct lump *after, int subst)
+{
+	return insert_subst_lump_after(after, (enum lump_subst)subst, 0);
+}
+
+/* The rest of the chain only when the message leaves over another transport
+ * than the one it came in on (COND_IF_DIFF_PROTO). */
+struct lump *topos_shim_cond_diff_proto_after(struct lump *after)
+{
+	return insert_cond_lump_after(after, COND_IF_DIFF_PROTO, 0);
+}
+
+/* True if the script's record_route() already queued its Record-Route for
+ * this request (rr anchors it with the type HDR_RECORDROUTE_T). */
+int topos_shim_has_record_route_lump(struct sip_msg *msg)
 {
 	struct lump *l;
 
-	l = insert_new_lump_after(anchor, before, before_len, 0);
-	if(l == NULL)
+	for(l = msg->add_rm; l; l = l->next)
+		if(l->type == HDR_RECORDROUTE_T)
+			return 1;
+	return 0;
+}
+
+/* The socket Kamailio listens on with this protocol, address and port
+ * (NULL if none): trusted_socket values, checked at start-up. */
+void *topos_shim_find_socket(int proto, const char *ip, int ip_len, int port)
+{
+	str s;
+	struct ip_addr *addr;
+
+	s.s = (char *)ip;
+	s.len = ip_len;
+	addr = str2ip(&s);
+	if(addr == NULL)
+		addr = str2ip6(&s);
+	if(addr == NULL)
+		return NULL;
+	return find_si(addr, (unsigned short)port, (unsigned short)proto);
+}
+
+/* The local socket a request arrived on (NULL for a local request). */
+void *topos_shim_rcv_socket_ptr(struct sip_msg *msg)
+{
+	return msg->rcv.bind_address;
+}
+
+/* The socket t_relay() will send this request on, as far as it can be known
+ * before the relay: the forced socket ($fs, force_send_socket()), else the
+ * one the core picks for the next hop (the destination URI, else the
+ * Request-URI) when that names an IP address; NULL when the next hop is a
+ * DNS name (resolved only by the relay). */
+void *topos_shim_next_hop_socket(struct sip_msg *msg)
+{
+	struct sip_uri uri;
+	str *next;
+	struct ip_addr *ip;
+	union sockaddr_union su;
+	int proto;
+	unsigned short port;
+
+	if(msg->force_send_socket)
+		return msg->force_send_socket;
+	next = (msg->dst_uri.s && msg->dst_uri.len > 0) ? &msg->dst_uri : GET_RURI(msg);
+	if(next == NULL || next->s == NULL || next->len <= 0
+			|| parse_uri(next->s, next->len, &uri) < 0)
+		return NULL;
+	ip = str2ip(&uri.host);
+	if(ip == NULL)
+		ip = str2ip6(&uri.host);
+	if(ip == NULL)
+		return NULL;
+	proto = uri.proto;
+	if(proto == PROTO_NONE)
+		proto = (uri.type == SIPS_URI_T || uri.type == TELS_URI_T) ? PROTO_TLS : PROTO_UDP;
+	port = uri.port_no ? uri.port_no : ((proto == PROTO_TLS) ? SIPS_PORT : SIP_PORT);
+	init_su(&su, ip, port);
+	return get_send_socket2(0, &su, proto, 0);
+}
+
+/* The Request-URI the request will be relayed with (after the script's
+ * changes: $ru). */
+int topos_shim_current_ruri(struct sip_msg *msg, str *out)
+{
+	str *u = GET_RURI(msg);
+	if(u == NULL || u->s == NULL)
 		return -1;
-	l = insert_subst_lump_after(l, SUBST_SND_ALL, 0);
-	if(l == NULL) {
-		pkg_free(after);
-		return -2;
-	}
-	if(insert_new_lump_after(l, after, after_len, 0) == NULL) {
-		pkg_free(after);
-		return -2;
-	}
+	*out = *u;
 	return 0;
 }
 

@@ -279,10 +279,13 @@ unsafe extern "C" fn on_transaction_event(t: *mut cell, kind: c_int, params: *mu
         let p = unsafe { &*params };
         match kind as u32 {
             TMCB_REQUEST_FWDED => {
-                // SAFETY: tm passes the address of our registered parameter.
-                let state = (!p.param.is_null())
-                    .then(|| unsafe { TxState::from_param(*p.param) })
-                    .flatten();
+                let state = if p.param.is_null() {
+                    None
+                } else {
+                    // SAFETY: tm passes the address of our registered
+                    // parameter.
+                    unsafe { TxState::from_param(*p.param) }
+                };
                 on_request_forwarded(p.req, state)
             }
             TMCB_REQUEST_SENT => {
@@ -332,6 +335,11 @@ fn on_request_forwarded(req: *mut sip_msg, state: Option<&TxState>) {
         // What the script queued inside headers topos_rs removed (before
         // or after topos_request()) must not land on the next header.
         msg.drop_edits_inside_deletions();
+        // A request that goes to a trusted side leaves with its Vias: the
+        // core writes received= / rport= as it always does.
+        if state.is_some_and(TxState::vias_kept) {
+            return;
+        }
         if let Err(e) = via_swap::suppress_top_via_update(&mut msg) {
             log::error!("preparing a hidden request for relay: {e}");
         }

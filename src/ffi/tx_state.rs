@@ -47,6 +47,14 @@ pub struct TxState {
     /// Sealed, dialog-creating: the caller's masked Contact goes in when
     /// tm builds each branch (the Contact as the whole script left it).
     contact_pending: u8,
+    /// The operator's choices for the dialog (`dialog::knobs` flags).
+    knob_flags: u8,
+    /// 1: the request left with its Vias (towards a trusted side): its
+    /// replies have their stack already.
+    vias_kept: u8,
+    /// Bytes after the struct, in the same allocation: the operator's
+    /// texts for the dialog (`dialog::knobs`), none for most calls.
+    tail_len: u16,
     dialog_id: [u8; 16],
     /// Both sides' token secrets (Initial: made with the dialog; InDialog:
     /// from its record).
@@ -67,17 +75,23 @@ pub struct NewTxState(*mut TxState);
 
 impl NewTxState {
     /// A state for a transaction of dialog `dialog_id`, with both sides'
-    /// token secrets.
+    /// token secrets, the operator's flags for the dialog and `tail` (its
+    /// texts, kept right after the struct: no allocation of its own, and
+    /// none at all when empty).
     pub fn alloc(
         kind: Kind,
         dialog_id: [u8; 16],
         caller_secret: [u8; 16],
         callee_secret: [u8; 16],
+        knob_flags: u8,
+        tail: &[u8],
     ) -> Option<NewTxState> {
-        // SAFETY: plain shared-memory allocation, checked for null; the
-        // struct is fully written before use.
+        let tail_len = u16::try_from(tail.len()).ok()?;
+        // SAFETY: plain shared-memory allocation of the struct and its
+        // tail, checked for null; both are fully written before use.
         unsafe {
-            let p = topos_shim_shm_malloc(std::mem::size_of::<TxState>()) as *mut TxState;
+            let p = topos_shim_shm_malloc(std::mem::size_of::<TxState>() + tail.len())
+                as *mut TxState;
             if p.is_null() {
                 return None;
             }
@@ -94,6 +108,9 @@ impl NewTxState {
                     mask_key: 0,
                     bye: 0,
                     contact_pending: 0,
+                    knob_flags,
+                    vias_kept: 0,
+                    tail_len,
                     dialog_id,
                     caller_secret,
                     callee_secret,
@@ -103,6 +120,7 @@ impl NewTxState {
                     confirmed: Default::default(),
                 },
             );
+            std::ptr::copy_nonoverlapping(tail.as_ptr(), p.add(1).cast::<u8>(), tail.len());
             Some(NewTxState(p))
         }
     }
@@ -165,6 +183,33 @@ impl TxState {
 
     pub fn callee_secret(&self) -> [u8; 16] {
         self.callee_secret
+    }
+
+    pub fn knob_flags(&self) -> u8 {
+        self.knob_flags
+    }
+
+    /// The texts kept after the struct (empty for most calls).
+    pub fn knob_texts(&self) -> &[u8] {
+        // SAFETY: `alloc` allocated `tail_len` bytes right after the
+        // struct, in the same allocation, and wrote them; they never change.
+        unsafe {
+            std::slice::from_raw_parts(
+                (self as *const TxState).add(1).cast::<u8>(),
+                self.tail_len as usize,
+            )
+        }
+    }
+
+    /// The request leaves with its Vias (towards a trusted side).
+    pub fn set_vias_kept(&mut self) {
+        self.vias_kept = 1;
+    }
+
+    /// True if the request left with its Vias: its replies need no stack
+    /// restored, and tm must let the core write `received=` / `rport=`.
+    pub fn vias_kept(&self) -> bool {
+        self.vias_kept != 0
     }
 
     pub fn set_in_dialog(&mut self, to_callee: bool, callee_tag_hash: u64, target_refresh: bool) {

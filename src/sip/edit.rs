@@ -19,6 +19,19 @@ pub enum Edit {
 /// in a header topos_rs writes or accepts.
 pub const SEND_SOCKET: &str = "\0send-socket\0";
 
+/// In inserted text: the address and port of the socket the message
+/// leaves on, without a transport (a `sips:` URI: TLS is implied).
+pub const SEND_ADDRESS: &str = "\0send-address\0";
+
+/// In inserted text: `;transport=x` for the socket the message leaves on
+/// (nothing for UDP when the message came in over UDP: the core cannot
+/// tell otherwise, so a message that came in over another transport names
+/// UDP too, `;transport=udp`). After an operator's host (`topos_set_contact()`).
+pub const SEND_TRANSPORT: &str = "\0send-transport\0";
+
+/// The markers above, for the FFI layer that turns each into lumps.
+pub const MARKERS: [&str; 3] = [SEND_SOCKET, SEND_ADDRESS, SEND_TRANSPORT];
+
 /// Orders edits by position and merges deletions that overlap or touch,
 /// so a block of consecutive header lines goes with one lump.
 pub fn coalesce(mut edits: Vec<Edit>) -> Vec<Edit> {

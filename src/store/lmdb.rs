@@ -26,7 +26,7 @@ use std::time::Duration;
 const VALUE_FORMAT: u8 = 1;
 const HEADER: usize = 9;
 
-fn map_err(e: heed::Error) -> StoreError {
+pub(super) fn map_err(e: heed::Error) -> StoreError {
     match e {
         heed::Error::Mdb(MdbError::MapFull) => {
             StoreError::Full("the LMDB map is full; raise modparam lmdb_map_size (MiB)".to_string())

@@ -8,6 +8,7 @@
 //!
 //! Nothing here knows Kamailio; the per-process handle lives in `crate::state`.
 
+pub mod journal;
 pub mod key;
 pub mod lmdb;
 pub mod record;
@@ -62,6 +63,11 @@ pub mod state {
     /// Ended by a BYE: it stays for the grace time, then expires; nothing
     /// renews it.
     pub const ENDED: u8 = b'E';
+    /// A bill key that a BYE ended before any answer reached the store:
+    /// the answer is still in another node's billing journal (both
+    /// happened during a store outage). The answer, once written, ends it
+    /// and the call is billed (`crate::billing::journal::PendingEnd`).
+    pub const PENDING_END: u8 = b'B';
 }
 
 /// What `get_lifecycle` does to a live record that has not ended.

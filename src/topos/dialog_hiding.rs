@@ -7,25 +7,26 @@
 //! (confirmed), the ACK one `get_touch`, the BYE one `get_touch` (grace
 //! time): 4 in all, 3 without a 180 that carries a Contact.
 
-use crate::dialog::plan::{self, MaskedContact};
+use crate::dialog::plan;
 use crate::dialog::record::{
     binding_offset, decode_stored, encode_stored, record_key, tag_hash, DialogRecord,
 };
 use crate::dialog::token::{binding, parse_token, DialogId, Secrets, Side};
+use crate::dialog::token_uri::token_in_uri;
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState, MAX_EARLY};
 use crate::log_text::printable;
 use crate::message_context;
 use crate::sip::dialog_ids::DialogIds;
-use crate::sip::edit::SEND_SOCKET;
 use crate::sip::headers::Headers;
-use crate::sip::name_addr::{entry_uri, uri_user};
+use crate::sip::name_addr::entry_uri;
 use crate::sip::request_line::request_line;
 use crate::state::{self, with_store};
 use crate::stats;
 use crate::store::key::call_digest_hex;
 use crate::store::{state as store_state, Guard, Lifecycle, Lived};
+use crate::topos::shown_contact::{self, is_sips};
 use crate::topos::tx_dialog::{new_state, set_in_dialog, TxDialog};
 use crate::topos::ReplyParts;
 use std::borrow::Cow;
@@ -67,16 +68,6 @@ pub fn creates_dialog(msg: &SipMsg) -> bool {
     method_is(msg, &["INVITE", "SUBSCRIBE"])
 }
 
-/// `host:port` for a masked Contact in a request: the socket the request
-/// leaves on (filled in for each branch it is sent on), so each side gets
-/// a Contact for the socket and transport it talks to.
-pub(super) fn request_contact_hostport() -> Result<String> {
-    Ok(state::config()?
-        .contact_host
-        .clone()
-        .unwrap_or_else(|| SEND_SOCKET.to_string()))
-}
-
 /// `host:port` for a masked Contact in a reply to `request`: the socket the
 /// request came in on, which the reply leaves on.
 pub(super) fn reply_contact_hostport(request: &SipMsg) -> Result<String> {
@@ -90,15 +81,14 @@ pub(super) fn reply_contact_hostport(request: &SipMsg) -> Result<String> {
 }
 
 /// A dialog-creating request: a new dialog id, the Contact masked, the
-/// caller side's Record-Routes removed (and the Call-ID with mask_callid).
-/// `deterministic_mask`: sealed mode's fallback for a dialog too large for
-/// a token; with mask_callid the callee side gets the deterministic mask
+/// caller side's Record-Routes removed (and the Call-ID with mask_callid);
+/// towards a trusted callee, all of it as it is (the Contact carrying the
+/// token if Kamailio record-routes it). The state goes on its
+/// transaction; `Initial::to_trusted`: the request leaves with its Vias.
+/// `deterministic_mask`: sealed mode's fallback for a dialog kept in the
+/// store; with mask_callid the callee side gets the deterministic mask
 /// of the caller's Call-ID (as sealed dialogs do), not a random one.
-pub fn hide_initial(
-    msg: &mut SipMsg,
-    h: Headers<'_>,
-    deterministic_mask: bool,
-) -> Result<NewTxState> {
+pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>, deterministic_mask: bool) -> Result<Initial> {
     let cfg = state::config()?;
     // The caller side's part of the dialog record (its Contact and route
     // set) must leave room for the callee side's: a request that could
@@ -117,16 +107,24 @@ pub fn hide_initial(
     let random = NewDialogRandom::draw()?;
     let id = DialogId::from_random(random.part(0));
     let secrets = Secrets::from_random(random.part(16));
-    let masked = MaskedContact {
-        token: id.token(Side::Caller, &secrets),
-        hostport: request_contact_hostport()?,
-    };
-    let mut st = new_state(Kind::Initial, id, secrets)?;
-    let callee_call_id = if cfg.mask_callid && deterministic_mask {
+    let knobs = shown_contact::for_new_dialog(msg);
+    let masked = shown_contact::in_request(
+        cfg,
+        id.token(Side::Caller, &secrets),
+        &knobs.caller,
+        || plan::contact_uri(h).map(Cow::into_owned),
+        msg.relayed_ruri_is_sips(),
+    );
+    let mut st = new_state(Kind::Initial, id, secrets, &knobs)?;
+    let to_trusted = knobs.callee.trusted;
+    // A trusted callee sees the caller's Call-ID, as without topos_rs.
+    let callee_call_id = if !cfg.mask_callid || to_trusted {
+        None
+    } else if deterministic_mask {
         let (fp, c) = super::sealed_dialog::deterministic_callee_call_id(&plan::call_id(h)?)?;
         st.get_mut().set_mask_key(Some(fp));
         Some(c)
-    } else if cfg.mask_callid {
+    } else {
         // The dialog id: random, known to both sides already (it is in
         // their tokens), and it leads back to the dialog's records, so a
         // Replaces that names the masked Call-ID (call pickup from the
@@ -134,12 +132,27 @@ pub fn hide_initial(
         let c = id.hex();
         st.get_mut().set_callee_call_id(&c);
         Some(c)
-    } else {
-        None
     };
-    let edits = plan::initial_request(h, Some(&masked), callee_call_id.as_deref());
+    if to_trusted {
+        st.get_mut().set_vias_kept();
+    }
+    let shown = shown_contact::shown(&knobs.callee, &masked);
+    let edits = plan::initial_request(h, shown, callee_call_id.as_deref());
     msg.apply(edits)?;
-    Ok(st)
+    Ok(Initial {
+        state: st,
+        to_trusted,
+        record_routes_kept: knobs.callee.sees_contacts,
+    })
+}
+
+/// A dialog-creating request `hide_initial` prepared.
+pub struct Initial {
+    pub state: NewTxState,
+    /// Towards a trusted callee: it leaves with its Vias.
+    pub to_trusted: bool,
+    /// The callee sees the caller side's Record-Routes.
+    pub record_routes_kept: bool,
 }
 
 /// The first Contact URI of `msg` as the script left it: changes other
@@ -186,10 +199,16 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     let caller = plan::caller_side(parts.request_headers)?;
     let caller_call_id = caller.call_id;
     let id = st.dialog_id();
-    let masked = MaskedContact {
-        token: id.token(Side::Callee, &st.secrets()),
-        hostport: reply_contact_hostport(parts.request)?,
-    };
+    let cfg = state::config()?;
+    let knobs = shown_contact::with_reply_choices(st.knobs(), reply);
+    let masked = shown_contact::in_reply(
+        cfg,
+        id.token(Side::Callee, &st.secrets()),
+        &knobs.callee,
+        || plan::contact_uri(parts.reply_headers).map(Cow::into_owned),
+        request_line(parts.request.buf()).is_some_and(|l| is_sips(l.uri)),
+        parts.request,
+    )?;
     let callee_call_id = match st.callee_call_id() {
         Some(c) => Some(c.to_string()),
         None => super::sealed_dialog::masked_for(st, &caller_call_id)?,
@@ -199,7 +218,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     let edits = plan::reply_to_caller(
         parts.reply_headers,
         &caller.route,
-        Some(&masked),
+        shown_contact::shown(&knobs.caller, &masked),
         masking.then_some(caller_call_id.as_str()),
         &is_kamailio_uri,
         creates_dialog,
@@ -240,6 +259,8 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
             parts.request_headers,
             Some(caller.contact.clone()),
         )
+        // A record-routed trusted callee was shown it with the token.
+        .map(|c| shown_contact::as_the_party_sent_it(c, knobs.callee.sees_contacts))
         .unwrap_or(caller.contact),
         caller_route: caller.route,
         callee_contact,
@@ -250,6 +271,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         callee_source: reply.source_ip(),
         caller_hop: parts.request.source_uri(),
         callee_hop: reply.source_uri(),
+        knobs,
     };
     let ttl = if confirmed {
         state::config()?.dialog_expire
@@ -376,8 +398,9 @@ pub fn initial_reply_sent(st: &TxState, code: i32) {
 
 pub enum InDialog {
     /// Routed to the other side; the state goes on its transaction (None
-    /// for an ACK, which has none).
-    Routed(Option<NewTxState>),
+    /// for an ACK, which has none); true: towards a trusted side, so the
+    /// request leaves unhidden, Vias included.
+    Routed(Option<NewTxState>, bool),
     /// Refused, with the reason for the log.
     Refused(String),
 }
@@ -395,7 +418,9 @@ pub fn route_in_dialog(
     let ruri = request_line(msg.buf())
         .map(|l| String::from_utf8_lossy(l.uri).into_owned())
         .ok_or(Error::Malformed("malformed request line"))?;
-    let Some((id, target, secret)) = uri_user(&ruri).and_then(parse_token) else {
+    let cfg = state::config()?;
+    let Some((id, target, secret)) = token_in_uri(&ruri, &cfg.contact_param).and_then(parse_token)
+    else {
         return Ok(InDialog::Refused(format!(
             "in-dialog request without a topos_rs token (Request-URI {})",
             printable(&ruri)
@@ -413,7 +438,6 @@ pub fn route_in_dialog(
         Side::Caller => from_tag,
     };
     let h = tag_hash(callee_tag);
-    let cfg = state::config()?;
     let bye = method_is(msg, &["BYE"]);
     // A BYE ends the dialog (it stays BYE_GRACE for retransmissions and a
     // BYE re-sent with credentials); nothing renews an ended dialog, and
@@ -492,12 +516,21 @@ pub fn route_in_dialog(
         Side::Callee => (&rec.callee_route, &rec.callee_contact, Side::Caller),
         Side::Caller => (&rec.caller_route, &rec.caller_contact, Side::Callee),
     };
-    let masked = MaskedContact {
-        token: id.token(sender_side, &rec.secrets),
-        hostport: request_contact_hostport()?,
-    };
+    let masked = shown_contact::in_request(
+        cfg,
+        id.token(sender_side, &rec.secrets),
+        rec.knobs.of(sender_side),
+        || plan::contact_uri(headers).map(Cow::into_owned),
+        is_sips(target_uri.as_bytes()),
+    );
+    let to = rec.knobs.of(target);
     let new_call_id = (expected_call_id != other_call_id).then_some(other_call_id.as_str());
-    let (edits, _) = plan::in_dialog_request(headers, route, Some(&masked), new_call_id);
+    let (edits, _) = plan::in_dialog_request(
+        headers,
+        route,
+        shown_contact::shown(to, &masked),
+        new_call_id,
+    );
     msg.apply(edits)?;
     // A side with no route set of its own is reached directly: with
     // route_to_source, at the address its messages came from (a NATed
@@ -514,12 +547,16 @@ pub fn route_in_dialog(
     message_context::write(msg.identity(), |c| {
         c.caller_call_id = Some(rec.call_id.clone())
     });
+    let to_trusted = to.trusted;
     if msg.is_ack() {
-        return Ok(InDialog::Routed(None));
+        return Ok(InDialog::Routed(None, to_trusted));
     }
-    let mut st = new_state(Kind::InDialog, id, rec.secrets)?;
+    let mut st = new_state(Kind::InDialog, id, rec.secrets, &rec.knobs)?;
     set_in_dialog(&mut st, target, h, method_is(msg, &["INVITE", "UPDATE"]));
-    Ok(InDialog::Routed(Some(st)))
+    if to_trusted {
+        st.get_mut().set_vias_kept();
+    }
+    Ok(InDialog::Routed(Some(st), to_trusted))
 }
 
 /// A reply to an in-dialog request, on its way back to the request's
@@ -528,14 +565,27 @@ pub fn route_in_dialog(
 pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Result<()> {
     let id = st.dialog_id();
     let target = st.target();
-    let masked = MaskedContact {
-        token: id.token(target, &st.secrets()),
-        hostport: reply_contact_hostport(parts.request)?,
-    };
+    let knobs = st.knobs();
     let reply_headers = parts.reply_headers;
+    let masked = shown_contact::in_reply(
+        state::config()?,
+        id.token(target, &st.secrets()),
+        knobs.of(target),
+        || plan::contact_uri(reply_headers).map(Cow::into_owned),
+        request_line(parts.request.buf()).is_some_and(|l| is_sips(l.uri)),
+        parts.request,
+    )?;
+    let sender = match target {
+        Side::Callee => Side::Caller,
+        Side::Caller => Side::Callee,
+    };
     let sender_call_id = plan::call_id(parts.request_headers)?;
     let restore = (plan::call_id(reply_headers)? != sender_call_id).then_some(&*sender_call_id);
-    let (edits, replier_contact) = plan::in_dialog_reply(reply_headers, Some(&masked), restore);
+    let (edits, replier_contact) = plan::in_dialog_reply(
+        reply_headers,
+        shown_contact::shown(knobs.of(sender), &masked),
+        restore,
+    );
     let replier_contact = effective_contact(
         reply,
         reply_headers,
@@ -550,7 +600,8 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
         .ok()
         .map(|c| c.contact)
         .filter(|c| !c.is_empty());
-    let sender_contact = effective_contact(parts.request, parts.request_headers, sender_contact);
+    let sender_contact = effective_contact(parts.request, parts.request_headers, sender_contact)
+        .map(|c| shown_contact::as_the_party_sent_it(c, knobs.of(target).sees_contacts));
     if sender_contact.is_none() && replier_contact.is_none() {
         return Ok(());
     }

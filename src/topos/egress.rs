@@ -15,16 +15,23 @@
 //!   `t_relay()`ed to any address with the caller's Vias);
 //! - `topos_request()` refused it, and the script relayed it anyway.
 //!
+//! One-way hiding sends some requests with their Vias on purpose: those
+//! `topos_request()` routed to a trusted side. Each is noted when routed
+//! (an ACK for a 2xx to a trusted side would match the second cause, a
+//! trusted party's real Contact may carry a parameter that reads as a
+//! token) and let go when it leaves right after; nothing else is noted,
+//! so a request bound for an untrusted side is checked as before.
+//!
 //! Replies need no check here: tm hands every reply of a hidden transaction
 //! to topos_rs before any route runs (`tm_hooks`), which hides or reduces
 //! it.
 
 use crate::dialog::sealed::TokenText;
 use crate::dialog::token::{parse_token, parse_transfer_token};
+use crate::dialog::token_uri::{find_token, TokenPlace};
 use crate::ffi::egress::EgressGate;
 use crate::ffi::msg::is_kamailio_uri;
 use crate::ffi::tm;
-use crate::sip::name_addr::uri_user;
 use crate::sip::outgoing::{read_request, OutgoingRequest};
 use crate::stats::{self, Stats};
 use std::cell::{Cell, RefCell};
@@ -81,13 +88,20 @@ struct RefusedMark {
 
 thread_local! {
     static REFUSED: RefCell<Option<RefusedMark>> = const { RefCell::new(None) };
+    /// The request `topos_request()` last routed to a trusted side with
+    /// its Vias, on purpose.
+    static UNHIDDEN: RefCell<Option<RefusedMark>> = const { RefCell::new(None) };
     /// Causes this process has logged already (one bit each).
     static LOGGED: Cell<u8> = const { Cell::new(0) };
 }
 
-/// Notes a request `topos_request()` refused (or could not hide).
-pub fn note_refused(method: &[u8], call_id: &[u8], cseq_number: &[u8]) {
-    REFUSED.with_borrow_mut(|m| {
+fn note(
+    mark: &'static std::thread::LocalKey<RefCell<Option<RefusedMark>>>,
+    method: &[u8],
+    call_id: &[u8],
+    cseq_number: &[u8],
+) {
+    mark.with_borrow_mut(|m| {
         let m = m.get_or_insert_with(RefusedMark::default);
         for (to, from) in [
             (&mut m.method, method),
@@ -100,8 +114,11 @@ pub fn note_refused(method: &[u8], call_id: &[u8], cseq_number: &[u8]) {
     });
 }
 
-fn was_refused(r: &OutgoingRequest) -> bool {
-    REFUSED.with_borrow(|m| {
+fn noted(
+    mark: &'static std::thread::LocalKey<RefCell<Option<RefusedMark>>>,
+    r: &OutgoingRequest,
+) -> bool {
+    mark.with_borrow(|m| {
         m.as_ref().is_some_and(|m| {
             r.method.eq_ignore_ascii_case(&m.method)
                 && r.call_id == Some(&m.call_id[..])
@@ -110,16 +127,39 @@ fn was_refused(r: &OutgoingRequest) -> bool {
     })
 }
 
-/// True if the Request-URI is a topos_rs token at this Kamailio.
+/// Notes a request `topos_request()` refused (or could not hide).
+pub fn note_refused(method: &[u8], call_id: &[u8], cseq_number: &[u8]) {
+    note(&REFUSED, method, call_id, cseq_number);
+}
+
+/// Notes a request `topos_request()` routed to a trusted side with its
+/// Vias (one-way hiding): it leaves as it is.
+pub fn note_unhidden(method: &[u8], call_id: &[u8], cseq_number: &[u8]) {
+    note(&UNHIDDEN, method, call_id, cseq_number);
+}
+
+fn was_refused(r: &OutgoingRequest) -> bool {
+    noted(&REFUSED, r)
+}
+
+/// True if the Request-URI carries a topos_rs token: as the user part of
+/// a URI at this Kamailio, or in the token parameter (`contact_param`) of
+/// any URI (the real Contact a trusted side is shown carries it there).
 fn names_a_token(r: &OutgoingRequest) -> bool {
     let Ok(uri) = std::str::from_utf8(r.request_uri) else {
         return false;
     };
-    uri_user(uri).is_some_and(|u| {
-        parse_token(u).is_some()
-            || parse_transfer_token(u).is_some()
-            || TokenText::parse(u).is_some()
-    }) && is_kamailio_uri(uri)
+    let param = crate::state::config().map_or("tps", |c| c.contact_param.as_str());
+    let token = |t: &str| {
+        parse_token(t).is_some()
+            || parse_transfer_token(t).is_some()
+            || TokenText::parse(t).is_some()
+    };
+    match find_token(uri, param) {
+        Some((t, TokenPlace::Param)) => token(t),
+        Some((t, TokenPlace::User)) => token(t) && is_kamailio_uri(uri),
+        None => false,
+    }
 }
 
 /// True if tm has a hidden INVITE transaction this ACK or CANCEL belongs to.
@@ -138,7 +178,7 @@ fn of_hidden_transaction(r: &OutgoingRequest) -> bool {
 }
 
 fn cause_of(r: &OutgoingRequest) -> Option<Cause> {
-    if !r.carries_sender_vias() {
+    if !r.carries_sender_vias() || noted(&UNHIDDEN, r) {
         return None;
     }
     if names_a_token(r) {

@@ -8,14 +8,17 @@
 
 mod dialog_hiding;
 mod egress;
+mod per_call;
 mod reduce;
 mod sealed_dialog;
+mod shown_contact;
 mod tm_hooks;
 mod transfer;
 mod tx_dialog;
 mod via;
 
 pub use egress::GATE as EGRESS_GATE;
+pub use per_call::{topos_set_contact, topos_trust};
 use reduce::reduce_reply;
 pub use sealed_dialog::{
     caller_contact as sealed_caller_contact, in_dialog_reply_sent as sealed_in_dialog_reply_sent,
@@ -23,9 +26,11 @@ pub use sealed_dialog::{
 pub use tm_hooks::TM_HOOKS;
 
 use crate::config::TokenMode;
+use crate::dialog::knobs::DialogKnobs;
 use crate::dialog::plan;
 use crate::dialog::sealed::TokenText;
 use crate::dialog::token::{DialogId, Secrets};
+use crate::dialog::token_uri::token_in_uri;
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::route::{current_route, Route};
@@ -141,11 +146,13 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
         );
         return Ok(false);
     }
-    let state = if ids.to.tag.is_some() {
+    // `to_trusted`: the request goes to a trusted side (one-way hiding)
+    // and leaves with its Vias, as without topos_rs.
+    let (state, to_trusted) = if ids.to.tag.is_some() {
         match route_by_token(msg, h, &ids)? {
-            dialog_hiding::InDialog::Routed(state) => {
+            dialog_hiding::InDialog::Routed(state, to_trusted) => {
                 transfer_edits.apply(msg)?;
-                state
+                (state, to_trusted)
             }
             dialog_hiding::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
@@ -175,37 +182,58 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
                 }
             }
         }
-        let Some(state) = hide_new_dialog(msg, h, &ids)? else {
+        let Some(initial) = hide_new_dialog(msg, h, &ids)? else {
             return Ok(false);
         };
         if let Some(t) = transfer {
             msg.retarget(&t.target, t.next_hop.as_deref())?;
         }
-        crate::ffi::dialog_module::hidden_invite(msg);
-        Some(state)
+        if initial.record_routes_kept {
+            // A trusted callee sees the caller side's Record-Routes: the
+            // dialog module must count them.
+            message_context::write(id, |c| c.record_routes_kept = true);
+        } else {
+            crate::ffi::dialog_module::hidden_invite(msg);
+        }
+        (Some(initial.state), initial.to_trusted)
     } else {
         let register = request_method_is(h, "REGISTER");
         msg.apply(plan::outside_dialog(h, register))?;
         msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
         transfer_edits.apply(msg)?;
-        Some(tx_dialog::new_state(
+        let state = tx_dialog::new_state(
             Kind::ViaOnly,
             DialogId([0; 16]),
             Secrets::default(),
-        )?)
+            &DialogKnobs::default(),
+        )?;
+        (Some(state), false)
     };
-    via::hide_request_vias(msg, h)?;
+    if !to_trusted {
+        via::hide_request_vias(msg, h)?;
+    }
     msg.commit()?;
+    if to_trusted {
+        // Deliberately with its Vias: the egress gate lets it go.
+        if let (Some(line), Ok((call_id, cseq))) = (request_line(msg.buf()), msg.callid_and_cseq())
+        {
+            egress::note_unhidden(line.method, call_id, cseq);
+        }
+    }
     if msg.is_ack() {
         // An ACK for a 2xx is relayed statelessly, without tm (no callback
         // before it is built).
         msg.drop_edits_inside_deletions();
-        via_swap::suppress_top_via_update(msg)?;
+        if !to_trusted {
+            via_swap::suppress_top_via_update(msg)?;
+        }
     } else if let Some(state) = state {
         tm::hide_transaction_of(msg, state)?;
     }
     message_context::write(id, |c| c.hidden = true);
-    stats::bump(|s| &s.requests_hidden);
+    if !to_trusted {
+        stats::bump(|s| &s.requests_hidden);
+    }
     Ok(true)
 }
 
@@ -258,10 +286,11 @@ fn route_by_token(
     h: Headers<'_>,
     ids: &DialogIds,
 ) -> Result<dialog_hiding::InDialog> {
-    if crate::state::config()?.token_mode == TokenMode::Sealed {
+    let cfg = crate::state::config()?;
+    if cfg.token_mode == TokenMode::Sealed {
         let sealed = request_line(msg.buf())
             .and_then(|l| std::str::from_utf8(l.uri).ok())
-            .and_then(crate::sip::name_addr::uri_user)
+            .and_then(|uri| token_in_uri(uri, &cfg.contact_param))
             .and_then(TokenText::parse);
         if let Some(token) = sealed {
             return sealed_dialog::route_in_dialog(msg, h, ids, &token);
@@ -271,17 +300,29 @@ fn route_by_token(
 }
 
 /// Hides a dialog-creating request: with sealed tokens unless its caller
-/// side would not fit one, else (and in stored mode) with a record in the
-/// store. None (refused, logged) while the store cannot take one.
+/// side would not fit one, or the script chose what a side is shown or
+/// trusted a side (`topos_set_contact()`, `topos_trust()`, a
+/// `trusted_socket`: sealed tokens do not carry those yet), else (and in
+/// stored mode) with a record in the store. None (refused, logged) while
+/// the store cannot take one.
 fn hide_new_dialog(
     msg: &mut SipMsg,
     h: Headers<'_>,
     ids: &DialogIds,
-) -> Result<Option<crate::ffi::tx_state::NewTxState>> {
+) -> Result<Option<dialog_hiding::Initial>> {
     let sealed_mode = crate::state::config()?.token_mode == TokenMode::Sealed;
-    if sealed_mode {
+    if sealed_mode && shown_contact::for_new_dialog(msg) != DialogKnobs::default() {
+        log::debug!(
+            "the dialog of Call-ID {} has per-call choices for its sides: kept in the store",
+            crate::log_text::printable(&ids.call_id)
+        );
+    } else if sealed_mode {
         if let Some(state) = sealed_dialog::hide_initial(msg, h)? {
-            return Ok(Some(state));
+            return Ok(Some(dialog_hiding::Initial {
+                state,
+                to_trusted: false,
+                record_routes_kept: false,
+            }));
         }
         stats::bump(|s| &s.dialogs_stored_too_large);
         log::info!(
@@ -363,7 +404,11 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
         request_headers: Headers::new(request.buf(), &request_fields),
         reply_headers: Headers::new(reply.buf(), &reply_fields),
     };
-    via::restore_reply_vias(&parts, reply)?;
+    // A request that left with its Vias (to a trusted side) gets its
+    // replies with its stack as they are.
+    if !state.vias_kept() {
+        via::restore_reply_vias(&parts, reply)?;
+    }
     match (state.kind(), state.is_sealed()) {
         (Kind::Initial, true) => sealed_dialog::initial_reply(state, &parts, reply)?,
         (Kind::Initial, false) => dialog_hiding::initial_reply(state, &parts, reply)?,
@@ -384,7 +429,9 @@ pub fn hide_reply(t: &Transaction, reply: &mut SipMsg) -> Result<()> {
     // reply has no second Via: the caller's top Via stands in, so a UDP
     // callee's reply without Content-Length gets one on the way to a TCP,
     // TLS or WebSocket caller, as without topos_rs.
-    reply.take_via2_from(&request);
+    if !state.vias_kept() {
+        reply.take_via2_from(&request);
+    }
     message_context::write(id, |c| c.restored = true);
     stats::bump(|s| &s.replies_restored);
     if state.kind() == Kind::Initial {

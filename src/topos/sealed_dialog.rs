@@ -8,17 +8,19 @@
 //! kept up by target refreshes (session timers) keeps routing.
 
 use super::dialog_hiding::{
-    effective_contact, method_is, reply_contact_hostport, request_contact_hostport, InDialog,
-    EARLY_TTL,
+    effective_contact, method_is, reply_contact_hostport, InDialog, EARLY_TTL,
 };
+use crate::config::{ContactMode, ModuleConfig};
 use crate::crypto::keys::KeyRing;
 use crate::crypto::mask;
-use crate::dialog::plan::{self, MaskedContact, RouteCarrier};
+use crate::dialog::knobs::{DialogKnobs, SideKnobs};
+use crate::dialog::plan::{self, MaskedContact, RouteCarrier, Shown};
 use crate::dialog::sealed::{
     open_route, seal_route, seal_token, token_text_len, Binding, CalleeRoute, Refusal, SideState,
     TokenText,
 };
 use crate::dialog::token::{DialogId, Secrets, Side};
+use crate::dialog::token_uri::token_in_uri;
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::ffi::tx_state::{Kind, NewTxState, TxState};
@@ -30,6 +32,7 @@ use crate::sip::name_addr::entry_uri;
 use crate::state;
 use crate::stats;
 use crate::token_keys::with_ring;
+use crate::topos::shown_contact::{self, is_sips};
 use crate::topos::tx_dialog::{new_state, set_in_dialog, TxDialog};
 use crate::topos::ReplyParts;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,26 +60,42 @@ pub(super) fn seal_err() -> Error {
     Error::Kamailio("cannot seal a dialog token (no randomness)")
 }
 
-/// `state`'s token, bound by `binding`. A state that carries the route set
-/// toward the callee (`CalleeRoute::InToken`) is sealed without it when
-/// the masked Contact `<sip:TOKEN@hostport>` would pass `MAX_CONTACT_URI`
-/// (`hostport` may be the send-socket mark, filled in later: the room any
-/// socket needs is counted then). Sealed once in the common case.
-fn seal_within_bound(
-    ring: &KeyRing,
-    state: &mut SideState,
-    binding: &Binding,
-    hostport: &str,
-) -> Result<String> {
-    let token = seal_token(ring, state, binding).ok_or_else(seal_err)?;
-    let room = if hostport.contains(crate::sip::edit::SEND_SOCKET) {
+/// What a masked Contact URI holds besides its token: the scheme and `@`,
+/// the host part (`hostport`, or the room any socket needs for the
+/// send-socket mark, filled in later) and, with `contact_mode` 1, the
+/// party's own user part (`own_contact`'s) and the parameter's name.
+fn contact_room(cfg: &ModuleConfig, own_contact: Option<&str>, hostport: &str) -> usize {
+    let host = if hostport.contains(crate::sip::edit::SEND_SOCKET) {
         SEND_SOCKET_ROOM
     } else {
         hostport.len()
     };
-    if state.callee_route != CalleeRoute::InToken
-        || "sip:@".len() + token.len() + room <= MAX_CONTACT_URI
-    {
+    let user = match cfg.contact_mode {
+        ContactMode::Token => 0,
+        ContactMode::OwnUser => {
+            own_contact
+                .and_then(crate::sip::name_addr::uri_user)
+                .map_or(0, str::len)
+                + cfg.contact_param.len()
+                + 2
+        }
+    };
+    "sips:@".len() + host + user
+}
+
+/// `state`'s token, bound by `binding`. A state that carries the route set
+/// toward the callee (`CalleeRoute::InToken`) is sealed without it when
+/// the masked Contact (`room`: all of its URI but the token, see
+/// `contact_room`) would pass `MAX_CONTACT_URI`. Sealed once in the common
+/// case.
+fn seal_within_bound(
+    ring: &KeyRing,
+    state: &mut SideState,
+    binding: &Binding,
+    room: usize,
+) -> Result<String> {
+    let token = seal_token(ring, state, binding).ok_or_else(seal_err)?;
+    if state.callee_route != CalleeRoute::InToken || token.len() + room <= MAX_CONTACT_URI {
         return Ok(token);
     }
     state.callee_route = CalleeRoute::InParameter;
@@ -197,11 +216,34 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>) -> Result<Option<NewTxStat
         .contact_host
         .as_ref()
         .map_or(SEND_SOCKET_ROOM, String::len);
-    if "sip:@".len() + token_len + hostport_room > MAX_CONTACT_URI {
+    // contact_mode 1 shows the caller's own user part, and the token goes
+    // into the parameter.
+    let user_room = match cfg.contact_mode {
+        crate::config::ContactMode::Token => 0,
+        crate::config::ContactMode::OwnUser => {
+            let own = plan::contact_uri(h).unwrap_or_default();
+            crate::sip::name_addr::uri_user(&own).map_or(0, str::len) + cfg.contact_param.len() + 2
+        }
+    };
+    let scheme = if msg.relayed_ruri_is_sips() {
+        "sips:@"
+    } else {
+        "sip:@"
+    };
+    if scheme.len() + token_len + hostport_room + user_room > MAX_CONTACT_URI {
         return Ok(None);
     }
-    msg.apply(plan::initial_request(h, None, callee_call_id.as_deref()))?;
-    let mut st = new_state(Kind::Initial, DialogId([0; 16]), Secrets::default())?;
+    msg.apply(plan::initial_request(
+        h,
+        Shown::hidden(None),
+        callee_call_id.as_deref(),
+    ))?;
+    let mut st = new_state(
+        Kind::Initial,
+        DialogId([0; 16]),
+        Secrets::default(),
+        &DialogKnobs::default(),
+    )?;
     st.get_mut().set_sealed();
     st.get_mut().set_mask_key(mask_key);
     st.get_mut().set_contact_pending();
@@ -222,10 +264,13 @@ pub fn caller_contact(req: &mut SipMsg) -> Result<()> {
     let caller = caller_token(req, h, mask_key)?;
     let token = with_ring(|ring| seal_token(ring, &caller.state, &caller.binding()))?
         .ok_or_else(seal_err)?;
-    let masked = MaskedContact {
+    let masked = shown_contact::in_request(
+        state::config()?,
         token,
-        hostport: request_contact_hostport()?,
-    };
+        &SideKnobs::default(),
+        || plan::contact_uri(h).map(|c| c.into_owned()),
+        req.relayed_ruri_is_sips(),
+    );
     req.apply(plan::contact_insert(h, &masked))?;
     req.commit()
 }
@@ -236,6 +281,7 @@ pub fn caller_contact(req: &mut SipMsg) -> Result<()> {
 /// other reply loses its Contact.
 pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Result<()> {
     let cfg = state::config()?;
+    shown_contact::note_reply_choices_of_sealed_dialog(reply);
     let status = reply.status();
     let ids = DialogIds::from_headers(parts.reply_headers)?;
     let caller = plan::caller_side(parts.request_headers)?;
@@ -249,7 +295,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         let edits = plan::reply_to_caller(
             parts.reply_headers,
             &caller.route,
-            None,
+            Shown::hidden(None),
             restore,
             &is_kamailio_uri,
             false,
@@ -261,6 +307,11 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     let confirmed = (200..300).contains(&status);
     let caller_source = parts.request.source_ip();
     let hostport = reply_contact_hostport(parts.request)?;
+    let room = contact_room(
+        cfg,
+        plan::contact_uri(parts.reply_headers).as_deref(),
+        &hostport,
+    );
     let (token, route) = with_ring(|ring| -> Result<_> {
         let mut state = SideState {
             side: Side::Callee,
@@ -303,7 +354,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
             callee_tag: Some(callee_tag.as_bytes()),
             source: cfg.bind_source.then_some(caller_source.as_bytes()),
         };
-        let token = seal_within_bound(ring, &mut state, &binding, &hostport)?;
+        let token = seal_within_bound(ring, &mut state, &binding, room)?;
         let route = if callee.route.is_empty() {
             None
         } else {
@@ -315,10 +366,14 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         };
         Ok((token, route))
     })??;
-    let masked = MaskedContact {
+    let masked = shown_contact::in_reply(
+        cfg,
         token,
-        hostport: hostport.clone(),
-    };
+        &SideKnobs::default(),
+        || plan::contact_uri(parts.reply_headers).map(|c| c.into_owned()),
+        crate::sip::request_line::request_line(parts.request.buf()).is_some_and(|l| is_sips(l.uri)),
+        parts.request,
+    )?;
     let carrier = route.as_deref().map(|sealed| RouteCarrier {
         sealed,
         hostport: &hostport,
@@ -326,7 +381,7 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     reply.apply(plan::reply_to_caller(
         parts.reply_headers,
         &caller.route,
-        Some(&masked),
+        Shown::hidden(Some(&masked)),
         restore,
         &is_kamailio_uri,
         true,
@@ -419,7 +474,7 @@ fn fresh_token(
     target: String,
     sender_msg: &SipMsg,
     presenter_ip: &str,
-    hostport: &str,
+    room: usize,
 ) -> Result<String> {
     let other = presented;
     let cfg = state::config()?;
@@ -466,7 +521,7 @@ fn fresh_token(
         callee_tag: Some(callee_tag.as_bytes()),
         source: (cfg.bind_source && !presenter_ip.is_empty()).then_some(presenter_ip.as_bytes()),
     };
-    seal_within_bound(ring, &mut state, &binding, hostport)
+    seal_within_bound(ring, &mut state, &binding, room)
 }
 
 /// An in-dialog request with a sealed token: opened, routed to the side it
@@ -531,21 +586,30 @@ pub fn route_in_dialog(
             .flatten();
         let masked = match sender_contact {
             Some(c) => {
-                let hostport = request_contact_hostport()?;
-                Some(MaskedContact {
-                    // The target side presents the sender's new token.
-                    token: fresh_token(
-                        ring,
-                        other_side(target),
-                        &opened,
-                        ids,
-                        c,
-                        msg,
-                        &opened.state.target_source,
-                        &hostport,
-                    )?,
-                    hostport,
-                })
+                let own = c.clone();
+                let hostport = cfg
+                    .contact_host
+                    .as_deref()
+                    .unwrap_or(crate::sip::edit::SEND_SOCKET);
+                let room = contact_room(cfg, Some(&own), hostport);
+                // The target side presents the sender's new token.
+                let token = fresh_token(
+                    ring,
+                    other_side(target),
+                    &opened,
+                    ids,
+                    c,
+                    msg,
+                    &opened.state.target_source,
+                    room,
+                )?;
+                Some(shown_contact::in_request(
+                    cfg,
+                    token,
+                    &SideKnobs::default(),
+                    || Some(own),
+                    is_sips(opened.state.target.as_bytes()),
+                ))
             }
             None => None,
         };
@@ -555,8 +619,12 @@ pub fn route_in_dialog(
         Ok(r) => r,
         Err(why) => return Ok(InDialog::Refused(why)),
     };
-    let (edits, _) =
-        plan::in_dialog_request(headers, &route, masked.as_ref(), new_call_id.as_deref());
+    let (edits, _) = plan::in_dialog_request(
+        headers,
+        &route,
+        Shown::hidden(masked.as_ref()),
+        new_call_id.as_deref(),
+    );
     msg.apply(edits)?;
     let hop = &opened.state.target_hop;
     let next_hop = route
@@ -568,9 +636,14 @@ pub fn route_in_dialog(
         c.caller_call_id = Some(opened.caller_call_id.clone())
     });
     if msg.is_ack() {
-        return Ok(InDialog::Routed(None));
+        return Ok(InDialog::Routed(None, false));
     }
-    let mut st = new_state(Kind::InDialog, DialogId([0; 16]), Secrets::default())?;
+    let mut st = new_state(
+        Kind::InDialog,
+        DialogId([0; 16]),
+        Secrets::default(),
+        &DialogKnobs::default(),
+    )?;
     set_in_dialog(
         &mut st,
         opened.state.side,
@@ -580,7 +653,7 @@ pub fn route_in_dialog(
     st.get_mut().set_sealed();
     st.get_mut().set_mask_key(opened.state.mask_key);
     st.get_mut().set_bye(method_is(msg, &["BYE"]));
-    Ok(InDialog::Routed(Some(st)))
+    Ok(InDialog::Routed(Some(st), false))
 }
 
 fn other_side(side: Side) -> Side {
@@ -607,10 +680,13 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
     let masked = match contact {
         Some(c) => {
             let request_ids = DialogIds::from_headers(parts.request_headers)?;
-            let token = crate::sip::request_line::request_line(parts.request.buf())
-                .and_then(|l| std::str::from_utf8(l.uri).ok())
-                .and_then(crate::sip::name_addr::uri_user)
+            let ruri = crate::sip::request_line::request_line(parts.request.buf())
+                .and_then(|l| std::str::from_utf8(l.uri).ok());
+            let token = ruri
+                .and_then(|uri| token_in_uri(uri, &state::config().ok()?.contact_param))
                 .and_then(TokenText::parse);
+            let sips = ruri.is_some_and(|u| is_sips(u.as_bytes()));
+            let own = c.clone();
             let source = parts.request.source_ip();
             with_ring(|ring| -> Result<Option<MaskedContact>> {
                 let Some(Ok(opened)) =
@@ -619,25 +695,34 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
                     return Ok(None);
                 };
                 // The request's sender presents the replier's new token.
-                let hostport = reply_contact_hostport(parts.request)?;
-                Ok(Some(MaskedContact {
-                    token: fresh_token(
-                        ring,
-                        replier,
-                        &opened,
-                        &request_ids,
-                        c,
-                        reply,
-                        &source,
-                        &hostport,
-                    )?,
-                    hostport,
-                }))
+                let room = contact_room(
+                    state::config()?,
+                    Some(&own),
+                    &reply_contact_hostport(parts.request)?,
+                );
+                let token = fresh_token(
+                    ring,
+                    replier,
+                    &opened,
+                    &request_ids,
+                    c,
+                    reply,
+                    &source,
+                    room,
+                )?;
+                Ok(Some(shown_contact::in_reply(
+                    state::config()?,
+                    token,
+                    &SideKnobs::default(),
+                    || Some(own),
+                    sips,
+                    parts.request,
+                )?))
             })??
         }
         None => None,
     };
-    let (edits, _) = plan::in_dialog_reply(reply_headers, masked.as_ref(), restore);
+    let (edits, _) = plan::in_dialog_reply(reply_headers, Shown::hidden(masked.as_ref()), restore);
     reply.apply(edits)
 }
 

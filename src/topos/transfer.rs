@@ -45,6 +45,7 @@ use crate::dialog::sealed::{seal_transfer, Binding, CalleeRoute, SideState, Toke
 use crate::dialog::token::{
     parse_token, parse_transfer_token, transfer_secret, transfer_token, DialogId, Secret, Side,
 };
+use crate::dialog::token_uri::{find_token, TokenPlace};
 use crate::error::{Error, Result};
 use crate::ffi::msg::{is_kamailio_uri, SipMsg};
 use crate::log_text::printable;
@@ -108,6 +109,23 @@ fn token_of(user: &str) -> Result<Option<Presented>> {
     Ok(parse_token(user)
         .map(|t| stored(t, false))
         .or_else(|| parse_transfer_token(user).map(|t| stored(t, true))))
+}
+
+/// The token a URI (a Request-URI, a Refer-To's) names at this Kamailio,
+/// and its text: found where routing finds it (`token_uri::find_token`:
+/// the `contact_param` parameter, else the user part, which must then be
+/// at this server). None: the URI names no token here.
+fn token_here(uri: &str) -> Result<Option<(Presented, &str)>> {
+    let Some((text, place)) = find_token(uri, &state::config()?.contact_param) else {
+        return Ok(None);
+    };
+    let Some(token) = token_of(text)? else {
+        return Ok(None);
+    };
+    if place == TokenPlace::User && !is_kamailio_uri(uri) {
+        return Ok(None);
+    }
+    Ok(Some((token, text)))
 }
 
 /// The side a token addresses (C, the transfer target), as a transfer
@@ -341,16 +359,9 @@ pub fn invite(
     let Some(ruri) = request_line(msg.buf()).and_then(|l| std::str::from_utf8(l.uri).ok()) else {
         return Ok(None);
     };
-    let Some(token) = crate::sip::name_addr::uri_user(ruri)
-        .map(token_of)
-        .transpose()?
-        .flatten()
-    else {
+    let Some((token, _)) = token_here(ruri)? else {
         return Ok(None);
     };
-    if !is_kamailio_uri(ruri) {
-        return Ok(None);
-    }
     let (field, rep) = match the_replaces(h) {
         Ok(Some(found)) => found,
         Ok(None) => {
@@ -531,12 +542,13 @@ pub fn refer(msg: &SipMsg, h: Headers<'_>) -> Result<std::result::Result<Vec<Edi
         let Some(t) = parse_refer_target(&value) else {
             continue; // not a SIP URI with a user: names no token
         };
-        let Some(token) = token_of(t.user)? else {
+        let Some((token, text)) = token_here(t.uri)? else {
             continue;
         };
-        if !is_kamailio_uri(t.uri) {
-            continue;
-        }
+        // Where the token's text sits in the message (`text` is a slice of
+        // `value`; used only when `value` is the message's own bytes).
+        let start = f.value.start + (text.as_ptr() as usize - value.as_ptr() as usize);
+        let at = start..start + text.len();
         if fields.len() > 1 {
             return Ok(Err(
                 "a REFER with more than one Refer-To, one naming a topos_rs \
@@ -606,7 +618,6 @@ pub fn refer(msg: &SipMsg, h: Headers<'_>) -> Result<std::result::Result<Vec<Edi
                         return Ok(Err(format!("a Refer-To naming a topos_rs token: {why}")))
                     }
                 };
-                let at = user_range(f, &t.user_at);
                 edits.push(Edit::Delete(at.clone()));
                 edits.push(Edit::Insert(at.start, transfer_token.into_bytes()));
             }
@@ -615,7 +626,6 @@ pub fn refer(msg: &SipMsg, h: Headers<'_>) -> Result<std::result::Result<Vec<Edi
                     return Ok(Err(format!("a Refer-To naming a topos_rs token: {why}")));
                 }
                 if !tok.transfer {
-                    let at = user_range(f, &t.user_at);
                     let transfer = transfer_token(&tok.id, tok.side, &tok.secret);
                     edits.push(Edit::Delete(at.clone()));
                     edits.push(Edit::Insert(at.start, transfer.into_bytes()));
@@ -624,11 +634,6 @@ pub fn refer(msg: &SipMsg, h: Headers<'_>) -> Result<std::result::Result<Vec<Edi
         }
     }
     Ok(Ok(edits))
-}
-
-/// Where a Refer-To's user part sits in the message.
-fn user_range(f: &HeaderField, in_value: &Range<usize>) -> Range<usize> {
-    f.value.start + in_value.start..f.value.start + in_value.end
 }
 
 /// A NOTIFY: a `message/sipfrag` body beyond its status line (the

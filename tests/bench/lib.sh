@@ -80,7 +80,9 @@ start_kamailio() { # $1 config name, then extra kamailio arguments; prints "pid 
 	port=$(free_port)
 	dir="$WORK/k-$name-$port"
 	mkdir -p "$dir" "$RUNTIME/k-$name-$port"
-	local args=(-DD -E -m 1024 -M 16 -Y "$RUNTIME/k-$name-$port" -L "$ROOT/target/release:$MODS"
+	local moddir="$ROOT/target/release"
+	if [ "$name" = topos_rs-before-lmdb ]; then moddir=$BENCH_BEFORE_DIR; fi
+	local args=(-DD -E -m 1024 -M 16 -Y "$RUNTIME/k-$name-$port" -L "$moddir:$MODS"
 		-A "LISTEN=udp:127.0.0.1:$port" -A SHM_PREFAULT)
 	case $name in
 	plain) args+=(-f "$ROOT/tests/cfg/routing.cfg" -A WITHOUT_TOPOS) ;;
@@ -89,6 +91,10 @@ start_kamailio() { # $1 config name, then extra kamailio arguments; prints "pid 
 	topos_rs-lmdb) args+=(-f "$ROOT/tests/cfg/routing.cfg") ;;
 	topos_rs-redis) args+=(-f "$ROOT/tests/cfg/routing.cfg"
 		-A "STORAGE=\"redis://127.0.0.1:$REDIS_PORT/0\"") ;;
+	topos_rs-stored-lmdb) args+=(-f "$ROOT/tests/cfg/routing.cfg" -A 'TOKEN_MODE="stored"') ;;
+	topos_rs-stored-redis) args+=(-f "$ROOT/tests/cfg/routing.cfg" -A 'TOKEN_MODE="stored"'
+		-A "STORAGE=\"redis://127.0.0.1:$REDIS_PORT/0\"") ;;
+	topos_rs-before-lmdb) args+=(-f "$ROOT/tests/cfg/routing.cfg") ;;
 	esac
 	setsid kamailio "${args[@]}" "$@" >"$dir/kamailio.log" 2>&1 &
 	local pid=$!
@@ -118,8 +124,8 @@ stop_kamailio() {
 	kill -KILL -- "-$1" 2>/dev/null || true
 }
 
-scenario() { # $1 template, $2 output, $3 uas port, $4 uac leak regex, $5 uas leak regex
-	sed -e "s/@UASPORT@/$3/g" -e "s/@UACLEAK@/$4/g" -e "s/@UASLEAK@/$5/g" "$1" >"$2"
+scenario() { # $1 template, $2 output, $3 uas port, $4 uac leak regex, $5 uas leak regex, $6 kamailio port
+	sed -e "s/@UASPORT@/$3/g" -e "s/@UACLEAK@/$4/g" -e "s/@UASLEAK@/$5/g" -e "s/@KPORT@/$6/g" "$1" >"$2"
 }
 
 # One sipp run: $1 config, $2 rate, $3 calls, $4 kamailio port, $5 run dir.
@@ -135,8 +141,14 @@ sipp_run() {
 		uac_leak="127\\\\.0\\\\.0\\\\.1:$uas_port|downstream-proxy"
 		uas_leak="192\\\\.168\\\\.1\\\\.100|10\\\\.10\\\\.10\\\\.1|222\\\\.211\\\\.75\\\\.75|127\\\\.0\\\\.0\\\\.1:$uac_port"
 	fi
-	scenario "$ROOT/tests/bench/uac.xml" "$dir/uac.xml" "$uas_port" "$uac_leak" "$uas_leak"
-	scenario "$ROOT/tests/bench/uas.xml" "$dir/uas.xml" "$uas_port" "$uac_leak" "$uas_leak"
+	scenario "$ROOT/tests/bench/uac.xml" "$dir/uac.xml" "$uas_port" "$uac_leak" "$uas_leak" "$kport"
+	if [ "$name" = native-topos ]; then
+		# Kamailio's topos shows the caller no Record-Route entry to
+		# follow: the in-dialog requests go to Kamailio's address.
+		sed -i -e 's/Route: \[\$krr\]/Route: <sip:[remote_ip]:[remote_port];lr>/' \
+			-e 's/check_it="true" assign_to="krr"/check_it="false" assign_to="krr"/' "$dir/uac.xml"
+	fi
+	scenario "$ROOT/tests/bench/uas.xml" "$dir/uas.xml" "$uas_port" "$uac_leak" "$uas_leak" "$kport"
 	local limit=$((calls / rate + 30))
 	# CPU of each sipp (user+sys seconds) goes to *.cpu: where the 2 cores go.
 	/usr/bin/time -f "%U %S" -o "$dir/uas.cpu" timeout "$((limit + 10))" sipp -sf "$dir/uas.xml" -i 127.0.0.1 -p "$uas_port" -m "$calls" \

@@ -2,8 +2,12 @@
 # make bench: Kamailio CPU time per call, side by side, in one run:
 #   plain         Kamailio record-routing, no hiding
 #   native-topos  Kamailio's own topos + topos_redis (+ ndb_redis)
-#   topos_rs-lmdb topos_rs on the embedded store
-#   topos_rs-redis topos_rs on Redis
+#   topos_rs-lmdb topos_rs, sealed tokens (the default), embedded store
+#   topos_rs-redis topos_rs, sealed tokens, Redis
+#   topos_rs-stored-lmdb, topos_rs-stored-redis  token_mode "stored"
+#   topos_rs-before-lmdb  the module built in BENCH_BEFORE_DIR (e.g. the
+#                 previous version's target/release), embedded store, to
+#                 measure a change before and after in one run
 # sipp caller and callee on 127.0.0.1; every call INVITE/100/180/200/ACK/BYE/200
 # with three upstream Vias, an upstream Record-Route and a private Contact,
 # and a downstream Record-Route in the replies. Each sipp side checks what it
@@ -15,7 +19,8 @@
 # (calls/s of the CPU runs, default 500), BENCH_REPS (default 5),
 # BENCH_SWEEP (rates of the sweep, default "500 1000 2000 3000"),
 # BENCH_SWEEP_SECONDS (length of each sweep step, default 4), BENCH_CONFIGS
-# (which of the four to run, default all), BENCH_KAMAILIO_ARGS (extra
+# (which to run, default all but topos_rs-before-lmdb, which is added when
+# BENCH_BEFORE_DIR is set), BENCH_KAMAILIO_ARGS (extra
 # kamailio arguments for every configuration, e.g. "-x tlsf -X tlsf").
 # Every process started here is stopped by PID (or its own process group).
 set -euo pipefail
@@ -28,7 +33,11 @@ REPS=${BENCH_REPS:-5}
 SWEEP=${BENCH_SWEEP-"500 1000 2000 3000"}
 SWEEP_SECONDS=${BENCH_SWEEP_SECONDS:-4}
 MODS=$(dirname "$(dpkg -L kamailio | grep '/modules/tm\.so$' | head -n1)")
-CONFIGS=${BENCH_CONFIGS:-"plain native-topos topos_rs-lmdb topos_rs-redis"}
+ALL_CONFIGS="plain native-topos topos_rs-lmdb topos_rs-redis topos_rs-stored-lmdb topos_rs-stored-redis"
+if [ -n "${BENCH_BEFORE_DIR:-}" ]; then
+	ALL_CONFIGS="$ALL_CONFIGS topos_rs-before-lmdb"
+fi
+CONFIGS=${BENCH_CONFIGS:-$ALL_CONFIGS}
 
 mkdir -p "$OUT"
 WORK="$OUT/run-$(date +%s)-$$"
@@ -105,18 +114,18 @@ awk -F';' -v sweepfile="$OUT/sweep.csv" '
 			if (f[1] == "config") continue;
 			if (f[4] == 0 && f[3] > 0 && f[2] > best[f[1]]) best[f[1]] = f[2];
 		}
-		split("plain native-topos topos_rs-lmdb topos_rs-redis", order, " ");
+		norder = split("'"$ALL_CONFIGS"'", order, " ");
 		base = n["plain"] ? median(k, "plain", n["plain"]) : 1;
 		nat = n["native-topos"] ? median(k, "native-topos", n["native-topos"]) + median(r, "native-topos", n["native-topos"]) : 1;
-		printf "%-15s %9s %7s %12s %15s %9s %11s %11s %9s %10s\n", "config", "calls_ok", "failed",
+		printf "%-21s %9s %7s %12s %15s %9s %11s %11s %9s %10s\n", "config", "calls_ok", "failed",
 			"kam_ms/call", "kam_min-max", "x_plain", "redis_ms", "redis_cmds", "total_ms", "max_cps";
 		print "config;calls_ok;calls_failed;kamailio_ms_per_call;kamailio_ms_min;kamailio_ms_max;ratio_to_plain;redis_ms_per_call;redis_cmds_per_call;total_ms_per_call;ratio_total_to_native_topos;max_clean_cps" > "'"$OUT"'/results.csv";
-		for (i = 1; i <= 4; i++) {
+		for (i = 1; i <= norder; i++) {
 			c0 = order[i]; m = n[c0];
 			if (!m) continue;
 			km = median(k, c0, m); kmin = lo; kmax = hi;
 			rm = median(r, c0, m); cm = median(c, c0, m); tot = km + rm;
-			printf "%-15s %9d %7d %12.4f %7.3f-%-7.3f %9.2f %11.4f %11.2f %9.4f %10s\n", c0, ok[c0], fl[c0], km,
+			printf "%-21s %9d %7d %12.4f %7.3f-%-7.3f %9.2f %11.4f %11.2f %9.4f %10s\n", c0, ok[c0], fl[c0], km,
 				kmin, kmax, km / base, rm, cm, tot, (best[c0] ? best[c0] : "-");
 			printf "%s;%d;%d;%.4f;%.4f;%.4f;%.3f;%.4f;%.2f;%.4f;%.3f;%s\n", c0, ok[c0], fl[c0], km, kmin, kmax,
 				km / base, rm, cm, tot, tot / nat, (best[c0] ? best[c0] : 0) >> "'"$OUT"'/results.csv";

@@ -31,11 +31,18 @@ impl SippTotals {
     }
 }
 
-fn scenario(template: &str, uas_port: u16, uac_leak: &str, uas_leak: &str) -> String {
+fn scenario(
+    template: &str,
+    uas_port: u16,
+    uac_leak: &str,
+    uas_leak: &str,
+    kamailio_port: u16,
+) -> String {
     let text = fs::read_to_string(repo_root().join(template)).expect("reading a sipp scenario");
     text.replace("@UASPORT@", &uas_port.to_string())
         .replace("@UACLEAK@", uac_leak)
         .replace("@UASLEAK@", uas_leak)
+        .replace("@KPORT@", &kamailio_port.to_string())
 }
 
 fn spawn(args: &[String], out: PathBuf) -> Child {
@@ -62,7 +69,7 @@ impl SippLoad {
             ("uac.xml", "tests/bench/uac.xml"),
             ("uas.xml", "tests/bench/uas.xml"),
         ] {
-            let text = scenario(template, uas_port, &uac_leak, &uas_leak);
+            let text = scenario(template, uas_port, &uac_leak, &uas_leak, kamailio.port());
             fs::write(dir.join(name), text).unwrap();
         }
         let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
