@@ -78,6 +78,7 @@ const char *topos_shim_runtime_dir(void);
 void *topos_shim_t_undefined(void);
 int topos_shim_callid_cseq(struct sip_msg *msg, str *callid, str *cseq_num);
 int topos_shim_to_tag(struct sip_msg *msg, str *tag);
+int topos_shim_parse_to_eoh(struct sip_msg *msg);
 int topos_shim_bind_dialog(void);
 void topos_shim_dlg_hidden_invite(struct sip_msg *msg);
 struct lump *topos_shim_subst_after(struct lump *after, int subst);

@@ -142,7 +142,7 @@ pub const COUNTERS: &[Counter] = &[
     },
     Counter {
         name: "token_misses",
-        doc: "In-dialog requests refused (unknown, expired, forged or misused token).",
+        doc: "Requests refused for their token (unknown, expired, forged or misused: in-dialog, transfer INVITE or REFER).",
         source: Source::Field(|s| &s.token_misses),
         lmdb_only: false,
     },

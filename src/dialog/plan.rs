@@ -498,6 +498,21 @@ pub fn reply_to_caller(
     edits
 }
 
+/// A request's Route fields replaced by `route` (nearest first; none: all
+/// go): a transfer's INVITE goes through the route set of the side it is
+/// sent to, whatever Route its sender put in.
+pub fn route_set(request: Headers<'_>, route: &[String]) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    replace_fields(
+        request,
+        "route",
+        None,
+        header_lines("Route", route.iter().map(String::as_str)),
+        &mut edits,
+    );
+    edits
+}
+
 /// The value of Kamailio's route parameter in a request's Route header:
 /// the first Route entry that carries one. Any entry will do (behind a
 /// virtual address Kamailio may not take its own entry for itself): the
@@ -976,6 +991,23 @@ Call-ID: c\r\n\r\n";
         // Only Kamailio's own, or none: nothing to do.
         let own = "OPTIONS sip:b@x SIP/2.0\r\nRoute: <sip:203.0.113.1;lr>\r\n\r\n";
         assert!(unrouted_routes(Scanned::new(own).h(), None, &is_k).is_empty());
+    }
+
+    #[test]
+    fn a_route_set_replaces_the_senders_route() {
+        let invite = "INVITE sip:T@203.0.113.1 SIP/2.0\r\nRoute: <sip:10.9.9.9;lr>\r\n\
+Call-ID: c\r\nroute: <sip:10.9.9.8;lr>\r\n\r\n";
+        let h = Scanned::new(invite);
+        let route = vec!["<sip:p1;lr>".to_string(), "<sip:p2;lr>".to_string()];
+        assert_eq!(
+            text(invite, &route_set(h.h(), &route)),
+            "INVITE sip:T@203.0.113.1 SIP/2.0\r\nRoute: <sip:p1;lr>\r\nRoute: <sip:p2;lr>\r\n\
+Call-ID: c\r\n\r\n"
+        );
+        assert_eq!(
+            text(invite, &route_set(h.h(), &[])),
+            "INVITE sip:T@203.0.113.1 SIP/2.0\r\nCall-ID: c\r\n\r\n"
+        );
     }
 
     #[test]

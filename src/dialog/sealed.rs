@@ -31,6 +31,13 @@ pub const MAX_TOKEN_TEXT: usize = 1024;
 const CLEAR_TO_CALLEE: u8 = 1;
 const CLEAR_CALLEE_TAG: u8 = 2;
 const CLEAR_SOURCE: u8 = 4;
+/// A transfer token (`seal_transfer`): opens only a dialog-creating INVITE
+/// whose Replaces names its dialog, never an in-dialog request.
+const CLEAR_TRANSFER: u8 = 8;
+
+/// Associated-data labels: a token of one kind never opens as another.
+const LABEL_TOKEN: &[u8] = b"tok";
+const LABEL_TRANSFER: &[u8] = b"xfer";
 
 /// What the route set toward the callee is for requests with this token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +49,11 @@ pub enum CalleeRoute {
     Empty,
     /// In the route parameter, which requests must bring.
     InParameter,
+    /// In the route parameter, and in the token itself
+    /// (`SideState::callee_routes`): a token addressing the callee carries
+    /// it when it fits, so a transfer to the callee (an INVITE that never
+    /// saw the dialog's Record-Route) goes through the callee's proxies.
+    InToken,
 }
 
 /// A side's routing state, as a token carries it.
@@ -64,6 +76,9 @@ pub struct SideState {
     pub target_source: String,
     /// Route set from Kamailio toward the caller, nearest first.
     pub caller_route: Vec<String>,
+    /// Route set from Kamailio toward the callee, nearest first, when
+    /// `callee_route` is `InToken` (empty otherwise).
+    pub callee_routes: Vec<String>,
 }
 
 /// What binds a token or a route to its dialog (associated data).
@@ -186,6 +201,7 @@ impl SideState {
             CalleeRoute::Unknown => 0,
             CalleeRoute::Empty => 1,
             CalleeRoute::InParameter => 2,
+            CalleeRoute::InToken => 3,
         };
         out.push(route);
         out.extend_from_slice(&self.expires.to_be_bytes());
@@ -201,6 +217,9 @@ impl SideState {
         put_str(&mut out, &self.target_hop);
         put_str(&mut out, &self.target_source);
         put_routes(&mut out, &self.caller_route);
+        if self.callee_route == CalleeRoute::InToken {
+            put_routes(&mut out, &self.callee_routes);
+        }
         out
     }
 
@@ -210,6 +229,7 @@ impl SideState {
             0 => CalleeRoute::Unknown,
             1 => CalleeRoute::Empty,
             2 => CalleeRoute::InParameter,
+            3 => CalleeRoute::InToken,
             _ => return None,
         };
         let expires = u32::from_be_bytes(r.bytes(4)?.try_into().ok()?);
@@ -231,6 +251,11 @@ impl SideState {
             target_hop: r.string()?,
             target_source: r.string()?,
             caller_route: r.routes()?,
+            callee_routes: if callee_route == CalleeRoute::InToken {
+                r.routes()?
+            } else {
+                Vec::new()
+            },
         };
         r.0.is_empty().then_some(state)
     }
@@ -239,7 +264,28 @@ impl SideState {
 /// The token text for `state`, bound by `binding`, sealed with the ring's
 /// sealing key (base64url: valid in a URI's user part and parameters).
 pub fn seal_token(ring: &KeyRing, state: &SideState, binding: &Binding) -> Option<String> {
-    let mut clear = 0;
+    seal_kind(ring, state, binding, 0, LABEL_TOKEN)
+}
+
+/// A transfer token: the state of the side a Refer-To names, bound to the
+/// dialog its Replaces names (both tags; never a source: the transferee
+/// presents it, not the side it was given to). It opens only through
+/// `TokenText::open_for_transfer`.
+pub fn seal_transfer(ring: &KeyRing, state: &SideState, binding: &Binding) -> Option<String> {
+    let binding = Binding {
+        source: None,
+        ..*binding
+    };
+    seal_kind(ring, state, &binding, CLEAR_TRANSFER, LABEL_TRANSFER)
+}
+
+fn seal_kind(
+    ring: &KeyRing,
+    state: &SideState,
+    binding: &Binding,
+    mut clear: u8,
+    label: &[u8],
+) -> Option<String> {
     if state.side == Side::Callee {
         clear |= CLEAR_TO_CALLEE;
     }
@@ -253,7 +299,7 @@ pub fn seal_token(ring: &KeyRing, state: &SideState, binding: &Binding) -> Optio
         ring.sealing(),
         &[clear],
         &state.encode(),
-        &binding.aad(b"tok"),
+        &binding.aad(label),
     )?;
     Some(URL_SAFE_NO_PAD.encode(sealed))
 }
@@ -309,13 +355,48 @@ impl TokenText {
         self.clear & CLEAR_SOURCE != 0
     }
 
+    /// A transfer token (`seal_transfer`).
+    pub fn is_transfer(&self) -> bool {
+        self.clear & CLEAR_TRANSFER != 0
+    }
+
     /// The state, if `ring` opens the token with exactly `binding` (whose
     /// callee tag and source must be given as the clear byte says) and it
-    /// has not expired at `now` (unix seconds).
+    /// has not expired at `now` (unix seconds). A transfer token never
+    /// opens here: it routes no in-dialog request.
     pub fn open(&self, ring: &KeyRing, binding: &Binding, now: u64) -> Result<SideState, Refusal> {
+        if self.is_transfer() {
+            return Err(Refusal::Forged);
+        }
+        self.open_labelled(ring, binding, now, LABEL_TOKEN)
+    }
+
+    /// As `open`, for a dialog-creating INVITE that replaces the token's
+    /// dialog: a transfer token or a dialog token.
+    pub fn open_for_transfer(
+        &self,
+        ring: &KeyRing,
+        binding: &Binding,
+        now: u64,
+    ) -> Result<SideState, Refusal> {
+        let label = if self.is_transfer() {
+            LABEL_TRANSFER
+        } else {
+            LABEL_TOKEN
+        };
+        self.open_labelled(ring, binding, now, label)
+    }
+
+    fn open_labelled(
+        &self,
+        ring: &KeyRing,
+        binding: &Binding,
+        now: u64,
+        label: &[u8],
+    ) -> Result<SideState, Refusal> {
         let sealed = Sealed::parse(&self.bytes, 1).ok_or(Refusal::Forged)?;
         let plain = sealed
-            .open(ring, &binding.aad(b"tok"))
+            .open(ring, &binding.aad(label))
             .ok_or(Refusal::Forged)?;
         let state = SideState::decode(self.side(), &plain).ok_or(Refusal::Forged)?;
         if u64::from(state.expires) < now {
@@ -367,6 +448,7 @@ mod tests {
                 "<sip:10.10.10.1;lr;ftag=x>".into(),
                 "<sips:odd.example.com>".into(),
             ],
+            callee_routes: Vec::new(),
         }
     }
 
@@ -489,6 +571,7 @@ mod tests {
                 "<sip:192.168.101.100:5060;lr>".into(),
                 "<sip:10.10.110.101:5060;lr>".into(),
             ],
+            callee_routes: Vec::new(),
         };
         let b = Binding {
             source: Some(b"198.51.100.77"),
@@ -497,5 +580,59 @@ mod tests {
         let t = seal_token(&ring(), &s, &b).unwrap();
         let uri = format!("sip:{t}@198.51.100.200:5060;transport=tcp");
         assert!(uri.len() <= 300, "{} bytes: {uri}", uri.len());
+    }
+
+    #[test]
+    fn the_route_toward_the_callee_can_ride_in_the_token() {
+        let mut s = state(Side::Callee);
+        s.callee_route = CalleeRoute::InToken;
+        s.callee_routes = vec![
+            "<sip:172.16.0.10:5060;lr>".into(),
+            "<sip:b.example;lr>".into(),
+        ];
+        let t = seal_token(&ring(), &s, &bound(b"tt")).unwrap();
+        let read = TokenText::parse(&t).unwrap();
+        assert_eq!(read.open(&ring(), &bound(b"tt"), 1).unwrap(), s);
+        assert_eq!(t.len(), token_text_len(&s));
+    }
+
+    /// Issue 21: a transfer token opens only for the INVITE that replaces
+    /// its dialog, never as an in-dialog token; a dialog token opens for
+    /// both; the transfer bit cannot be flipped.
+    #[test]
+    fn a_transfer_token_opens_only_for_a_transfer() {
+        let s = state(Side::Callee);
+        let with_source = Binding {
+            source: Some(b"10.0.0.1"),
+            ..bound(b"tt")
+        };
+        let x = seal_transfer(&ring(), &s, &with_source).unwrap();
+        let read = TokenText::parse(&x).unwrap();
+        assert!(read.is_transfer() && !read.binds_source());
+        assert_eq!(read.open(&ring(), &bound(b"tt"), 1), Err(Refusal::Forged));
+        assert_eq!(
+            read.open_for_transfer(&ring(), &bound(b"tt"), 1).unwrap(),
+            s
+        );
+        assert_eq!(
+            read.open_for_transfer(&ring(), &bound(b"other"), 1),
+            Err(Refusal::Forged)
+        );
+        let t = seal_token(&ring(), &s, &bound(b"tt")).unwrap();
+        let dialog = TokenText::parse(&t).unwrap();
+        assert!(!dialog.is_transfer());
+        assert_eq!(
+            dialog.open_for_transfer(&ring(), &bound(b"tt"), 1).unwrap(),
+            s
+        );
+        for (text, flip) in [(&x, CLEAR_TRANSFER), (&t, CLEAR_TRANSFER)] {
+            let mut bytes = URL_SAFE_NO_PAD.decode(text).unwrap();
+            bytes[2] ^= flip;
+            let flipped = TokenText::parse(&URL_SAFE_NO_PAD.encode(&bytes)).unwrap();
+            assert!(flipped.open(&ring(), &bound(b"tt"), 1).is_err());
+            assert!(flipped
+                .open_for_transfer(&ring(), &bound(b"tt"), 1)
+                .is_err());
+        }
     }
 }

@@ -122,6 +122,50 @@ pub fn parse_token(s: &str) -> Option<(DialogId, Side, Secret)> {
     Some((DialogId(id), side, secret))
 }
 
+/// A stored dialog's transfer token for `side` (issue 21): what a Refer-To
+/// carries in place of that side's token, `<id>c<x>` (to the caller side)
+/// or `<id>d<x>` (to the callee side), where `x` is derived one way from
+/// the side's secret (`transfer_secret`). It opens only the INVITE that
+/// replaces its dialog: `parse_token` does not read it, so it routes no
+/// in-dialog request, and it does not give the side's own token back.
+pub fn transfer_token(id: &DialogId, side: Side, secret: &Secret) -> String {
+    let mut t = id.hex();
+    t.push(match side {
+        Side::Caller => 'c',
+        Side::Callee => 'd',
+    });
+    t.extend(hex_digits(&transfer_secret(secret)).map(char::from));
+    t
+}
+
+/// The secret of a transfer token, from the side's secret (one way).
+pub fn transfer_secret(secret: &Secret) -> Secret {
+    let mut h = Sha256::new();
+    h.update(b"topos_rs transfer token");
+    h.update(secret);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
+}
+
+/// Parses a stored dialog's transfer token (`transfer_token`).
+pub fn parse_transfer_token(s: &str) -> Option<(DialogId, Side, Secret)> {
+    let b = s.as_bytes();
+    if b.len() != 65 {
+        return None;
+    }
+    let side = match b[32] {
+        b'c' => Side::Caller,
+        b'd' => Side::Callee,
+        _ => return None,
+    };
+    let mut id = [0u8; 16];
+    let mut secret = [0u8; 16];
+    parse_hex(&b[..32], &mut id)?;
+    parse_hex(&b[33..], &mut secret)?;
+    Some((DialogId(id), side, secret))
+}
+
 /// What a request to a side must present: that side's secret bound to the
 /// Call-ID, From-tag and To-tag of the request (as the other side sends
 /// them) and, where the operator asks for it (`bind_source`), the address
@@ -193,6 +237,23 @@ mod tests {
         assert_ne!(b, binding(&s, b"callf", b"t", b"tt", b""));
         assert_ne!(b, binding(&s, b"call", b"ft", b"tt", b"10.0.0.1"));
         assert_eq!(b, binding(&s, b"call", b"ft", b"tt", b""));
+    }
+
+    #[test]
+    fn a_transfer_token_is_no_dialog_token_and_does_not_give_the_secret() {
+        let id = DialogId([9; 16]);
+        let t = transfer_token(&id, Side::Callee, &secrets().callee);
+        assert_eq!(parse_token(&t), None);
+        let (pid, side, x) = parse_transfer_token(&t).unwrap();
+        assert_eq!((pid, side), (id, Side::Callee));
+        assert_eq!(x, transfer_secret(&secrets().callee));
+        assert_ne!(&x, secrets().of(Side::Callee));
+        let c = transfer_token(&id, Side::Caller, &secrets().caller);
+        assert_eq!(parse_transfer_token(&c).unwrap().1, Side::Caller);
+        assert_eq!(
+            parse_transfer_token(&id.token(Side::Callee, &secrets())),
+            None
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use super::bindings::{
     sip_protos_PROTO_TLS, sip_protos_PROTO_WS, sip_protos_PROTO_WSS, str_, topos_shim_callid_cseq,
     lump, lump_subst, lump_subst_SUBST_SND_ALL, lump_subst_SUBST_SND_IP, lump_subst_SUBST_SND_PORT,
     lump_subst_SUBST_SND_PROTO, sip_protos_PROTO_UDP, topos_shim_cond_diff_proto_after,
-    topos_shim_current_ruri, topos_shim_has_record_route_lump, topos_shim_subst_after,
-    topos_shim_param_str, topos_shim_pkg_free,
+    topos_shim_current_ruri, topos_shim_has_record_route_lump, topos_shim_param_str,
+    topos_shim_parse_to_eoh, topos_shim_pkg_free, topos_shim_subst_after,
     topos_shim_pkg_malloc, topos_shim_rcv_socket, topos_shim_set_pv_str, topos_shim_to_tag,
     SIP_REPLY, SIP_REQUEST,
 };
@@ -358,6 +358,17 @@ impl<'k> SipMsg<'k> {
         Ok(())
     }
 
+    /// Queues the deletion of `range` of the message body. The core keeps
+    /// body changes apart and rewrites Content-Length for them, but only
+    /// once it knows where the headers end: they are all parsed first.
+    pub fn delete_from_body(&mut self, range: Range<usize>) -> Result<()> {
+        // SAFETY: parses this message's headers (the core's own parser).
+        if unsafe { topos_shim_parse_to_eoh(self.as_ptr()) } < 0 {
+            return Err(Error::Malformed("cannot find the end of the headers"));
+        }
+        self.apply(vec![Edit::Delete(range)])
+    }
+
     /// `;transport=x` of the socket the message leaves on, after `chain`;
     /// returns where the text goes on. For a message that came in over
     /// UDP, only when it leaves over another transport (the core decides
@@ -391,6 +402,30 @@ impl<'k> SipMsg<'k> {
         // is; only read here.
         let bytes = unsafe { std::slice::from_raw_parts(d.s as *const u8, d.len as usize) };
         std::str::from_utf8(bytes).ok()
+    }
+
+    /// Where the script sends the request now: its next hop ($du) if it
+    /// set one, else its Request-URI as the script left it ($ru).
+    pub fn destination(&self) -> Option<String> {
+        if let Some(hop) = self.next_hop() {
+            return Some(hop.to_string());
+        }
+        let m = self.get();
+        let u = if !m.new_uri.s.is_null() && m.new_uri.len > 0 {
+            m.new_uri
+        } else if self.is_request() {
+            // SAFETY: the union's request arm is valid for requests.
+            unsafe { m.first_line.u.request.uri }
+        } else {
+            return None;
+        };
+        if u.s.is_null() || u.len <= 0 {
+            return None;
+        }
+        // SAFETY: the core's copy of the URI (pkg memory or the message
+        // buffer), valid while the message is; only read here.
+        let bytes = unsafe { std::slice::from_raw_parts(u.s as *const u8, u.len as usize) };
+        std::str::from_utf8(bytes).ok().map(str::to_string)
     }
 
     /// Sends the request to `uri` (new Request-URI) through `next_hop`

@@ -71,6 +71,16 @@ int topos_shim_to_tag(struct sip_msg *msg, str *tag)
 	return 0;
 }
 
+/* Parses every header (HDR_EOH_F is a macro): sets msg->eoh, which
+ * del_lump() reads to put a lump in the body into the body list (the core
+ * then fixes Content-Length). */
+int topos_shim_parse_to_eoh(struct sip_msg *msg)
+{
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0 || msg->eoh == NULL)
+		return -1;
+	return 0;
+}
+
 /* Fixup for (string with pseudo-variables, writable pseudo-variable). */
 int topos_shim_fixup_str_pv(void **param, int param_no)
 {

@@ -5,6 +5,8 @@ pub mod edit;
 pub mod headers;
 pub mod name_addr;
 pub mod outgoing;
+pub mod replaces;
 pub mod request_line;
 pub mod restore;
+pub mod sipfrag;
 pub mod via;

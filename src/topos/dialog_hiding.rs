@@ -39,13 +39,13 @@ pub(super) const EARLY_TTL: Duration = Duration::from_secs(900);
 /// re-sent with credentials), then goes.
 const BYE_GRACE: Duration = Duration::from_secs(32);
 
-/// The random bytes of a new dialog, in one system call: its id, both
-/// sides' secrets and (with mask_callid) the callee side's Call-ID.
-struct NewDialogRandom([u8; 64]);
+/// The random bytes of a new dialog, in one system call: its id and both
+/// sides' secrets.
+struct NewDialogRandom([u8; 48]);
 
 impl NewDialogRandom {
     fn draw() -> Result<NewDialogRandom> {
-        let mut b = [0u8; 64];
+        let mut b = [0u8; 48];
         getrandom::getrandom(&mut b).map_err(Error::NoRandomness)?;
         Ok(NewDialogRandom(b))
     }
@@ -125,7 +125,11 @@ pub fn hide_initial(msg: &mut SipMsg, h: Headers<'_>, deterministic_mask: bool) 
         st.get_mut().set_mask_key(Some(fp));
         Some(c)
     } else {
-        let c = DialogId::from_random(random.part(48)).hex();
+        // The dialog id: random, known to both sides already (it is in
+        // their tokens), and it leads back to the dialog's records, so a
+        // Replaces that names the masked Call-ID (call pickup from the
+        // callee's side) is mapped back without an index of its own.
+        let c = id.hex();
         st.get_mut().set_callee_call_id(&c);
         Some(c)
     };

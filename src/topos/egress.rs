@@ -27,7 +27,7 @@
 //! it.
 
 use crate::dialog::sealed::TokenText;
-use crate::dialog::token::parse_token;
+use crate::dialog::token::{parse_token, parse_transfer_token};
 use crate::dialog::token_uri::{find_token, TokenPlace};
 use crate::ffi::egress::EgressGate;
 use crate::ffi::msg::is_kamailio_uri;
@@ -150,7 +150,11 @@ fn names_a_token(r: &OutgoingRequest) -> bool {
         return false;
     };
     let param = crate::state::config().map_or("tps", |c| c.contact_param.as_str());
-    let token = |t: &str| parse_token(t).is_some() || TokenText::parse(t).is_some();
+    let token = |t: &str| {
+        parse_token(t).is_some()
+            || parse_transfer_token(t).is_some()
+            || TokenText::parse(t).is_some()
+    };
     match find_token(uri, param) {
         Some((t, TokenPlace::Param)) => token(t),
         Some((t, TokenPlace::User)) => token(t) && is_kamailio_uri(uri),

@@ -13,6 +13,7 @@ mod reduce;
 mod sealed_dialog;
 mod shown_contact;
 mod tm_hooks;
+mod transfer;
 mod tx_dialog;
 mod via;
 
@@ -120,6 +121,20 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     // replies could not get back is refused, never relayed unhidden.
     check_restorable(h)?;
     let ids = DialogIds::from_headers(h)?;
+    let method = request_line(msg.buf()).map_or(&b""[..], |l| l.method);
+    // A transfer's REFER (its Refer-To) and NOTIFY (its sipfrag body) are
+    // checked before anything changes: one refused changes nothing.
+    let transfer_edits = match transfer_edits(msg, h, method)? {
+        Ok(e) => e,
+        Err(why) => {
+            // A Refer-To's token that does not fit is a misused token.
+            if method.eq_ignore_ascii_case(b"REFER") {
+                stats::bump(|s| &s.token_misses);
+            }
+            crate::state::log_refusal(&format!("topos_request: refused: {why}"));
+            return Ok(false);
+        }
+    };
     // An ACK without a To-tag acknowledges a failure hop by hop; one tm
     // does not absorb (another branch, or no transaction) goes nowhere: it
     // would be relayed statelessly to whatever its Request-URI names.
@@ -135,7 +150,10 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
     // and leaves with its Vias, as without topos_rs.
     let (state, to_trusted) = if ids.to.tag.is_some() {
         match route_by_token(msg, h, &ids)? {
-            dialog_hiding::InDialog::Routed(state, to_trusted) => (state, to_trusted),
+            dialog_hiding::InDialog::Routed(state, to_trusted) => {
+                transfer_edits.apply(msg)?;
+                (state, to_trusted)
+            }
             dialog_hiding::InDialog::Refused(why) => {
                 stats::bump(|s| &s.token_misses);
                 crate::state::log_refusal(&format!("topos_request: refused: {why}"));
@@ -143,10 +161,33 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
             }
         }
     } else if dialog_hiding::creates_dialog(msg) {
-        msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
+        let invite = method.eq_ignore_ascii_case(b"INVITE");
+        // An INVITE to a token of this Kamailio is a transfer's, or
+        // nothing: it never goes to the token's URI (this server).
+        let transfer = match invite.then(|| transfer::invite(msg, h)).transpose()? {
+            Some(Some(Err(why))) => {
+                stats::bump(|s| &s.token_misses);
+                crate::state::log_refusal(&format!("topos_request: refused: {why}"));
+                return Ok(false);
+            }
+            Some(Some(Ok(t))) => Some(t),
+            _ => None,
+        };
+        match &transfer {
+            Some(t) => msg.apply(t.edits.clone())?,
+            None => {
+                msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
+                if invite {
+                    msg.apply(transfer::replaces_from_outside(msg, h)?)?;
+                }
+            }
+        }
         let Some(initial) = hide_new_dialog(msg, h, &ids)? else {
             return Ok(false);
         };
+        if let Some(t) = transfer {
+            msg.retarget(&t.target, t.next_hop.as_deref())?;
+        }
         if initial.record_routes_kept {
             // A trusted callee sees the caller side's Record-Routes: the
             // dialog module must count them.
@@ -159,6 +200,7 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
         let register = request_method_is(h, "REGISTER");
         msg.apply(plan::outside_dialog(h, register))?;
         msg.apply(plan::unrouted_routes(h, msg.next_hop(), &is_kamailio_uri))?;
+        transfer_edits.apply(msg)?;
         let state = tx_dialog::new_state(
             Kind::ViaOnly,
             DialogId([0; 16]),
@@ -193,6 +235,47 @@ fn hide_request(msg: &mut SipMsg) -> Result<bool> {
         stats::bump(|s| &s.requests_hidden);
     }
     Ok(true)
+}
+
+/// What a transfer's REFER or NOTIFY needs changed, once it is routed.
+#[derive(Default)]
+struct TransferEdits {
+    /// A Refer-To's token made a transfer token.
+    headers: Vec<crate::sip::edit::Edit>,
+    /// A sipfrag body's bytes after its status line.
+    body_cut: Option<std::ops::Range<usize>>,
+}
+
+impl TransferEdits {
+    fn apply(self, msg: &mut SipMsg) -> Result<()> {
+        msg.apply(self.headers)?;
+        if let Some(cut) = self.body_cut {
+            msg.delete_from_body(cut)?;
+        }
+        Ok(())
+    }
+}
+
+/// The transfer edits of a REFER or a NOTIFY (none for anything else), or
+/// why the request is refused.
+fn transfer_edits(
+    msg: &SipMsg,
+    h: Headers<'_>,
+    method: &[u8],
+) -> Result<std::result::Result<TransferEdits, String>> {
+    if method.eq_ignore_ascii_case(b"REFER") {
+        return Ok(transfer::refer(msg, h)?.map(|headers| TransferEdits {
+            headers,
+            body_cut: None,
+        }));
+    }
+    if method.eq_ignore_ascii_case(b"NOTIFY") {
+        return Ok(transfer::sipfrag(msg, h).map(|body_cut| TransferEdits {
+            headers: Vec::new(),
+            body_cut,
+        }));
+    }
+    Ok(Ok(TransferEdits::default()))
 }
 
 /// Routes an in-dialog request by the token in its Request-URI: a sealed

@@ -10,6 +10,7 @@
 use super::dialog_hiding::{
     effective_contact, method_is, reply_contact_hostport, InDialog, EARLY_TTL,
 };
+use crate::config::{ContactMode, ModuleConfig};
 use crate::crypto::keys::KeyRing;
 use crate::crypto::mask;
 use crate::dialog::knobs::{DialogKnobs, SideKnobs};
@@ -45,7 +46,7 @@ pub const MAX_CONTACT_URI: usize = 300;
 /// filled in when the request leaves (IPv6 with a port and a transport).
 const SEND_SOCKET_ROOM: usize = 62;
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -55,12 +56,55 @@ fn expiry(ttl: Duration) -> u32 {
     (now() + ttl.as_secs()).min(u32::MAX as u64) as u32
 }
 
-fn seal_err() -> Error {
+pub(super) fn seal_err() -> Error {
     Error::Kamailio("cannot seal a dialog token (no randomness)")
 }
 
+/// What a masked Contact URI holds besides its token: the scheme and `@`,
+/// the host part (`hostport`, or the room any socket needs for the
+/// send-socket mark, filled in later) and, with `contact_mode` 1, the
+/// party's own user part (`own_contact`'s) and the parameter's name.
+fn contact_room(cfg: &ModuleConfig, own_contact: Option<&str>, hostport: &str) -> usize {
+    let host = if hostport.contains(crate::sip::edit::SEND_SOCKET) {
+        SEND_SOCKET_ROOM
+    } else {
+        hostport.len()
+    };
+    let user = match cfg.contact_mode {
+        ContactMode::Token => 0,
+        ContactMode::OwnUser => {
+            own_contact
+                .and_then(crate::sip::name_addr::uri_user)
+                .map_or(0, str::len)
+                + cfg.contact_param.len()
+                + 2
+        }
+    };
+    "sips:@".len() + host + user
+}
+
+/// `state`'s token, bound by `binding`. A state that carries the route set
+/// toward the callee (`CalleeRoute::InToken`) is sealed without it when
+/// the masked Contact (`room`: all of its URI but the token, see
+/// `contact_room`) would pass `MAX_CONTACT_URI`. Sealed once in the common
+/// case.
+fn seal_within_bound(
+    ring: &KeyRing,
+    state: &mut SideState,
+    binding: &Binding,
+    room: usize,
+) -> Result<String> {
+    let token = seal_token(ring, state, binding).ok_or_else(seal_err)?;
+    if state.callee_route != CalleeRoute::InToken || token.len() + room <= MAX_CONTACT_URI {
+        return Ok(token);
+    }
+    state.callee_route = CalleeRoute::InParameter;
+    state.callee_routes.clear();
+    seal_token(ring, state, binding).ok_or_else(seal_err)
+}
+
 /// The masked Call-ID of `call_id` under the key `fingerprint` names.
-fn masked_call_id(ring: &KeyRing, fingerprint: u8, call_id: &str) -> Result<String> {
+pub(super) fn masked_call_id(ring: &KeyRing, fingerprint: u8, call_id: &str) -> Result<String> {
     ring.candidates(fingerprint)
         .next()
         .map(|k| mask::mask(k, call_id.as_bytes()))
@@ -71,7 +115,7 @@ fn masked_call_id(ring: &KeyRing, fingerprint: u8, call_id: &str) -> Result<Stri
 
 /// The Call-ID as the caller's side knows it, from one a request carries:
 /// a masked one (from the callee's side) is unmasked.
-fn caller_call_id(ring: &KeyRing, call_id: &str) -> (String, bool) {
+pub(super) fn caller_call_id(ring: &KeyRing, call_id: &str) -> (String, bool) {
     match mask::unmask(ring, call_id).and_then(|b| String::from_utf8(b).ok()) {
         Some(c) => (c, true),
         None => (call_id.to_string(), false),
@@ -133,6 +177,7 @@ fn caller_token(msg: &SipMsg, h: Headers<'_>, mask_key: Option<u8>) -> Result<Ca
                 String::new()
             },
             caller_route: caller.route,
+            callee_routes: Vec::new(),
         },
         call_id: caller.call_id,
         caller_tag: ids.from.tag.as_deref().unwrap_or_default().to_string(),
@@ -261,8 +306,14 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
     let caller_tag = ids.from.tag.as_deref().unwrap_or_default();
     let confirmed = (200..300).contains(&status);
     let caller_source = parts.request.source_ip();
+    let hostport = reply_contact_hostport(parts.request)?;
+    let room = contact_room(
+        cfg,
+        plan::contact_uri(parts.reply_headers).as_deref(),
+        &hostport,
+    );
     let (token, route) = with_ring(|ring| -> Result<_> {
-        let state = SideState {
+        let mut state = SideState {
             side: Side::Callee,
             expires: expiry(if confirmed {
                 cfg.dialog_expire
@@ -287,14 +338,23 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
                 String::new()
             },
             caller_route: caller.route.clone(),
+            callee_routes: Vec::new(),
         };
+        // The route set toward the callee rides in the caller's token too
+        // when it fits the Contact's size bound: a transfer to the callee
+        // (an INVITE from a third party, which never saw this dialog's
+        // Record-Route) then goes through the callee's proxies.
+        if !callee.route.is_empty() {
+            state.callee_route = CalleeRoute::InToken;
+            state.callee_routes = callee.route.clone();
+        }
         let binding = Binding {
             call_id: caller.call_id.as_bytes(),
             caller_tag: caller_tag.as_bytes(),
             callee_tag: Some(callee_tag.as_bytes()),
             source: cfg.bind_source.then_some(caller_source.as_bytes()),
         };
-        let token = seal_token(ring, &state, &binding).ok_or_else(seal_err)?;
+        let token = seal_within_bound(ring, &mut state, &binding, room)?;
         let route = if callee.route.is_empty() {
             None
         } else {
@@ -306,7 +366,6 @@ pub fn initial_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> Re
         };
         Ok((token, route))
     })??;
-    let hostport = reply_contact_hostport(parts.request)?;
     let masked = shown_contact::in_reply(
         cfg,
         token,
@@ -356,6 +415,13 @@ fn open_presented(
     ids: &DialogIds,
     source: &str,
 ) -> std::result::Result<Opened, String> {
+    if token.is_transfer() {
+        return Err(format!(
+            "a transfer token (given in a Refer-To) opens only an INVITE that replaces its \
+             dialog, not an in-dialog request (Call-ID {})",
+            printable(&ids.call_id)
+        ));
+    }
     let (caller_call_id, was_masked) = match token.side() {
         Side::Caller => caller_call_id(ring, &ids.call_id),
         Side::Callee => (ids.call_id.to_string(), false),
@@ -399,6 +465,7 @@ fn open_presented(
 /// knowledge), for a message `side` sent (`sender_msg`: a request, or a
 /// reply to one). Bound to the dialog and, with `bind_source`, to
 /// `presenter_ip`, the IP of the side that will present it.
+#[allow(clippy::too_many_arguments)]
 fn fresh_token(
     ring: &KeyRing,
     side: Side,
@@ -407,14 +474,21 @@ fn fresh_token(
     target: String,
     sender_msg: &SipMsg,
     presenter_ip: &str,
+    room: usize,
 ) -> Result<String> {
     let other = presented;
     let cfg = state::config()?;
-    let state = SideState {
+    // The route set toward the callee rides only in tokens that address
+    // the callee (the caller's), and only while it fits.
+    let (callee_route, callee_routes) = match (side, other.state.callee_route) {
+        (Side::Caller, CalleeRoute::InToken) => (CalleeRoute::InParameter, Vec::new()),
+        (_, route) => (route, other.state.callee_routes.clone()),
+    };
+    let mut state = SideState {
         side,
         expires: expiry(cfg.dialog_expire),
         mask_key: other.state.mask_key,
-        callee_route: other.state.callee_route,
+        callee_route,
         target,
         target_hop: if cfg.route_to_source {
             sender_msg.source_uri()
@@ -427,6 +501,7 @@ fn fresh_token(
             String::new()
         },
         caller_route: other.state.caller_route.clone(),
+        callee_routes,
     };
     let (from, to) = (
         ids.from.tag.as_deref().unwrap_or_default(),
@@ -446,7 +521,7 @@ fn fresh_token(
         callee_tag: Some(callee_tag.as_bytes()),
         source: (cfg.bind_source && !presenter_ip.is_empty()).then_some(presenter_ip.as_bytes()),
     };
-    seal_token(ring, &state, &binding).ok_or_else(seal_err)
+    seal_within_bound(ring, &mut state, &binding, room)
 }
 
 /// An in-dialog request with a sealed token: opened, routed to the side it
@@ -468,6 +543,11 @@ pub fn route_in_dialog(
         // The route set toward the side the request goes to.
         let route = match target {
             Side::Caller => opened.state.caller_route.clone(),
+            // The token's own copy: no Route scan and no second opening
+            // (the parameter is sealed to this dialog all the same).
+            Side::Callee if opened.state.callee_route == CalleeRoute::InToken => {
+                opened.state.callee_routes.clone()
+            }
             Side::Callee => {
                 let b = Binding {
                     call_id: opened.caller_call_id.as_bytes(),
@@ -507,6 +587,11 @@ pub fn route_in_dialog(
         let masked = match sender_contact {
             Some(c) => {
                 let own = c.clone();
+                let hostport = cfg
+                    .contact_host
+                    .as_deref()
+                    .unwrap_or(crate::sip::edit::SEND_SOCKET);
+                let room = contact_room(cfg, Some(&own), hostport);
                 // The target side presents the sender's new token.
                 let token = fresh_token(
                     ring,
@@ -516,6 +601,7 @@ pub fn route_in_dialog(
                     c,
                     msg,
                     &opened.state.target_source,
+                    room,
                 )?;
                 Some(shown_contact::in_request(
                     cfg,
@@ -609,7 +695,21 @@ pub fn in_dialog_reply(st: &TxState, parts: &ReplyParts, reply: &mut SipMsg) -> 
                     return Ok(None);
                 };
                 // The request's sender presents the replier's new token.
-                let token = fresh_token(ring, replier, &opened, &request_ids, c, reply, &source)?;
+                let room = contact_room(
+                    state::config()?,
+                    Some(&own),
+                    &reply_contact_hostport(parts.request)?,
+                );
+                let token = fresh_token(
+                    ring,
+                    replier,
+                    &opened,
+                    &request_ids,
+                    c,
+                    reply,
+                    &source,
+                    room,
+                )?;
                 Ok(Some(shown_contact::in_reply(
                     state::config()?,
                     token,

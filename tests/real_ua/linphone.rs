@@ -93,6 +93,13 @@ impl Linphone {
         sh(&["generic", "calls"])
     }
 
+    /// Runs a linphonec command (`calls`, `transfer 1 --to-call 2`, ...)
+    /// and returns what it printed (tests/transfer.rs).
+    #[allow(dead_code)]
+    pub fn command(&self, command: &str) -> String {
+        sh(&["generic", command])
+    }
+
     /// Waits until linphone has a call in StreamsRunning.
     pub fn established(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
