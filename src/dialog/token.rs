@@ -104,15 +104,16 @@ fn parse_hex(text: &[u8], out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-/// Parses a token; None for anything that is not exactly one.
-pub fn parse_token(s: &str) -> Option<(DialogId, Side, Secret)> {
+/// Parses `<id hex><letter><secret hex>` whose letter is `caller` or
+/// `callee` (the side it names); None for anything else.
+fn parse_lettered(s: &str, caller: u8, callee: u8) -> Option<(DialogId, Side, Secret)> {
     let b = s.as_bytes();
     if b.len() != 65 {
         return None;
     }
     let side = match b[32] {
-        b'a' => Side::Caller,
-        b'b' => Side::Callee,
+        l if l == caller => Side::Caller,
+        l if l == callee => Side::Callee,
         _ => return None,
     };
     let mut id = [0u8; 16];
@@ -120,6 +121,11 @@ pub fn parse_token(s: &str) -> Option<(DialogId, Side, Secret)> {
     parse_hex(&b[..32], &mut id)?;
     parse_hex(&b[33..], &mut secret)?;
     Some((DialogId(id), side, secret))
+}
+
+/// Parses a token; None for anything that is not exactly one.
+pub fn parse_token(s: &str) -> Option<(DialogId, Side, Secret)> {
+    parse_lettered(s, b'a', b'b')
 }
 
 /// A stored dialog's transfer token for `side` (issue 21): what a Refer-To
@@ -150,20 +156,7 @@ pub fn transfer_secret(secret: &Secret) -> Secret {
 
 /// Parses a stored dialog's transfer token (`transfer_token`).
 pub fn parse_transfer_token(s: &str) -> Option<(DialogId, Side, Secret)> {
-    let b = s.as_bytes();
-    if b.len() != 65 {
-        return None;
-    }
-    let side = match b[32] {
-        b'c' => Side::Caller,
-        b'd' => Side::Callee,
-        _ => return None,
-    };
-    let mut id = [0u8; 16];
-    let mut secret = [0u8; 16];
-    parse_hex(&b[..32], &mut id)?;
-    parse_hex(&b[33..], &mut secret)?;
-    Some((DialogId(id), side, secret))
+    parse_lettered(s, b'c', b'd')
 }
 
 /// What a request to a side must present: that side's secret bound to the
