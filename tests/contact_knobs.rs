@@ -17,6 +17,9 @@
 //! Tokens are opaque here: whatever `dialog::token` makes, as long as a URI
 //! can carry it as it is (letters, digits, `-`, `_`).
 
+#[path = "real_ua/cert.rs"]
+#[allow(dead_code)]
+mod cert;
 mod common;
 
 use common::kamailio::{
@@ -26,7 +29,7 @@ use common::sip::{Msg, Peer};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
@@ -694,32 +697,6 @@ fn kemi_scripts_set_the_contact_and_trust_a_side() {
 
 // ------------------------------------------------------------------ TLS
 
-/// The self-signed certificate (EC P-256) of Kamailio's TLS socket.
-fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl req: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
-
 /// A callee on TLS: `openssl s_server` accepts Kamailio's connection; what
 /// it reads comes out on its stdout (a thread hands it over), what is
 /// written to its stdin goes back over the connection.
@@ -824,7 +801,7 @@ impl Drop for TlsCallee {
 #[test]
 fn set_contact_on_tls_gives_sips_or_transport_tls_as_the_leg_needs() {
     let dir = scratch_dir("knobs-tls");
-    let (cert, key) = make_cert(&dir);
+    let cert::Cert { cert, key, .. } = cert::make_cert(&dir);
     let tls_port = free_tcp_port();
     let k = Kamailio::start(
         CFG,
