@@ -17,7 +17,7 @@ use super::bindings::{
 };
 use crate::error::{Error, Result};
 use crate::message_context::MsgId;
-use crate::sip::edit::{self, coalesce, Edit, MARKERS, SEND_ADDRESS, SEND_SOCKET};
+use crate::sip::edit::{self, coalesce, Edit, Piece, SEND_ADDRESS, SEND_SOCKET};
 use crate::sip::name_addr::uri_host_port;
 use crate::sip::restore::TopViaUpdate;
 use std::marker::PhantomData;
@@ -327,32 +327,18 @@ impl<'k> SipMsg<'k> {
     /// core builds (the socket it leaves on).
     fn insert_lump(&mut self, at: usize, text: &[u8]) -> Result<()> {
         let mut chain = self.anchor(at)?;
-        let mut rest = text;
-        while !rest.is_empty() {
-            let next = MARKERS
-                .iter()
-                .filter_map(|m| {
-                    rest.windows(m.len())
-                        .position(|w| w == m.as_bytes())
-                        .map(|p| (p, *m))
-                })
-                .min_by_key(|(p, _)| *p);
-            let Some((pos, marker)) = next else {
-                text_after(chain, rest)?;
-                break;
-            };
-            if pos > 0 {
-                chain = text_after(chain, &rest[..pos])?;
-            }
-            rest = &rest[pos + marker.len()..];
-            chain = match marker {
-                m if m == SEND_SOCKET => subst_after(chain, lump_subst_SUBST_SND_ALL)?,
-                m if m == SEND_ADDRESS => {
+        for piece in edit::pieces(text) {
+            chain = match piece {
+                Piece::Text(t) => text_after(chain, t)?,
+                Piece::Marker(m) if m == SEND_SOCKET => {
+                    subst_after(chain, lump_subst_SUBST_SND_ALL)?
+                }
+                Piece::Marker(m) if m == SEND_ADDRESS => {
                     let ip = subst_after(chain, lump_subst_SUBST_SND_IP)?;
                     let colon = text_after(ip, b":")?;
                     subst_after(colon, lump_subst_SUBST_SND_PORT)?
                 }
-                _ => self.send_transport_after(at, chain)?,
+                Piece::Marker(_) => self.send_transport_after(at, chain)?,
             };
         }
         Ok(())

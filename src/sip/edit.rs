@@ -32,6 +32,40 @@ pub const SEND_TRANSPORT: &str = "\0send-transport\0";
 /// The markers above, for the FFI layer that turns each into lumps.
 pub const MARKERS: [&str; 3] = [SEND_SOCKET, SEND_ADDRESS, SEND_TRANSPORT];
 
+/// A piece of inserted text: literal bytes, or one of `MARKERS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a [u8]),
+    Marker(&'static str),
+}
+
+/// Splits inserted text at its markers, in order. Every marker starts with
+/// NUL, which nothing else holds, so text without one (most insertions) is
+/// a single piece after one `memchr`: this runs for every lump topos_rs
+/// adds. A NUL that starts no marker stays text.
+pub fn pieces(text: &[u8]) -> Vec<Piece<'_>> {
+    let mut out = Vec::with_capacity(3);
+    let mut rest = text;
+    let mut from = 0;
+    while let Some(p) = memchr::memchr(0, &rest[from..]).map(|p| from + p) {
+        match MARKERS.iter().find(|m| rest[p..].starts_with(m.as_bytes())) {
+            Some(m) => {
+                if p > 0 {
+                    out.push(Piece::Text(&rest[..p]));
+                }
+                out.push(Piece::Marker(m));
+                rest = &rest[p + m.len()..];
+                from = 0;
+            }
+            None => from = p + 1,
+        }
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
+    }
+    out
+}
+
 /// Orders edits by position and merges deletions that overlap or touch,
 /// so a block of consecutive header lines goes with one lump.
 pub fn coalesce(mut edits: Vec<Edit>) -> Vec<Edit> {
@@ -85,6 +119,33 @@ pub fn apply(msg: &[u8], edits: &[Edit]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inserted_text_splits_at_its_markers_only() {
+        assert_eq!(
+            pieces(b"Contact: <sip:x@h>\r\n"),
+            vec![Piece::Text(b"Contact: <sip:x@h>\r\n")]
+        );
+        assert_eq!(pieces(b""), vec![]);
+        let t = format!("<sip:tok@{SEND_SOCKET}>{SEND_TRANSPORT}{SEND_ADDRESS}");
+        assert_eq!(
+            pieces(t.as_bytes()),
+            vec![
+                Piece::Text(b"<sip:tok@"),
+                Piece::Marker(SEND_SOCKET),
+                Piece::Text(b">"),
+                Piece::Marker(SEND_TRANSPORT),
+                Piece::Marker(SEND_ADDRESS),
+            ]
+        );
+        // A NUL that starts no marker is text, also right before one.
+        let t = format!("a\0b\0{SEND_SOCKET}");
+        assert_eq!(
+            pieces(t.as_bytes()),
+            vec![Piece::Text(b"a\0b\0"), Piece::Marker(SEND_SOCKET)]
+        );
+        assert_eq!(pieces(b"\0send-"), vec![Piece::Text(b"\0send-")]);
+    }
 
     #[test]
     fn coalescing_merges_touching_deletions_and_keeps_the_result() {

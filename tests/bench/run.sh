@@ -44,7 +44,8 @@ WORK="$OUT/run-$(date +%s)-$$"
 mkdir -p "$WORK"
 # topos_rs runs without billing here: the other configurations do not bill.
 bench_defines() {
-	case $1 in topos_rs-*) echo "-A NO_BILLING" ;; esac
+	# Nor do they mark replies for tests (X-Topos-Reply).
+	case $1 in topos_rs-*) echo "-A NO_BILLING -A NO_REPLY_MARK" ;; esac
 	echo "${BENCH_KAMAILIO_ARGS:-}"
 }
 
