@@ -174,7 +174,7 @@ fn assert_token(t: &str) -> String {
     assert!(
         !t.is_empty()
             && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
         "not a token: {t:?}"
     );
     t.to_string()

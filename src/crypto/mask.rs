@@ -2,14 +2,13 @@
 //! store: a deterministic AES-256-GCM-SIV encryption of the caller's
 //! Call-ID (fixed nonce: the same Call-ID always gives the same mask, which
 //! is what a Call-ID must do; equal Call-IDs are the only thing it shows),
-//! in base64url behind a fixed prefix and the key's fingerprint, so the
+//! in the tokens' text (`crypto::text`) behind a fixed prefix and the key's fingerprint, so the
 //! reverse needs nothing but the key ring.
 
 use super::keys::{Key, KeyRing, Purpose};
+use super::text;
 use aes_gcm_siv::aead::{Aead, Payload};
 use aes_gcm_siv::Nonce;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 
 /// Every masked Call-ID starts so (a Call-ID is a `word`: these are word
 /// characters).
@@ -34,14 +33,14 @@ pub fn mask(key: &Key, call_id: &[u8]) -> String {
     bytes.extend_from_slice(&body);
     let mut out = String::with_capacity(PREFIX.len() + 4 * bytes.len().div_ceil(3));
     out.push_str(PREFIX);
-    URL_SAFE_NO_PAD.encode_string(&bytes, &mut out);
+    text::encode_into(&bytes, &mut out);
     out
 }
 
 /// The caller's Call-ID behind a masked one, if one of `ring`'s keys made
 /// `masked`; None for anything else (a Call-ID this module never masked).
 pub fn unmask(ring: &KeyRing, masked: &str) -> Option<Vec<u8>> {
-    let bytes = URL_SAFE_NO_PAD.decode(masked.strip_prefix(PREFIX)?).ok()?;
+    let bytes = text::decode(masked.strip_prefix(PREFIX)?)?;
     let (&fingerprint, body) = bytes.split_first()?;
     ring.candidates(fingerprint).find_map(|key| {
         key.cipher(Purpose::CallIdMask)
@@ -68,7 +67,7 @@ mod tests {
         assert!(m.starts_with(PREFIX) && !m.contains("192.168"), "{m}");
         assert!(m
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')));
         assert_eq!(unmask(&ring, &m).unwrap(), b"c12345abcd@192.168.1.100");
         assert_ne!(m, mask(ring.sealing(), b"c12345abcd@192.168.1.101"));
     }

@@ -21,9 +21,8 @@
 
 use crate::crypto::keys::KeyRing;
 use crate::crypto::seal::{seal, Sealed};
+use crate::crypto::text;
 use crate::dialog::token::Side;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 
 /// Longest token text read (a token is never made longer than this).
 pub const MAX_TOKEN_TEXT: usize = 1024;
@@ -301,7 +300,7 @@ fn seal_kind(
         &state.encode(),
         &binding.aad(label),
     )?;
-    Some(URL_SAFE_NO_PAD.encode(sealed))
+    Some(text::encode(&sealed))
 }
 
 /// The length of the text `seal_token` makes for `state`.
@@ -331,7 +330,7 @@ impl TokenText {
         if text.len() > MAX_TOKEN_TEXT {
             return None;
         }
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let bytes = text::decode(text)?;
         let clear = *Sealed::parse(&bytes, 1)?.clear.first()?;
         Some(TokenText { bytes, clear })
     }
@@ -411,7 +410,7 @@ pub fn seal_route(ring: &KeyRing, route: &[String], binding: &Binding) -> Option
     let mut plain = Vec::new();
     put_routes(&mut plain, route);
     let sealed = seal(ring.sealing(), &[], &plain, &binding.aad(b"route"))?;
-    Some(URL_SAFE_NO_PAD.encode(sealed))
+    Some(text::encode(&sealed))
 }
 
 /// The route set a Record-Route parameter seals, if it is this dialog's.
@@ -419,7 +418,7 @@ pub fn open_route(ring: &KeyRing, text: &str, binding: &Binding) -> Option<Vec<S
     if text.len() > 4 * MAX_TOKEN_TEXT {
         return None;
     }
-    let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+    let bytes = text::decode(text)?;
     let plain = Sealed::parse(&bytes, 0)?.open(ring, &binding.aad(b"route"))?;
     let mut r = Reader(&plain);
     let routes = r.routes()?;
@@ -466,7 +465,7 @@ mod tests {
         let t = seal_token(&ring(), &state(Side::Callee), &bound(b"tt")).unwrap();
         assert!(t
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')));
         let read = TokenText::parse(&t).unwrap();
         assert_eq!(read.side(), Side::Callee);
         assert!(read.binds_callee_tag() && !read.binds_source());
@@ -502,7 +501,7 @@ mod tests {
         let other = KeyRing::new(&[[1; 32]]).unwrap();
         assert_eq!(read.open(&other, &bound(b"tt"), 1), Err(Refusal::Forged));
         // Every changed character: refused or not a token at all.
-        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let alphabet = text::CHARACTERS.as_bytes();
         for i in 0..t.len() {
             let mut b = t.clone().into_bytes();
             let at = alphabet.iter().position(|&c| c == b[i]).unwrap();
@@ -513,9 +512,9 @@ mod tests {
         }
         // Flipping the side in the clear byte does not make a token for
         // the other side.
-        let mut bytes = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        let mut bytes = text::decode(&t).unwrap();
         bytes[2] ^= CLEAR_TO_CALLEE;
-        let flipped = TokenText::parse(&URL_SAFE_NO_PAD.encode(&bytes)).unwrap();
+        let flipped = TokenText::parse(&text::encode(&bytes)).unwrap();
         assert_eq!(flipped.side(), Side::Caller);
         assert_eq!(
             flipped.open(&ring(), &bound(b"tt"), 1),
@@ -626,9 +625,9 @@ mod tests {
             s
         );
         for (text, flip) in [(&x, CLEAR_TRANSFER), (&t, CLEAR_TRANSFER)] {
-            let mut bytes = URL_SAFE_NO_PAD.decode(text).unwrap();
+            let mut bytes = text::decode(text).unwrap();
             bytes[2] ^= flip;
-            let flipped = TokenText::parse(&URL_SAFE_NO_PAD.encode(&bytes)).unwrap();
+            let flipped = TokenText::parse(&text::encode(&bytes)).unwrap();
             assert!(flipped.open(&ring(), &bound(b"tt"), 1).is_err());
             assert!(flipped
                 .open_for_transfer(&ring(), &bound(b"tt"), 1)

@@ -373,12 +373,12 @@ pub fn requirement_vias() -> Vec<String> {
 
 /// True if `user` (a masked Contact's user part) is a topos_rs token: a
 /// stored-mode one (65 hex characters with the side letter) or a sealed
-/// one (base64url, longer).
+/// one (base64url with `.` for `C`, longer).
 pub fn is_token(user: &str) -> bool {
     let stored = user.len() == 65 && user.bytes().all(|b| b.is_ascii_hexdigit());
     let sealed = user.len() > 65
         && user
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     stored || sealed
 }
