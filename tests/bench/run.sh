@@ -58,8 +58,13 @@ REDIS_PID=$(start_redis)
 
 printf 'config;rep;calls_ok;calls_failed;kamailio_ms_per_call;redis_ms_per_call;redis_cmds_per_call\n' >"$OUT/runs.csv"
 echo "CPU runs: $CALLS calls at $RATE calls/s, $REPS repetitions, configurations alternating"
+# Each repetition starts one configuration further down the list: a
+# configuration always run right after another (native topos leaves Redis
+# busy expiring its keys) would carry that neighbour's noise in every run.
+read -r -a CONFIG_LIST <<<"$CONFIGS"
 for rep in $(seq "$REPS"); do
-	for name in $CONFIGS; do
+	shift_by=$(((rep - 1) % ${#CONFIG_LIST[@]}))
+	for name in "${CONFIG_LIST[@]:shift_by}" "${CONFIG_LIST[@]:0:shift_by}"; do
 		read -r kpid kport < <(start_kamailio "$name" $(bench_defines "$name"))
 		dir="$WORK/$name-$rep"
 		mkdir -p "$dir"
@@ -72,6 +77,8 @@ for rep in $(seq "$REPS"); do
 		r1=$(proc_ns "$REDIS_PID")
 		c1=$(redis_commands "$REDIS_PORT")
 		stop_kamailio "$kpid"
+		# No keys left for Redis to expire while the next one runs.
+		redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
 		awk -v n="$name" -v r="$rep" -v ok="$ok" -v f="$failed" -v k="$((k1 - k0))" \
 			-v rd="$((r1 - r0))" -v c="$((c1 - c0))" 'BEGIN {
 			d = (ok > 0 ? ok : 1);
