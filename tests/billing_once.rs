@@ -174,10 +174,11 @@ fn own_side_token(target: &str) -> String {
         assert_eq!(&user[32..33], "b", "{target}");
         format!("{}a{}", &user[..32], &user[33..])
     } else {
+        // Tokens are base64url with `.` for `C` (src/crypto/text.rs).
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut bytes = engine.decode(user).unwrap();
+        let mut bytes = engine.decode(user.replace('.', "C")).unwrap();
         bytes[2] ^= 1;
-        engine.encode(bytes)
+        engine.encode(bytes).replace('C', ".")
     };
     format!("sip:{changed}{}", &target[at..])
 }

@@ -68,7 +68,8 @@ fn assert_no_leak(m: &Msg, of: &Party, extra: &[&str]) {
 }
 
 /// Kamailio's masked Contact: `<sip:TOKEN@kamailio>`, a stored-mode token
-/// (65 hex characters with the side letter) or a sealed one (base64url).
+/// (65 hex characters with the side letter) or a sealed one (base64url
+/// with `.` for `C`).
 fn masked_contact(m: &Msg, k: &Kamailio) -> String {
     let c = m.header("contact").expect("a Contact");
     let uri = c.trim_start_matches('<').trim_end_matches('>').to_string();
