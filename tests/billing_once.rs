@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::calls::{answer, caller_bye, Parties};
+use common::calls::{answer, callee_request, caller_bye, Parties};
 use common::ctl::kamcmd;
 use common::kamailio::{scratch_dir, Kamailio};
 use common::redis::RedisServer;
@@ -104,19 +104,9 @@ fn line(call_id: &str, secs: u32, cost: &str) -> String {
 /// An in-dialog request of the callee, built from the INVITE it received
 /// (its remote target is the caller's masked Contact, its route set the
 /// INVITE's Record-Route).
-fn callee_request(k: &Kamailio, p: &Parties, invite: &Msg, method: &str, cseq: u32) -> String {
-    let target = invite.contact_uri();
-    let text = format!(
-        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-callee-{method}-{cseq}\r\n\
-         Route: {}\r\nMax-Forwards: 70\r\nFrom: {};tag=callee-tag\r\nTo: {}\r\n\
-         Call-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:callee@{}>\r\nContent-Length: 0\r\n\r\n",
-        p.callee.addr,
-        invite.header("record-route").unwrap(),
-        invite.header("to").unwrap(),
-        invite.header("from").unwrap(),
-        invite.header("call-id").unwrap(),
-        p.callee.addr
-    );
+fn callee_send(k: &Kamailio, p: &Parties, invite: &Msg, method: &str, cseq: u32) -> String {
+    let own = format!("sip:callee@{}", p.callee.addr);
+    let text = callee_request(p, invite, method, cseq, Some(&own));
     p.callee.send(k.addr, &text);
     text
 }
@@ -137,14 +127,14 @@ fn a_callee_reinvite_neither_starts_a_second_bill_nor_changes_the_first() {
         std::thread::sleep(Duration::from_millis(1100));
         // The callee refreshes the session (hold, session timer): its
         // re-INVITE's 200 passes billing_start() in onreply_route.
-        callee_request(&n.k, &p, &invite, "INVITE", 2);
+        callee_send(&n.k, &p, &invite, "INVITE", 2);
         let reinvite = p.caller.expect_request("INVITE");
         p.caller.reply(&reinvite, 200, "OK", "unused");
         p.callee.expect_reply(200, "INVITE");
         assert_eq!(n.open_bills(), "1");
         std::thread::sleep(Duration::from_millis(1000));
         // Both hang up at the same time: one bill, in the call's direction.
-        callee_request(&n.k, &p, &invite, "BYE", 3);
+        callee_send(&n.k, &p, &invite, "BYE", 3);
         p.caller
             .send(n.k.addr, &call.in_dialog(&p.caller, "BYE", 3));
         let lines = n.lines(1);
@@ -263,7 +253,7 @@ fn forged_200s_neither_start_nor_repeat_a_bill() {
         while p.caller.recv_within(Duration::from_millis(100)).is_some() {}
         assert_eq!(n.open_bills(), "0");
         // A second BYE finds nothing to bill.
-        callee_request(&n.k, &p, &invite, "BYE", 7);
+        callee_send(&n.k, &p, &invite, "BYE", 7);
         let lines = n.lines(1);
         assert_eq!(lines, vec![line(&id2, 1, "0.05")]);
         n.cdrs_agree_with(&lines);
@@ -337,7 +327,7 @@ fn a_call_ended_by_dlg_terminate_is_billed_once_in_its_direction() {
         let (call, invite, _) = answer(&n.k, &p, &id);
         // A target refresh from the callee first (it used to start a second
         // bill, billed again by the BYE to the other side).
-        callee_request(&n.k, &p, &invite, "INVITE", 2);
+        callee_send(&n.k, &p, &invite, "INVITE", 2);
         let reinvite = p.caller.expect_request("INVITE");
         p.caller.reply(&reinvite, 200, "OK", "unused");
         p.callee.expect_reply(200, "INVITE");

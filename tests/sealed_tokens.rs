@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::calls::Parties;
+use common::calls::{callee_request, Parties};
 use common::ctl::{field, kamcmd};
 use common::kamailio::{free_port, scratch_dir, Kamailio};
 use common::redis::RedisServer;
@@ -51,42 +51,6 @@ fn reply_with(to: &Peer, req: &Msg, status: &str, rr: &[String], contact: &str) 
     out += &format!("CSeq: {}\r\n", req.header("cseq").unwrap());
     out += &format!("Contact: <{contact}>\r\nContent-Length: 0\r\n\r\n");
     to.send(req.from, &out);
-}
-
-/// An in-dialog request of the callee side to the caller: the masked
-/// Contact it got in the INVITE as Request-URI, the INVITE's Record-Route
-/// reversed as Route.
-fn callee_request(
-    p: &Parties,
-    k: &Kamailio,
-    inv: &Msg,
-    method: &str,
-    cseq: u32,
-    contact: Option<&str>,
-) {
-    let call_id = inv.header("call-id").unwrap();
-    let mut out = format!("{method} {} SIP/2.0\r\n", contact_of(inv));
-    out += &format!(
-        "Via: SIP/2.0/UDP {};branch=z9hG4bK-b-{method}-{cseq}\r\nMax-Forwards: 70\r\n",
-        p.callee.addr
-    );
-    for r in inv.headers("record-route") {
-        out += &format!("Route: {r}\r\n");
-    }
-    out += &format!(
-        "From: {};tag=callee-tag\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n",
-        inv.header("to").unwrap(),
-        inv.header("from").unwrap()
-    );
-    if let Some(c) = contact {
-        out += &format!("Contact: <{c}>\r\n");
-    }
-    out += "Content-Length: 0\r\n\r\n";
-    p.callee.send(k.addr, &out);
-}
-
-fn contact_of(m: &Msg) -> String {
-    contact(m)
 }
 
 /// Issue 20 points 3 and 4: with two Record-Route entries on each side the
@@ -163,7 +127,10 @@ fn a_call_with_two_record_routes_a_side_fits_300_bytes_and_routes_without_the_st
         call.remote_target = Some(contact(&re_ok));
         p.caller.send(k.addr, &call.in_dialog(&p.caller, "ACK", 2));
         p.callee.expect_request("ACK");
-        callee_request(&p, &k, &inv, "INVITE", 1, Some(&callee_contact));
+        p.callee.send(
+            k.addr,
+            &callee_request(&p, &inv, "INVITE", 1, Some(&callee_contact)),
+        );
         let re = p.caller.expect_request("INVITE");
         assert_eq!(
             re.values("route"),
@@ -568,7 +535,7 @@ fn two_nodes_sharing_only_the_key_file_route_each_others_calls() {
         p.callee.reply(&info, 200, "OK", "callee-tag");
         p.caller.expect_reply(200, "INFO");
         // From the callee side too.
-        let from_callee = callee_request_text(&p, &inv, "BYE", 1);
+        let from_callee = callee_request(&p, &inv, "BYE", 1, None);
         p.callee.send(other.addr, &from_callee);
         let bye = p.caller.expect_request("BYE");
         assert_eq!(bye.vias().len(), 1);
@@ -579,23 +546,4 @@ fn two_nodes_sharing_only_the_key_file_route_each_others_calls() {
         p.caller.reply(&bye, 200, "OK", "unused");
         p.callee.expect_reply(200, "BYE");
     }
-}
-
-fn callee_request_text(p: &Parties, inv: &Msg, method: &str, cseq: u32) -> String {
-    let mut out = format!("{method} {} SIP/2.0\r\n", contact(inv));
-    out += &format!(
-        "Via: SIP/2.0/UDP {};branch=z9hG4bK-vip-{method}-{cseq}\r\nMax-Forwards: 70\r\n",
-        p.callee.addr
-    );
-    for r in inv.headers("record-route") {
-        out += &format!("Route: {r}\r\n");
-    }
-    out += &format!(
-        "From: {};tag=callee-tag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
-         Content-Length: 0\r\n\r\n",
-        inv.header("to").unwrap(),
-        inv.header("from").unwrap(),
-        inv.header("call-id").unwrap()
-    );
-    out
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::calls::{answer, Parties};
+use common::calls::{answer, callee_request, Parties};
 use common::ctl::{field, kamcmd};
 use common::kamailio::{free_tcp_port, scratch_dir, Kamailio};
 use common::redis::RedisServer;
@@ -142,30 +142,6 @@ fn contact(m: &Msg) -> String {
         .to_string()
 }
 
-/// An in-dialog request of the callee side: the masked Contact it got in
-/// the INVITE as Request-URI, the INVITE's Record-Route as Route set.
-fn callee_request(p: &Parties, inv: &Msg, method: &str, cseq: u32) -> String {
-    let mut out = format!("{method} {} SIP/2.0\r\n", contact(inv));
-    out += &format!(
-        "Via: SIP/2.0/UDP {};branch=z9hG4bK-outage-{method}-{cseq}\r\nMax-Forwards: 70\r\n",
-        p.callee.addr
-    );
-    for r in inv.headers("record-route") {
-        out += &format!("Route: {r}\r\n");
-    }
-    out += &format!(
-        "From: {};tag=callee-tag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n",
-        inv.header("to").unwrap(),
-        inv.header("from").unwrap(),
-        inv.header("call-id").unwrap()
-    );
-    if method == "INVITE" {
-        out += &format!("Contact: <sip:callee@{}>\r\n", p.callee.addr);
-    }
-    out += "Content-Length: 0\r\n\r\n";
-    out
-}
-
 /// How long each relayed message took through Kamailio during the outage.
 #[derive(Default)]
 struct Hops(Vec<(&'static str, Duration)>);
@@ -220,8 +196,16 @@ fn calls_go_on_during_a_redis_outage_and_each_is_billed_once_from_answer_to_bye(
     let reinvite = hops.time(
         "re-INVITE callee→caller",
         || {
-            p.callee
-                .send(k.addr, &callee_request(&p, &inv1, "INVITE", 1))
+            p.callee.send(
+                k.addr,
+                &callee_request(
+                    &p,
+                    &inv1,
+                    "INVITE",
+                    1,
+                    Some(&format!("sip:callee@{}", p.callee.addr)),
+                ),
+            )
         },
         || p.caller.expect_request("INVITE"),
     );
@@ -233,7 +217,10 @@ fn calls_go_on_during_a_redis_outage_and_each_is_billed_once_from_answer_to_bye(
     );
     hops.time(
         "ACK callee→caller",
-        || p.callee.send(k.addr, &callee_request(&p, &inv1, "ACK", 1)),
+        || {
+            p.callee
+                .send(k.addr, &callee_request(&p, &inv1, "ACK", 1, None))
+        },
         || p.caller.expect_request("ACK"),
     );
     // The caller follows the target refresh.
@@ -436,7 +423,8 @@ fn a_bye_after_redis_is_back_but_before_the_replay_bills_from_the_journaled_answ
     assert_eq!(n.stat("billing_journal_replayed"), 1);
 
     // The callee's BYE (a second end of the same call) bills nothing.
-    p.callee.send(k.addr, &callee_request(&p, &inv, "BYE", 2));
+    p.callee
+        .send(k.addr, &callee_request(&p, &inv, "BYE", 2, None));
     let second = p.caller.expect_request("BYE");
     p.caller.reply(&second, 200, "OK", "unused");
     p.callee.expect_reply(200, "BYE");

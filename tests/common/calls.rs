@@ -43,3 +43,35 @@ pub fn caller_bye(k: &Kamailio, p: &Parties, call: &Call) -> (String, Msg) {
     p.caller.expect_reply(200, "BYE");
     (bye_text, bye)
 }
+
+/// A request of the callee side in the dialog of `inv` (the INVITE as the
+/// callee got it): the masked Contact it got as Request-URI, the INVITE's
+/// Record-Route entries as Route set, From and To the callee's way round,
+/// and a Contact when `contact` is given (a target refresh).
+pub fn callee_request(
+    p: &Parties,
+    inv: &Msg,
+    method: &str,
+    cseq: u32,
+    contact: Option<&str>,
+) -> String {
+    let mut out = format!("{method} {} SIP/2.0\r\n", inv.contact_uri());
+    out += &format!(
+        "Via: SIP/2.0/UDP {};branch=z9hG4bK-callee-{method}-{cseq}\r\nMax-Forwards: 70\r\n",
+        p.callee.addr
+    );
+    for r in inv.headers("record-route") {
+        out += &format!("Route: {r}\r\n");
+    }
+    out += &format!(
+        "From: {};tag=callee-tag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n",
+        inv.header("to").unwrap(),
+        inv.header("from").unwrap(),
+        inv.header("call-id").unwrap()
+    );
+    if let Some(c) = contact {
+        out += &format!("Contact: <{c}>\r\n");
+    }
+    out += "Content-Length: 0\r\n\r\n";
+    out
+}
